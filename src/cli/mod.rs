@@ -1,0 +1,119 @@
+//! The command-line front: parses arguments with clap and calls one library entry point per
+//! command. The exit code is decided here and only here: 0 pass, 1 failures found (a plan with
+//! errors, a scenario that failed), 2 usage or input errors.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod doctor;
+pub mod initrd;
+pub mod modules;
+
+/// What a command found, when it ran to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything checked passed.
+    Pass,
+    /// The command ran, and what it checked has failures (exit 1).
+    Fail,
+}
+
+/// A usage or input error (exit 2): the message names the file and the fix.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::error::Error> From<E> for CliError {
+    fn from(e: E) -> Self {
+        // The typed error's Display already names file, offset and fix; keep its causes too.
+        let mut msg = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !msg.contains(&text) {
+                msg.push_str(": ");
+                msg.push_str(&text);
+            }
+            source = cause.source();
+        }
+        CliError(msg)
+    }
+}
+
+pub type CliResult = Result<Outcome, CliError>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bootrig",
+    version,
+    about = "End-to-end test harness for diskless network boot on Mellanox/NVIDIA adapters"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read, list, extract, diff and patch initrd images.
+    #[command(subcommand)]
+    Initrd(initrd::InitrdCommand),
+    /// Plan and vet kernel modules for a target kernel.
+    #[command(subcommand)]
+    Modules(modules::ModulesCommand),
+    /// Check this host for what bootrig needs, and say how to get what is missing.
+    Doctor(doctor::DoctorArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with exit 0, usage errors to stderr with exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    exit_code(run(cli.command))
+}
+
+/// Runs one command.
+pub fn run(command: Command) -> CliResult {
+    match command {
+        Command::Initrd(cmd) => initrd::run(cmd),
+        Command::Modules(cmd) => modules::run(cmd),
+        Command::Doctor(args) => doctor::run(args),
+    }
+}
+
+/// The one place that maps a result to the process exit code.
+pub fn exit_code(result: CliResult) -> ExitCode {
+    match result {
+        Ok(Outcome::Pass) => ExitCode::SUCCESS,
+        Ok(Outcome::Fail) => ExitCode::from(1),
+        Err(CliError(msg)) => {
+            if !msg.is_empty() {
+                eprintln!("bootrig: error: {msg}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`bootrig initrd ls IMG | head`) ends quietly.
+pub fn print_out(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(CliError(format!("writing to stdout: {e}"))),
+    }
+}

@@ -1,0 +1,1 @@
+//! Host checks (placeholder: filled by the doctor work).

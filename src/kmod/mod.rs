@@ -1,0 +1,1 @@
+//! A kernel's module knowledge (placeholder: filled by the module planner work).

@@ -1,0 +1,10 @@
+//! bootrig: an end-to-end test harness for diskless network boot on Mellanox/NVIDIA adapters.
+//!
+//! Data flows one way: scenario → plan → initrd → boot → console → verdict → report. Each module
+//! owns one concern; see `../shared/DESIGN.md` and README.md.
+
+pub mod cli;
+pub mod doctor;
+pub mod fsutil;
+pub mod initrd;
+pub mod kmod;
