@@ -100,6 +100,7 @@ impl Patch {
         fs::write(&text, ADDED_TEXT).expect("write");
         let init = dir.path().join("init");
         fs::write(&init, init_body).expect("write");
+        make_executable(&init);
         Patch {
             module: module_path(&env, "ib_core"),
             module_dest: format!("usr/lib/modules/{}/extra/ib_core.ko", env.release),
@@ -174,6 +175,12 @@ impl Patch {
         }
         assert_same_tree(&format!("{what} (all but the additions)"), &want, &rest);
     }
+}
+
+/// As a user would: an init script is executable before it goes in.
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 fn new_init_body(marker: &str) -> String {
@@ -808,6 +815,7 @@ fn boot_patched(mode: &str) {
         ),
     )
     .expect("write");
+    make_executable(&init);
     let text = tmp.path().join("added.txt");
     fs::write(&text, ADDED_TEXT).expect("write");
     let via_lib = tmp.path().join("via-lib.txt");
