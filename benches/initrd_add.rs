@@ -49,6 +49,9 @@ struct Sample {
 /// Runs `argv` under /usr/bin/time for its peak RSS (wait4's ru_maxrss covers the whole tree).
 fn measure(argv: &[String], work: &Path) -> Sample {
     let rss_file = work.join("rss");
+    let stderr_file = work.join("stderr");
+    // bootrig's notes (one per addition) would bury the table: keep them for a failure.
+    let stderr = fs::File::create(&stderr_file).expect("create stderr file");
     let start = Instant::now();
     let status = Command::new("/usr/bin/time")
         .arg("-f")
@@ -57,10 +60,16 @@ fn measure(argv: &[String], work: &Path) -> Sample {
         .arg(&rss_file)
         .args(argv)
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
         .status()
         .expect("spawn /usr/bin/time (package `time`)");
     let seconds = start.elapsed().as_secs_f64();
-    assert!(status.success(), "{argv:?} failed: {status}");
+    assert!(
+        status.success(),
+        "{argv:?} failed: {status}\n{}",
+        fs::read_to_string(&stderr_file).unwrap_or_default()
+    );
     let rss = fs::read_to_string(&rss_file).expect("time -o output");
     let peak_rss_kib = rss
         .lines()

@@ -672,7 +672,11 @@ fn extract_refuses_entries_that_escape() {
             let dir = tmp.path().join(format!("x-{what}-{suffix}"));
             let out = bootrig(&["initrd", "extract", s(&img), s(&dir)]);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{what}.{suffix}: extract succeeded");
+            assert!(
+                !out.status.success(),
+                "{what}.{suffix}: extract succeeded; the issue asks for a refusal with an error \
+                 naming the entry. stderr: {stderr}"
+            );
             assert!(
                 stderr.contains(entry),
                 "{what}.{suffix}: error does not name {entry}: {stderr}"
