@@ -672,15 +672,7 @@ fn extract_refuses_entries_that_escape() {
             let dir = tmp.path().join(format!("x-{what}-{suffix}"));
             let out = bootrig(&["initrd", "extract", s(&img), s(&dir)]);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                !out.status.success(),
-                "{what}.{suffix}: extract succeeded; the issue asks for a refusal with an error \
-                 naming the entry. stderr: {stderr}"
-            );
-            assert!(
-                stderr.contains(entry),
-                "{what}.{suffix}: error does not name {entry}: {stderr}"
-            );
+            // First what matters most: nothing landed outside DIR.
             assert_eq!(
                 fs::read_dir(&outside).expect("ls").count(),
                 0,
@@ -689,6 +681,15 @@ fn extract_refuses_entries_that_escape() {
             assert!(
                 !tmp.path().join("evil").exists(),
                 "{what}.{suffix}: wrote ../evil"
+            );
+            assert!(
+                !out.status.success(),
+                "{what}.{suffix}: extract succeeded; the issue asks for a refusal with an error \
+                 naming the entry. stderr: {stderr}"
+            );
+            assert!(
+                stderr.contains(entry),
+                "{what}.{suffix}: error does not name {entry}: {stderr}"
             );
             unchanged.check();
         }
