@@ -23,7 +23,9 @@ pub enum CpioErrorKind {
     BadMagic { found: Vec<u8> },
     #[error("header field {field} is not 8 hex digits: \"{}\"", text.escape_default())]
     BadField { field: &'static str, text: String },
-    #[error("name size 0: expected at least 1 for the terminating NUL (the kernel skips such an entry)")]
+    #[error(
+        "name size 0: expected at least 1 for the terminating NUL (the kernel skips such an entry)"
+    )]
     EmptyName,
     #[error("name size {size} exceeds PATH_MAX {max} (the kernel skips such an entry)", max = super::MAX_NAME_SIZE)]
     NameTooLong { size: u32 },

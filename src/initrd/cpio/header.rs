@@ -41,7 +41,11 @@ pub(crate) fn format_of(bytes: &[u8]) -> Option<Format> {
 }
 
 /// Parses a header whose magic was already checked; `start` is its stream offset, for errors.
-pub(crate) fn parse(bytes: &[u8; HEADER_LEN], format: Format, start: u64) -> Result<Parsed, CpioError> {
+pub(crate) fn parse(
+    bytes: &[u8; HEADER_LEN],
+    format: Format,
+    start: u64,
+) -> Result<Parsed, CpioError> {
     let mut fields = [0u32; 13];
     for (i, field) in fields.iter_mut().enumerate() {
         let at = MAGIC_LEN + i * FIELD_LEN;
@@ -87,7 +91,12 @@ fn parse_hex(text: &[u8]) -> Option<u32> {
 }
 
 /// Encodes a header in upper-case hex, as GNU cpio does.
-pub(crate) fn encode(header: &Header, filesize: u32, namesize: u32, check: u32) -> [u8; HEADER_LEN] {
+pub(crate) fn encode(
+    header: &Header,
+    filesize: u32,
+    namesize: u32,
+    check: u32,
+) -> [u8; HEADER_LEN] {
     const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     let fields = [
         header.ino,
@@ -147,11 +156,18 @@ mod tests {
     fn lower_case_hex_is_accepted_and_junk_is_located() {
         let mut bytes = encode(&Header::default(), 0, 1, 0);
         bytes[6..14].copy_from_slice(b"abcdef01");
-        assert_eq!(parse(&bytes, Format::Newc, 0).unwrap().header.ino, 0xabcdef01);
+        assert_eq!(
+            parse(&bytes, Format::Newc, 0).unwrap().header.ino,
+            0xabcdef01
+        );
         bytes[6 + 6 * 8 + 3] = b'g';
         let err = parse(&bytes, Format::Newc, 1000).err().unwrap();
         assert_eq!(err.offset, 1000 + 6 + 6 * 8);
-        assert!(err.to_string().contains("c_filesize is not 8 hex digits: \"000g0000\""), "{err}");
+        assert!(
+            err.to_string()
+                .contains("c_filesize is not 8 hex digits: \"000g0000\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -144,7 +144,8 @@ impl Entry {
 /// The 070702 check of `data`: the sum of its bytes, modulo 2^32 (kernel `io_csum`).
 pub fn checksum(data: &[u8]) -> u32 {
     // Wrapping u32 adds of widened bytes: LLVM vectorises this loop.
-    data.iter().fold(0u32, |sum, &b| sum.wrapping_add(u32::from(b)))
+    data.iter()
+        .fold(0u32, |sum, &b| sum.wrapping_add(u32::from(b)))
 }
 
 /// All entries of an in-memory archive, trailers included, up to the end of `bytes`.

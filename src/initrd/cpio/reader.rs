@@ -4,7 +4,9 @@ use std::io::{self, Read};
 
 use super::error::display_name;
 use super::header::{self, HEADER_LEN, NAMESIZE_OFFSET};
-use super::{checksum, padding_after, CpioError, CpioErrorKind, Entry, Format, Kind, MAX_NAME_SIZE};
+use super::{
+    checksum, padding_after, CpioError, CpioErrorKind, Entry, Format, Kind, MAX_NAME_SIZE,
+};
 
 /// Data is read in steps of at most this much, so a hostile `c_filesize` cannot make us reserve
 /// 4 GiB before the stream proves it holds that much.
@@ -131,7 +133,12 @@ impl<R: Read> Reader<R> {
         let format = match header::format_of(magic) {
             Some(format) => format,
             None if got < 6 && (b"070701".starts_with(magic) || b"070702".starts_with(magic)) => {
-                return Err(truncated(start, "cpio header".into(), HEADER_LEN as u64, got));
+                return Err(truncated(
+                    start,
+                    "cpio header".into(),
+                    HEADER_LEN as u64,
+                    got,
+                ));
             }
             None => {
                 let found = magic.to_vec();
@@ -139,7 +146,12 @@ impl<R: Read> Reader<R> {
             }
         };
         if got < HEADER_LEN {
-            return Err(truncated(start, "cpio header".into(), HEADER_LEN as u64, got));
+            return Err(truncated(
+                start,
+                "cpio header".into(),
+                HEADER_LEN as u64,
+                got,
+            ));
         }
         let parsed = header::parse(&bytes, format, start)?;
         let namesize_at = start + NAMESIZE_OFFSET;
@@ -148,7 +160,10 @@ impl<R: Read> Reader<R> {
         }
         if parsed.namesize > MAX_NAME_SIZE {
             let size = parsed.namesize;
-            return Err(CpioError::new(namesize_at, CpioErrorKind::NameTooLong { size }));
+            return Err(CpioError::new(
+                namesize_at,
+                CpioErrorKind::NameTooLong { size },
+            ));
         }
         Ok(parsed)
     }
@@ -187,7 +202,10 @@ impl<R: Read> Reader<R> {
             None => Ok(()),
             Some(i) => Err(CpioError::new(
                 start + i as u64,
-                CpioErrorKind::Padding { what, found: pad[i] },
+                CpioErrorKind::Padding {
+                    what,
+                    found: pad[i],
+                },
             )),
         }
     }
@@ -211,7 +229,12 @@ impl<R: Read> Reader<R> {
     }
 
     /// Reads and drops `len` bytes; returns their 070702 sum when `verify`.
-    fn skip_data(&mut self, len: u64, verify: bool, what: impl Fn() -> String) -> Result<u32, CpioError> {
+    fn skip_data(
+        &mut self,
+        len: u64,
+        verify: bool,
+        what: impl Fn() -> String,
+    ) -> Result<u32, CpioError> {
         let start = self.source.position;
         if self.skip_buf.is_empty() {
             self.skip_buf = vec![0; SKIP_BUF_LEN];
@@ -236,7 +259,14 @@ impl<R: Read> Reader<R> {
 
 fn truncated(offset: u64, what: String, expected: u64, available: usize) -> CpioError {
     let available = available as u64;
-    CpioError::new(offset, CpioErrorKind::Truncated { what, expected, available })
+    CpioError::new(
+        offset,
+        CpioErrorKind::Truncated {
+            what,
+            expected,
+            available,
+        },
+    )
 }
 
 /// The inner reader with position counting and a lookahead of at most 4 bytes (one aligned word,
@@ -268,7 +298,12 @@ impl<R: Read> Source<R> {
                         Ok(0) => break,
                         Ok(n) => got += n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(CpioError::new(self.position + got as u64, CpioErrorKind::Io(e))),
+                        Err(e) => {
+                            return Err(CpioError::new(
+                                self.position + got as u64,
+                                CpioErrorKind::Io(e),
+                            ))
+                        }
                     }
                 }
                 if got == 0 {
@@ -294,7 +329,10 @@ impl<R: Read> Source<R> {
         }
         let found = self.lookahead[self.lookahead_start];
         let what = "padding up to a 4-aligned header (kernel: \"broken padding\")";
-        Err(CpioError::new(self.position, CpioErrorKind::Padding { what, found }))
+        Err(CpioError::new(
+            self.position,
+            CpioErrorKind::Padding { what, found },
+        ))
     }
 
     /// Fills `buf` unless the input ends first; returns how many bytes were read.

@@ -40,7 +40,9 @@ fn entry(format: Format, mode: u32, name: &[u8], data: &[u8]) -> Entry {
     })
 }
 
-const TYPE_BITS: [u32; 8] = [0o100000, 0o040000, 0o120000, 0o020000, 0o060000, 0o010000, 0o140000, 0];
+const TYPE_BITS: [u32; 8] = [
+    0o100000, 0o040000, 0o120000, 0o020000, 0o060000, 0o010000, 0o140000, 0,
+];
 
 fn arb_name() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -61,7 +63,8 @@ fn arb_data(type_bits: u32) -> BoxedStrategy<Vec<u8>> {
         .boxed(),
         0o120000 => prop::collection::vec(1u8..=255, 1..100).boxed(),
         // Devices, directories and the like carry no data, but "as stored" means any.
-        _ => prop_oneof![9 => Just(Vec::new()), 1 => prop::collection::vec(any::<u8>(), 1..9)].boxed(),
+        _ => prop_oneof![9 => Just(Vec::new()), 1 => prop::collection::vec(any::<u8>(), 1..9)]
+            .boxed(),
     }
 }
 
@@ -90,7 +93,11 @@ fn arb_group() -> impl Strategy<Value = Vec<Entry>> {
                     if i > 0 {
                         name.extend_from_slice(format!(".link{i}").as_bytes());
                     }
-                    let data = if i + 1 == links { data.clone() } else { Vec::new() };
+                    let data = if i + 1 == links {
+                        data.clone()
+                    } else {
+                        Vec::new()
+                    };
                     with_written_check(Entry { header, name, data })
                 })
                 .collect()
@@ -177,7 +184,9 @@ impl std::io::Read for OneByte<'_> {
 #[test]
 fn writes_what_gnu_cpio_writes_for_a_file_and_trailer() {
     let mut writer = Writer::new(Vec::new());
-    writer.write_entry(&entry(Format::Crc, 0o100644, b"f", b"hi\n")).unwrap();
+    writer
+        .write_entry(&entry(Format::Crc, 0o100644, b"f", b"hi\n"))
+        .unwrap();
     writer.write_trailer().unwrap();
     let bytes = writer.into_inner();
     let expected_header = b"070702000002BD000081A4000003E80000006400000001499602D30000000300000008000000030000000000000000000000020000\
@@ -211,23 +220,35 @@ fn misaligned_header_after_nuls_is_broken_padding() {
     bytes.extend(&one);
     let err = read_all(&bytes).unwrap_err();
     assert_eq!(err.offset, one.len() as u64 + 2);
-    assert!(matches!(err.kind, CpioErrorKind::Padding { found: b'0', .. }));
+    assert!(matches!(
+        err.kind,
+        CpioErrorKind::Padding { found: b'0', .. }
+    ));
     assert!(err.to_string().contains("broken padding"), "{err}");
 }
 
 #[test]
 fn peek_after_trailer_shows_a_following_compressed_segment() {
-    let mut bytes = write_all(&[entry(Format::Newc, 0o100600, b"early/ucode", b"x"), Entry::trailer()]);
+    let mut bytes = write_all(&[
+        entry(Format::Newc, 0o100600, b"early/ucode", b"x"),
+        Entry::trailer(),
+    ]);
     let cpio_len = bytes.len();
     bytes.extend([0; 8]);
     bytes.extend([0x1f, 0x8b, 0x08, 0x00, 0xaa, 0xbb]);
     let mut reader = Reader::new(&bytes[..]);
     assert!(!reader.next_entry().unwrap().unwrap().is_trailer());
     assert!(reader.next_entry().unwrap().unwrap().is_trailer());
-    assert_eq!(reader.peek_after_padding().unwrap(), Some(&[0x1f, 0x8b, 0x08, 0x00][..]));
+    assert_eq!(
+        reader.peek_after_padding().unwrap(),
+        Some(&[0x1f, 0x8b, 0x08, 0x00][..])
+    );
     assert_eq!(reader.position(), cpio_len as u64 + 8);
     let (held, rest) = reader.into_parts();
-    assert_eq!([held.as_slice(), rest].concat(), [0x1f, 0x8b, 0x08, 0x00, 0xaa, 0xbb]);
+    assert_eq!(
+        [held.as_slice(), rest].concat(),
+        [0x1f, 0x8b, 0x08, 0x00, 0xaa, 0xbb]
+    );
 
     let mut at_end = Reader::new(&bytes[..cpio_len + 3]);
     while at_end.next_entry().unwrap().is_some() {}
@@ -243,7 +264,11 @@ fn old_portable_magic_names_the_kernel_message() {
     assert!(err.to_string().contains("found \"070707\""), "{err}");
     assert!(err.to_string().contains("use -H newc option"), "{err}");
     let err = read_all(b"\x1f\x8b\x08\x00").unwrap_err();
-    assert!(err.to_string().contains("expected magic 070701 or 070702, found \"\\x1f\\x8b\\x08\\x00\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("expected magic 070701 or 070702, found \"\\x1f\\x8b\\x08\\x00\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -253,12 +278,20 @@ fn checksum_mismatch_names_entry_and_data_offset() {
     bytes[data_at] = b'A';
     let err = read_all(&bytes).unwrap_err();
     assert_eq!(err.offset, data_at as u64);
-    let CpioErrorKind::ChecksumMismatch { name, stored, computed } = &err.kind else {
+    let CpioErrorKind::ChecksumMismatch {
+        name,
+        stored,
+        computed,
+    } = &err.kind
+    else {
         panic!("{err}")
     };
     assert_eq!((name.as_str(), *stored, *computed), ("etc/x", 0x126, 0x106));
     // skip_entry verifies too.
-    assert_eq!(Reader::new(&bytes[..]).skip_entry().unwrap_err().offset, data_at as u64);
+    assert_eq!(
+        Reader::new(&bytes[..]).skip_entry().unwrap_err().offset,
+        data_at as u64
+    );
 }
 
 #[test]
@@ -275,7 +308,10 @@ fn nul_padded_names_keep_their_bytes_and_still_end_an_archive() {
 fn writer_refuses_names_the_reader_would_reject() {
     let mut writer = Writer::new(Vec::new());
     let long = entry(Format::Newc, 0o100644, &[b'a'; 4096], b"");
-    assert_eq!(writer.write_entry(&long).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(
+        writer.write_entry(&long).unwrap_err().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
     assert_eq!(writer.position(), 0);
     let longest = entry(Format::Newc, 0o100644, &[b'a'; 4095], b"");
     writer.write_entry(&longest).unwrap();
@@ -287,7 +323,7 @@ fn data_larger_than_one_read_step_round_trips_and_verifies() {
     let len = (reader_data_step() + 5) as usize;
     let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     let big = entry(Format::Crc, 0o100644, b"big", &data);
-    let bytes = write_all(&[big.clone()]);
+    let bytes = write_all(std::slice::from_ref(&big));
     assert_eq!(read_all(&bytes).unwrap(), vec![big.clone()]);
     let (skipped, skipped_len) = Reader::new(&bytes[..]).skip_entry().unwrap().unwrap();
     assert_eq!((skipped.data.len(), skipped_len), (0, len as u64));
@@ -323,7 +359,12 @@ fn mutation_base() -> (Vec<u8>, Vec<Layout>, Vec<std::ops::Range<u64>>) {
         entry(Format::Newc, 0o104755, b"./bin/su", b"\x7fELF setuid"),
         entry(Format::Newc, 0o120777, b"bin/sh", b"busybox"),
         entry(Format::Newc, 0o20620, b"dev/tty1", b""),
-        entry(Format::Crc, 0o100644, b"etc/hosts", b"127.0.0.1 localhost\n"),
+        entry(
+            Format::Crc,
+            0o100644,
+            b"etc/hosts",
+            b"127.0.0.1 localhost\n",
+        ),
         entry(Format::Crc, 0o10644, b"run/fifo", b""),
         Entry::trailer(),
     ];
@@ -338,7 +379,15 @@ fn mutation_base() -> (Vec<u8>, Vec<Layout>, Vec<std::ops::Range<u64>>) {
         let data = (name_pad + 3) & !3;
         let data_pad = data + entry.data.len() as u64;
         let verified = entry.header.format == Format::Crc && entry.kind() == Kind::Regular;
-        layouts.push(Layout { header, name, name_pad, data, data_pad, end: writer.position(), verified });
+        layouts.push(Layout {
+            header,
+            name,
+            name_pad,
+            data,
+            data_pad,
+            end: writer.position(),
+            verified,
+        });
         if i == 2 {
             // A NUL run between archives, as between concatenated initrd segments.
             let mut bytes = writer.into_inner();
@@ -384,14 +433,26 @@ fn every_truncation_is_ok_on_a_boundary_else_located() {
             assert!(result.is_ok(), "cut {cut}: {result:?}");
             continue;
         }
-        let layout = layouts.iter().find(|l| l.header < cut && cut < l.end).unwrap();
-        let part_start = [layout.header, layout.name, layout.name_pad, layout.data, layout.data_pad]
-            .into_iter()
-            .filter(|&start| start <= cut)
-            .max()
+        let layout = layouts
+            .iter()
+            .find(|l| l.header < cut && cut < l.end)
             .unwrap();
+        let part_start = [
+            layout.header,
+            layout.name,
+            layout.name_pad,
+            layout.data,
+            layout.data_pad,
+        ]
+        .into_iter()
+        .filter(|&start| start <= cut)
+        .max()
+        .unwrap();
         let err = result.unwrap_err();
-        assert!(matches!(err.kind, CpioErrorKind::Truncated { .. }), "cut {cut}: {err}");
+        assert!(
+            matches!(err.kind, CpioErrorKind::Truncated { .. }),
+            "cut {cut}: {err}"
+        );
         assert_eq!(err.offset, part_start, "cut {cut}: {err}");
     }
     assert_eq!(cases, bytes.len() + 1);
@@ -413,32 +474,50 @@ fn every_single_bit_flip_is_ok_or_a_located_error() {
             assert_eq!(result.unwrap_err().offset, at);
             continue;
         }
-        let l = layouts.iter().find(|l| l.header <= at && at < l.end).unwrap();
+        let l = layouts
+            .iter()
+            .find(|l| l.header <= at && at < l.end)
+            .unwrap();
         if at < l.header + 6 {
             let err = result.unwrap_err();
-            assert!(matches!(err.kind, CpioErrorKind::BadMagic { .. }), "{at}: {err}");
+            assert!(
+                matches!(err.kind, CpioErrorKind::BadMagic { .. }),
+                "{at}: {err}"
+            );
             assert_eq!(err.offset, l.header);
         } else if at < l.name {
             // A digit that stays hex may shift later parts: anything but a panic is fine then.
             if !(mutated[at as usize] as char).is_ascii_hexdigit() {
                 let err = result.unwrap_err();
                 let field_start = l.header + 6 + (at - l.header - 6) / 8 * 8;
-                assert!(matches!(err.kind, CpioErrorKind::BadField { .. }), "{at}: {err}");
+                assert!(
+                    matches!(err.kind, CpioErrorKind::BadField { .. }),
+                    "{at}: {err}"
+                );
                 assert_eq!(err.offset, field_start);
             }
         } else if at < l.name_pad - 1 {
             assert!(result.is_ok(), "{at}: {result:?}");
         } else if at == l.name_pad - 1 {
             let err = result.unwrap_err();
-            assert!(matches!(err.kind, CpioErrorKind::NameNotTerminated { .. }), "{at}: {err}");
+            assert!(
+                matches!(err.kind, CpioErrorKind::NameNotTerminated { .. }),
+                "{at}: {err}"
+            );
             assert_eq!(err.offset, at);
         } else if at < l.data || at >= l.data_pad {
             let err = result.unwrap_err();
-            assert!(matches!(err.kind, CpioErrorKind::Padding { .. }), "{at}: {err}");
+            assert!(
+                matches!(err.kind, CpioErrorKind::Padding { .. }),
+                "{at}: {err}"
+            );
             assert_eq!(err.offset, at);
         } else if l.verified {
             let err = result.unwrap_err();
-            assert!(matches!(err.kind, CpioErrorKind::ChecksumMismatch { .. }), "{at}: {err}");
+            assert!(
+                matches!(err.kind, CpioErrorKind::ChecksumMismatch { .. }),
+                "{at}: {err}"
+            );
             assert_eq!(err.offset, l.data);
         } else {
             assert!(result.is_ok(), "{at}: {result:?}");
@@ -491,7 +570,9 @@ fn random_garbage_never_panics() {
     for round in 0..2000 {
         let mut bytes = base.clone();
         for _ in 0..1 + round % 6 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let at = (seed >> 33) as usize % bytes.len();
             bytes[at] = match seed % 4 {
                 0 => b'F',
@@ -500,7 +581,11 @@ fn random_garbage_never_panics() {
                 _ => (seed >> 40) as u8,
             };
         }
-        let cut = if round % 3 == 0 { (seed >> 17) as usize % bytes.len() } else { bytes.len() };
+        let cut = if round % 3 == 0 {
+            (seed >> 17) as usize % bytes.len()
+        } else {
+            bytes.len()
+        };
         if let Err(err) = read_both_ways(&bytes[..cut]) {
             assert!(err.offset <= cut as u64, "{err}");
             assert!(!err.to_string().is_empty());

@@ -67,9 +67,18 @@ impl<W: Write> Writer<W> {
         let namesize = u32::try_from(namesize)
             .ok()
             .filter(|&size| size <= MAX_NAME_SIZE)
-            .ok_or_else(|| invalid(format!("cpio name of {} bytes exceeds PATH_MAX {MAX_NAME_SIZE}", namesize)))?;
-        let filesize = u32::try_from(entry.data.len())
-            .map_err(|_| invalid(format!("cpio file data of {} bytes exceeds 4 GiB - 1", entry.data.len())))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "cpio name of {} bytes exceeds PATH_MAX {MAX_NAME_SIZE}",
+                    namesize
+                ))
+            })?;
+        let filesize = u32::try_from(entry.data.len()).map_err(|_| {
+            invalid(format!(
+                "cpio file data of {} bytes exceeds 4 GiB - 1",
+                entry.data.len()
+            ))
+        })?;
 
         let bytes = header::encode(&entry.header, filesize, namesize, check);
         self.put(&bytes)?;
