@@ -10,7 +10,7 @@ use super::{
 
 /// Data is read in steps of at most this much, so a hostile `c_filesize` cannot make us reserve
 /// 4 GiB before the stream proves it holds that much.
-const DATA_STEP: u64 = 64 << 20;
+pub(super) const DATA_STEP: u64 = 64 << 20;
 const SKIP_BUF_LEN: usize = 256 << 10;
 
 /// Reads entries from a newc stream. Wrap unbuffered sources (files) in a `BufReader`: headers,

@@ -320,7 +320,7 @@ fn writer_refuses_names_the_reader_would_reject() {
 
 #[test]
 fn data_larger_than_one_read_step_round_trips_and_verifies() {
-    let len = (reader_data_step() + 5) as usize;
+    let len = (reader::DATA_STEP + 5) as usize;
     let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     let big = entry(Format::Crc, 0o100644, b"big", &data);
     let bytes = write_all(std::slice::from_ref(&big));
@@ -336,10 +336,6 @@ fn data_larger_than_one_read_step_round_trips_and_verifies() {
         )),
         "{err}"
     );
-}
-
-fn reader_data_step() -> u64 {
-    64 << 20
 }
 
 /// Where each part of each entry starts, as written.
