@@ -3,3 +3,4 @@
 
 pub mod codec;
 pub mod cpio;
+pub mod lz4legacy;
