@@ -171,7 +171,9 @@ pub enum CodecError {
         offset: u64,
         detail: String,
     },
-    #[error("{codec}: {detail} at compressed offset {offset}; the kernel's {kernel_file} rejects this")]
+    #[error(
+        "{codec}: {detail} at compressed offset {offset}; the kernel's {kernel_file} rejects this"
+    )]
     KernelRejects {
         codec: &'static str,
         offset: u64,
@@ -207,11 +209,7 @@ pub const ZSTD_KERNEL_MAX_WINDOW_LOG: u32 = 27;
 /// the first byte after it. `Compression::None` passes `input` through to its end (an
 /// uncompressed segment's end is found by the cpio layer). Producing more than `cap` bytes is
 /// an error. Codec errors are `io::ErrorKind::InvalidData` wrapping a [`CodecError`].
-pub fn decoder<'a, R: BufRead + 'a>(
-    c: Compression,
-    input: R,
-    cap: u64,
-) -> Box<dyn Read + 'a> {
+pub fn decoder<'a, R: BufRead + 'a>(c: Compression, input: R, cap: u64) -> Box<dyn Read + 'a> {
     let inner: Box<dyn Read + 'a> = match c {
         Compression::None => Box::new(input),
         Compression::Gzip => Box::new(StreamDecoder::new(input, GzipMember::new())),
@@ -241,7 +239,9 @@ impl Read for Capped<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // Ask for at most one byte past the cap: enough to notice it is exceeded.
         let allowed = self.cap.saturating_sub(self.produced).saturating_add(1);
-        let len = buf.len().min(usize::try_from(allowed).unwrap_or(usize::MAX));
+        let len = buf
+            .len()
+            .min(usize::try_from(allowed).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..len])?;
         self.produced += n as u64;
         if self.produced > self.cap {
@@ -338,7 +338,10 @@ struct StreamDecoder<R, I> {
 impl<R: BufRead, I: Inflate> StreamDecoder<R, I> {
     fn new(input: R, inflater: I) -> Self {
         StreamDecoder {
-            input: Counted { inner: input, offset: 0 },
+            input: Counted {
+                inner: input,
+                offset: 0,
+            },
             inflater,
             stage: Stage::Preamble,
             stalls: 0,
@@ -493,13 +496,13 @@ impl Inflate for GzipMember {
 
     fn step(&mut self, input: &[u8], output: &mut [u8]) -> Result<Step, Failed> {
         let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
-        let status =
-            self.inflate
-                .decompress(input, output, flate2::FlushDecompress::None)
-                .map_err(|e| Failed {
-                    consumed: (self.inflate.total_in() - in0) as usize,
-                    detail: e.to_string(),
-                });
+        let status = self
+            .inflate
+            .decompress(input, output, flate2::FlushDecompress::None)
+            .map_err(|e| Failed {
+                consumed: (self.inflate.total_in() - in0) as usize,
+                detail: e.to_string(),
+            });
         let consumed = (self.inflate.total_in() - in0) as usize;
         let produced = (self.inflate.total_out() - out0) as usize;
         let status = status?;
@@ -857,13 +860,19 @@ pub fn encoder<'a, W: Write + 'a>(
             // 1..=22 fits i32.
             let mut zst = zstd::stream::write::Encoder::new(out, level as i32)?;
             zst.include_checksum(true)?;
-            Ok(segment(zst, |zst: zstd::stream::write::Encoder<'static, W>| {
-                zst.finish()?.flush()
-            }))
+            Ok(segment(
+                zst,
+                |zst: zstd::stream::write::Encoder<'static, W>| zst.finish()?.flush(),
+            ))
         }
         Compression::Lz4 => {
             if let Some(level) = level {
-                check_level("lz4", level, 1..=1, "1 (lz4_flex has only the fast compressor)")?;
+                check_level(
+                    "lz4",
+                    level,
+                    1..=1,
+                    "1 (lz4_flex has only the fast compressor)",
+                )?;
             }
             let lz4 = lz4legacy::LegacyWriter::new(out);
             Ok(segment(lz4, |lz4: lz4legacy::LegacyWriter<W>| {
@@ -966,4 +975,3 @@ impl<R: BufRead> BufRead for CountingReader<R> {
         self.count.0.set(self.count.0.get() + amt as u64);
     }
 }
-
