@@ -163,7 +163,7 @@ mod tests {
     fn drop_kills_even_when_unwinding() {
         let mut pid = 0;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let child = GroupChild::spawn(&mut Command::new("sleep").arg("30")).unwrap();
+            let child = GroupChild::spawn(Command::new("sleep").arg("30")).unwrap();
             pid = child.id();
             panic!("test panic while the child runs");
         }));
