@@ -8,3 +8,4 @@ pub mod doctor;
 pub mod fsutil;
 pub mod initrd;
 pub mod kmod;
+pub mod qemu;
