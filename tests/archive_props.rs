@@ -240,7 +240,7 @@ proptest! {
             let src = dir.path().join(format!("src{k}"));
             std::fs::write(&src, data).unwrap();
             let dest = format!("/add/{}", comps.join("/"));
-            additions.push(Addition { src, dest: dest.clone().into_bytes(), mode: Some(0o644) });
+            additions.push(Addition { mode: Some(0o644), ..Addition::path(src, &dest) });
         }
         let out = dir.path().join("out");
         let opts = AddOptions { mode: AddMode::Overlay, dir_mtime: 0, ..AddOptions::default() };

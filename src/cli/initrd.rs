@@ -314,9 +314,8 @@ fn add_cmd(args: AddArgs) -> CliResult {
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(init) = &args.init {
         additions.push(Addition {
-            src: init.clone(),
-            dest: b"/init".to_vec(),
             mode: Some(0o755),
+            ..Addition::path(init.clone(), "/init")
         });
     }
     if additions.is_empty() {

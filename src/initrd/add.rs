@@ -36,10 +36,23 @@ pub enum AddMode {
     Repack,
 }
 
-/// One `--file SRC:DEST`.
+/// Where an addition's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file, symlink or directory (taken recursively) on the host.
+    Path(PathBuf),
+    /// A regular file with this content.
+    Bytes(Vec<u8>),
+    /// A symlink to this target.
+    Symlink(Vec<u8>),
+    /// An empty directory.
+    Dir,
+}
+
+/// One thing to add: `--file SRC:DEST`, or content made by bootrig (init stanzas, configs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addition {
-    pub src: PathBuf,
+    pub source: Source,
     /// Path inside the image, e.g. `/lib/modules/6.1.0-56-amd64/extra/x.ko`.
     pub dest: Vec<u8>,
     /// Permission bits to set instead of the source's.
@@ -47,14 +60,48 @@ pub struct Addition {
 }
 
 impl Addition {
+    /// A host file, symlink or directory at `dest`.
+    pub fn path(src: PathBuf, dest: &str) -> Self {
+        Self {
+            source: Source::Path(src),
+            dest: dest.as_bytes().to_vec(),
+            mode: None,
+        }
+    }
+
+    /// A regular file with `data` and permission bits `mode` at `dest`.
+    pub fn bytes(dest: &str, data: Vec<u8>, mode: u32) -> Self {
+        Self {
+            source: Source::Bytes(data),
+            dest: dest.as_bytes().to_vec(),
+            mode: Some(mode),
+        }
+    }
+
+    /// A symlink at `dest` pointing to `target`.
+    pub fn symlink(dest: &str, target: &str) -> Self {
+        Self {
+            source: Source::Symlink(target.as_bytes().to_vec()),
+            dest: dest.as_bytes().to_vec(),
+            mode: None,
+        }
+    }
+
+    /// An empty directory at `dest`.
+    pub fn dir(dest: &str, mode: u32) -> Self {
+        Self {
+            source: Source::Dir,
+            dest: dest.as_bytes().to_vec(),
+            mode: Some(mode),
+        }
+    }
+
     /// Parses `SRC:DEST` (split at the last `:`, since image paths have none in practice).
     pub fn parse(spec: &str) -> Result<Self, AddError> {
         match spec.rsplit_once(':') {
-            Some((src, dest)) if !src.is_empty() && !dest.is_empty() => Ok(Self {
-                src: PathBuf::from(src),
-                dest: dest.as_bytes().to_vec(),
-                mode: None,
-            }),
+            Some((src, dest)) if !src.is_empty() && !dest.is_empty() => {
+                Ok(Self::path(PathBuf::from(src), dest))
+            }
             _ => Err(AddError::Spec {
                 spec: spec.to_owned(),
             }),
@@ -174,13 +221,23 @@ fn load_sources(additions: &[Addition], dir_mtime: u32) -> Result<Vec<SourceEntr
                 why: "must name a path inside the image without '..' (e.g. /lib/modules/<release>/extra/x.ko)".into(),
             });
         }
-        load_one(
-            &a.src,
-            path::normalize(&a.dest),
-            a.mode,
-            dir_mtime,
-            &mut out,
-        )?;
+        let dest = path::normalize(&a.dest);
+        let mode = |default: u32| a.mode.unwrap_or(default) & 0o7777;
+        match &a.source {
+            Source::Path(src) => load_one(src, dest, a.mode, dir_mtime, &mut out)?,
+            Source::Bytes(data) => out.push(SourceEntry {
+                dest,
+                entry: new_entry(0o100000 | mode(0o644), dir_mtime, data.clone()),
+            }),
+            Source::Symlink(target) => out.push(SourceEntry {
+                dest,
+                entry: new_entry(0o120777, dir_mtime, target.clone()),
+            }),
+            Source::Dir => out.push(SourceEntry {
+                dest,
+                entry: new_entry(0o040000 | mode(0o755), dir_mtime, Vec::new()),
+            }),
+        }
     }
     Ok(out)
 }
