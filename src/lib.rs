@@ -8,4 +8,5 @@ pub mod doctor;
 pub mod fsutil;
 pub mod initrd;
 pub mod kmod;
+pub mod patch;
 pub mod qemu;
