@@ -20,6 +20,12 @@ pub enum KmodError {
         format: &'static str,
         reason: String,
     },
+    #[error("{}: cannot read the kernel image: {source}", path.display())]
+    KernelUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}: not a bzImage kernel: {what}", path.display())]
     KernelImage { path: PathBuf, what: String },
     #[error("{}: line {line}: {what}", path.display())]

@@ -17,11 +17,15 @@ const MAX_VERSION_LEN: usize = 256;
 
 /// Reads the release string of the kernel at `path`.
 pub fn read_kernel_release(path: &Path) -> Result<String, KmodError> {
-    let file = std::fs::File::open(path).map_err(|e| KmodError::io(path, e))?;
+    let unreadable = |source| KmodError::KernelUnreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut head = Vec::new();
     file.take(SETUP_LIMIT)
         .read_to_end(&mut head)
-        .map_err(|e| KmodError::io(path, e))?;
+        .map_err(unreadable)?;
     kernel_release_from_header(&head).map_err(|what| KmodError::KernelImage {
         path: path.to_path_buf(),
         what,

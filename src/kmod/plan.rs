@@ -715,3 +715,205 @@ fn firmware_present(dirs: &[PathBuf], firmware: &str) -> bool {
     dirs.iter()
         .any(|dir| seen.iter().any(|name| dir.join(name).is_file()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_elf::write_tree;
+    use super::*;
+
+    const REL: &str = "9.9.9-test";
+
+    /// A synthetic bzImage whose release is `release`.
+    fn kernel(dir: &Path, release: &str) -> PathBuf {
+        let mut img = vec![0u8; 0x800];
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x20E..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        img[0x300..0x300 + release.len()].copy_from_slice(release.as_bytes());
+        let path = dir.join("vmlinuz");
+        std::fs::write(&path, img).unwrap();
+        path
+    }
+
+    /// core <- cm <- ipoib, core <- drv; `fw` declares missing firmware; `old` is for 5.14.
+    fn fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let k = kernel(dir.path(), REL);
+        let modules = dir.path().join("lib/modules").join(REL);
+        let vm = format!("vermagic={REL} SMP mod_unload");
+        let vm = vm.as_str();
+        write_tree(
+            &modules,
+            &[
+                ("kernel/core.ko", &["name=core", "depends=", vm]),
+                ("kernel/cm.ko", &["name=cm", "depends=core", vm]),
+                ("kernel/ipoib.ko", &["name=ipoib", "depends=core,cm", vm, "parmtype=send_queue_size:int"]),
+                ("kernel/drv.ko", &["name=drv", "depends=core,builtin_thing", vm]),
+                ("kernel/fw.ko", &["name=fw", "depends=", vm, "firmware=acme/fw.bin"]),
+                ("kernel/old.ko", &["name=old", "depends=", "vermagic=5.14.0-362.el9 SMP"]),
+                ("kernel/nomagic.ko", &["name=nomagic", "depends="]),
+                ("kernel/a.ko", &["name=a", "depends=b", vm]),
+                ("kernel/b.ko", &["name=b", "depends=a", vm]),
+                ("kernel/lost.ko", &["name=lost", "depends=nowhere", vm]),
+            ],
+        );
+        std::fs::write(modules.join("modules.builtin"), "kernel/x/builtin_thing.ko\nkernel/net/ipv6/ipv6.ko\n").unwrap();
+        (dir, k, modules)
+    }
+
+    fn run(k: &Path, dirs: &[PathBuf], list: &[&str], resolve: bool) -> Plan {
+        plan(&PlanRequest {
+            kernel: k.to_path_buf(),
+            module_dirs: dirs.to_vec(),
+            modules: list.iter().map(|s| s.to_string()).collect(),
+            resolve,
+        })
+        .unwrap()
+    }
+
+    fn names(plan: &Plan) -> Vec<&str> {
+        plan.load_order().map(|m| m.name.as_str()).collect()
+    }
+
+    fn kinds(plan: &Plan) -> Vec<ErrorKind> {
+        plan.errors.iter().map(|e| e.detail.kind()).collect()
+    }
+
+    #[test]
+    fn valid_order_passes_with_builtin_dependency() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m], &["core", "cm", "ipoib send_queue_size=64", "drv"], false);
+        assert!(p.is_loadable(), "{:?}", p.errors);
+        assert_eq!(names(&p), vec!["core", "cm", "ipoib", "drv"]);
+        assert_eq!(p.modules[2].params[0].to_string(), "send_queue_size=64");
+        assert_eq!(p.modules[1].depends, vec!["core"]);
+        assert!(p.modules[0].size.unwrap() > 0);
+    }
+
+    #[test]
+    fn swapped_order_names_both_modules() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m], &["core", "ipoib", "cm"], false);
+        assert_eq!(kinds(&p), vec![ErrorKind::OrderViolation]);
+        assert!(p.errors[0].message.contains("`ipoib` needs `cm`, which is loaded after it"));
+        assert_eq!(p.modules[1].status, ModuleStatus::Error { kinds: vec![ErrorKind::OrderViolation] });
+    }
+
+    #[test]
+    fn missing_dependency_is_named_and_resolve_adds_it() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m.clone()], &["ipoib"], false);
+        assert_eq!(kinds(&p), vec![ErrorKind::MissingDependency, ErrorKind::MissingDependency]);
+        assert!(p.errors[1].message.contains("`ipoib` needs `cm`, which is not in the list"));
+        let r = run(&k, &[m], &["ipoib", "core"], true);
+        assert!(r.is_loadable(), "{:?}", r.errors);
+        assert_eq!(names(&r), vec!["core", "cm", "ipoib"]);
+        assert!(r.modules[1].requested_as.is_none(), "cm was pulled in");
+        assert_eq!(r.modules[0].requested_as.as_deref(), Some("core"), "core was also asked for");
+    }
+
+    #[test]
+    fn resolve_keeps_a_valid_user_order() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m], &["fw", "core", "cm", "ipoib"], true);
+        assert_eq!(names(&p), vec!["fw", "core", "cm", "ipoib"]);
+    }
+
+    #[test]
+    fn vermagic_mismatch_and_absence_are_errors() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m], &["old", "nomagic"], false);
+        assert_eq!(kinds(&p), vec![ErrorKind::VermagicMismatch, ErrorKind::VermagicMissing]);
+        let msg = &p.errors[0].message;
+        assert!(msg.contains("built for 5.14.0-362.el9, kernel is 9.9.9-test") && msg.contains("Invalid module format"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_parameter_is_an_error_listing_the_real_ones() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m], &["core", "cm", "ipoib lro=0"], false);
+        assert_eq!(kinds(&p), vec![ErrorKind::UnknownParameter]);
+        assert!(p.errors[0].message.contains("send_queue_size"));
+    }
+
+    #[test]
+    fn builtin_and_duplicates_and_unknowns() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m], &["ipv6 disable=1", "core", "core", "coer"], false);
+        assert!(matches!(p.modules[0].status, ModuleStatus::Builtin { .. }));
+        assert_eq!(p.modules[2].status, ModuleStatus::AlreadyInPlan { position: 1 });
+        assert_eq!(kinds(&p), vec![ErrorKind::UnknownModule]);
+        assert!(p.errors[0].message.contains("did you mean `core`"), "{}", p.errors[0].message);
+        let warnings: Vec<&str> = p.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert!(warnings[0].contains("`ipv6` is built into the kernel"));
+        assert!(warnings[1].contains("`ipv6.disable=1`"));
+        assert!(warnings[2].contains("listed again"));
+    }
+
+    #[test]
+    fn firmware_missing_is_a_warning_and_present_is_not() {
+        let (d, k, m) = fixture();
+        let p = run(&k, &[m.clone()], &["fw"], false);
+        assert!(p.is_loadable());
+        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings[0].message.contains("acme/fw.bin"));
+        let fwdir = d.path().join("lib/firmware/acme");
+        std::fs::create_dir_all(&fwdir).unwrap();
+        std::fs::write(fwdir.join("fw.bin.xz"), b"x").unwrap();
+        assert!(run(&k, &[m], &["fw"], false).warnings.is_empty());
+    }
+
+    #[test]
+    fn cycles_and_dangling_dependencies_are_reported() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m.clone()], &["a"], true);
+        assert_eq!(kinds(&p), vec![ErrorKind::DependencyCycle]);
+        assert!(p.errors[0].message.contains("a -> b -> a"), "{}", p.errors[0].message);
+        let p = run(&k, &[m.clone()], &["lost"], true);
+        assert_eq!(kinds(&p), vec![ErrorKind::DependencyNotFound]);
+        let p = run(&k, &[m], &["lost"], false);
+        assert_eq!(kinds(&p), vec![ErrorKind::DependencyNotFound]);
+    }
+
+    #[test]
+    fn historical_names_error_by_default_and_resolve_replaces_them() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m.clone()], &["ib_ucm", "core"], false);
+        assert_eq!(kinds(&p), vec![ErrorKind::HistoricalName]);
+        assert!(p.errors[0].message.contains("v5.3"));
+        let r = run(&k, &[m], &["ib_ucm", "core"], true);
+        assert!(r.is_loadable());
+        assert_eq!(r.modules[0].status, ModuleStatus::Dropped);
+    }
+
+    #[test]
+    fn json_carries_kinds_and_messages() {
+        let (_d, k, m) = fixture();
+        let p = run(&k, &[m], &["core", "ipoib", "cm"], false);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["errors"][0]["kind"], "order_violation");
+        assert_eq!(v["errors"][0]["module"], "ipoib");
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("`cm`"));
+        assert_eq!(v["modules"][1]["status"]["kind"], "error");
+        assert_eq!(v["kernel_release"], REL);
+    }
+
+    #[test]
+    fn bad_input_is_a_typed_error() {
+        let (d, k, m) = fixture();
+        let req = |kernel: PathBuf, dirs: Vec<PathBuf>, list: &[&str]| PlanRequest {
+            kernel,
+            module_dirs: dirs,
+            modules: list.iter().map(|s| s.to_string()).collect(),
+            resolve: false,
+        };
+        let err = plan(&req(d.path().join("none"), vec![m.clone()], &["core"])).unwrap_err();
+        assert!(matches!(err, KmodError::KernelUnreadable { .. }));
+        let err = plan(&req(k.clone(), vec![d.path().join("nodir")], &["core"])).unwrap_err();
+        assert!(matches!(err, KmodError::Io { .. }));
+        std::fs::write(m.join("kernel/core.ko"), b"\x7fELF garbage").unwrap();
+        let err = plan(&req(k.clone(), vec![m.clone()], &["core"])).unwrap_err();
+        assert!(err.to_string().contains("core.ko"), "{err}");
+        let err = plan(&req(k, vec![m], &["cm x=\"open"])).unwrap_err();
+        assert!(matches!(err, KmodError::ModuleSpec { .. }));
+    }
+}

@@ -106,22 +106,24 @@ impl ModuleTree {
 
     /// `.modinfo` of a located module, read once.
     pub fn modinfo(&mut self, located: &Located) -> Result<&ModInfo, KmodError> {
-        if !self.modinfo.contains_key(&located.path) {
-            if !located.path.exists() {
-                let layer = &self.layers[located.layer];
-                return Err(KmodError::ListedFileMissing {
-                    path: located.path.clone(),
-                    index: layer.dir.join("modules.dep"),
-                });
+        use std::collections::hash_map::Entry;
+        match self.modinfo.entry(located.path.clone()) {
+            Entry::Occupied(known) => Ok(known.into_mut()),
+            Entry::Vacant(slot) => {
+                if !located.path.exists() {
+                    let dir = self
+                        .layers
+                        .get(located.layer)
+                        .map(|l| l.dir.clone())
+                        .unwrap_or_default();
+                    return Err(KmodError::ListedFileMissing {
+                        path: located.path.clone(),
+                        index: dir.join("modules.dep"),
+                    });
+                }
+                Ok(slot.insert(read_modinfo(&located.path)?))
             }
-            let info = read_modinfo(&located.path)?;
-            self.modinfo.insert(located.path.clone(), info);
         }
-        // Invariant: inserted just above when absent.
-        Ok(self
-            .modinfo
-            .get(&located.path)
-            .expect("modinfo cached above"))
     }
 
     /// Soft dependencies from the layers' `modules.softdep`, first layer first.
@@ -213,8 +215,8 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), KmodErr
             .and_then(strip_module_suffix)
             .is_some()
         {
-            // Invariant: `path` was produced by reading a directory under `root`.
-            let rel = path.strip_prefix(root).expect("walked path is under root");
+            // Paths come from reading directories under `root`, so the prefix is always there.
+            let rel = path.strip_prefix(root).unwrap_or(&path);
             found.push(rel.to_path_buf());
         }
     }
