@@ -283,6 +283,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, KmodError> {
         errors: Vec::new(),
         warnings: Vec::new(),
         placed: HashMap::new(),
+        substituted: HashSet::new(),
     };
     planner.run(&specs)?;
     Ok(Plan {
@@ -313,6 +314,9 @@ struct Planner {
     warnings: Vec<Reported<PlanWarning>>,
     /// Loadable module name → index in `modules`.
     placed: HashMap<String, usize>,
+    /// Positions placed for a historical name's successor: a later explicit entry for the
+    /// successor adopts them instead of counting as a repeat.
+    substituted: HashSet<usize>,
 }
 
 impl Planner {
@@ -417,6 +421,9 @@ impl Planner {
                                 };
                                 let mut path = Vec::new();
                                 self.visit(successor, Some(&substitute), Some(at), &mut path)?;
+                                if let Some(&position) = self.placed.get(successor) {
+                                    self.substituted.insert(position);
+                                }
                             }
                         }
                         None => {
@@ -491,8 +498,9 @@ impl Planner {
     /// A user entry naming a module that is already placed: a repeat if the user listed it
     /// before, otherwise it was pulled in earlier as a dependency and takes the user's text.
     fn mark_repeat(&mut self, spec: &ModuleSpec, position: usize) {
+        let adopt = self.substituted.remove(&position);
         let earlier = &mut self.modules[position];
-        if earlier.requested_as.is_none() {
+        if earlier.requested_as.is_none() || adopt {
             earlier.requested_as = Some(spec.text.clone());
             earlier.params = spec.params.clone();
             return;
