@@ -85,18 +85,40 @@ fn the_manuals_ib_list_as_printed() {
         .filter(|m| matches!(&m.status, ModuleStatus::Error { kinds } if kinds == &[ErrorKind::HistoricalName]))
         .map(|m| m.name.as_str())
         .collect();
-    assert_eq!(historical, vec!["ib_addr", "ib_mad", "ib_sa", "ib_ucm", "ipoib_helper"]);
+    assert_eq!(
+        historical,
+        vec!["ib_addr", "ib_mad", "ib_sa", "ib_ucm", "ipoib_helper"]
+    );
     let ib_addr = &errors[0].1;
-    assert!(ib_addr.contains("merged into `ib_core`") && ib_addr.contains("v4.5"), "{ib_addr}");
-    assert!(errors.iter().any(|(_, m)| m.contains("`ib_ucm` was removed from the kernel in v5.3")));
-    assert!(errors.iter().any(|(_, m)| m.contains("`ipoib_helper` was never in the upstream kernel")));
+    assert!(
+        ib_addr.contains("merged into `ib_core`") && ib_addr.contains("v4.5"),
+        "{ib_addr}"
+    );
+    assert!(errors
+        .iter()
+        .any(|(_, m)| m.contains("`ib_ucm` was removed from the kernel in v5.3")));
+    assert!(errors
+        .iter()
+        .any(|(_, m)| m.contains("`ipoib_helper` was never in the upstream kernel")));
     // Debian builds configfs as a module, and rdma_cm needs it: the manual never lists it.
-    assert!(errors.iter().any(|(k, m)| *k == ErrorKind::MissingDependency
-        && m.contains("`rdma_cm` needs `configfs`")));
+    assert!(errors.iter().any(
+        |(k, m)| *k == ErrorKind::MissingDependency && m.contains("`rdma_cm` needs `configfs`")
+    ));
     assert_eq!(errors.len(), 6, "{errors:#?}");
     assert_eq!(
         load_order(&p),
-        vec!["ib_core", "ib_cm", "ib_uverbs", "ib_umad", "iw_cm", "rdma_ucm", "mlx4_core", "mlx4_ib", "ib_mthca", "ib_ipoib"]
+        vec![
+            "ib_core",
+            "ib_cm",
+            "ib_uverbs",
+            "ib_umad",
+            "iw_cm",
+            "rdma_ucm",
+            "mlx4_core",
+            "mlx4_ib",
+            "ib_mthca",
+            "ib_ipoib"
+        ]
     );
     assert!(!p.is_loadable());
 
@@ -107,19 +129,38 @@ fn the_manuals_ib_list_as_printed() {
     assert_eq!(order[0], "ib_core", "ib_addr's successor takes its place");
     let pos = |n: &str| order.iter().position(|m| *m == n).unwrap();
     assert!(pos("configfs") < pos("rdma_cm"));
-    assert!(r.warnings.iter().all(|w| !w.message.contains("listed again")), "{:#?}", r.warnings);
+    assert!(
+        r.warnings
+            .iter()
+            .all(|w| !w.message.contains("listed again")),
+        "{:#?}",
+        r.warnings
+    );
 }
 
 #[test]
 fn the_manuals_init_stanza_with_ipv6_and_lro() {
     let e = env();
-    let p = run(&e, &[&e.modules], &["ipv6", "ib_core", "ib_cm", "ib_ipoib lro=0"], false);
+    let p = run(
+        &e,
+        &[&e.modules],
+        &["ipv6", "ib_core", "ib_cm", "ib_ipoib lro=0"],
+        false,
+    );
     assert!(matches!(p.modules[0].status, ModuleStatus::Builtin { .. }));
-    assert!(p.warnings[0].message.contains("`ipv6` is built into the kernel"));
+    assert!(p.warnings[0]
+        .message
+        .contains("`ipv6` is built into the kernel"));
     let errors = error_kinds(&p);
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].0, ErrorKind::UnknownParameter);
-    assert!(errors[0].1.contains("`lro` is not a parameter of `ib_ipoib`"), "{}", errors[0].1);
+    assert!(
+        errors[0]
+            .1
+            .contains("`lro` is not a parameter of `ib_ipoib`"),
+        "{}",
+        errors[0].1
+    );
 }
 
 #[test]
@@ -129,7 +170,11 @@ fn the_manuals_ethernet_list_is_loadable() {
     assert!(p.is_loadable(), "{:#?}", p.errors);
     assert_eq!(load_order(&p), vec!["mlx4_core", "mlx4_en"]);
     assert_eq!(p.modules[1].depends, vec!["mlx4_core"]);
-    assert!(p.modules[1].file.as_ref().unwrap().ends_with("mellanox/mlx4/mlx4_en.ko"));
+    assert!(p.modules[1]
+        .file
+        .as_ref()
+        .unwrap()
+        .ends_with("mellanox/mlx4/mlx4_en.ko"));
 }
 
 #[test]
@@ -143,8 +188,18 @@ fn an_mlx5_list_needs_its_closure() {
         .filter(|x| x.detail.kind() == ErrorKind::MissingDependency)
         .map(|x| x.message.split('`').nth(3).unwrap_or("").to_string())
         .collect();
-    for dep in ["mlxfw", "psample", "pci_hyperv_intf", "ib_core", "ib_uverbs", "ib_cm"] {
-        assert!(missing.iter().any(|m| m == dep), "{dep} not reported: {missing:?}");
+    for dep in [
+        "mlxfw",
+        "psample",
+        "pci_hyperv_intf",
+        "ib_core",
+        "ib_uverbs",
+        "ib_cm",
+    ] {
+        assert!(
+            missing.iter().any(|m| m == dep),
+            "{dep} not reported: {missing:?}"
+        );
     }
     let r = run(&e, &[&e.modules], &list, true);
     assert!(r.is_loadable(), "{:#?}", r.errors);
@@ -159,7 +214,14 @@ fn an_mlx5_list_needs_its_closure() {
 #[test]
 fn a_modern_order_passes_and_a_swapped_one_names_both() {
     let e = env();
-    let good = ["ib_core", "ib_cm", "ib_uverbs", "mlx4_core", "mlx4_ib", "ib_ipoib send_queue_size=256"];
+    let good = [
+        "ib_core",
+        "ib_cm",
+        "ib_uverbs",
+        "mlx4_core",
+        "mlx4_ib",
+        "ib_ipoib send_queue_size=256",
+    ];
     let p = run(&e, &[&e.modules], &good, false);
     assert!(p.is_loadable(), "{:#?}", p.errors);
     assert_eq!(p.modules[5].params[0].to_string(), "send_queue_size=256");
@@ -167,14 +229,20 @@ fn a_modern_order_passes_and_a_swapped_one_names_both() {
     let errors = error_kinds(&bad);
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].0, ErrorKind::OrderViolation);
-    assert!(errors[0].1.contains("`ib_ipoib` needs `ib_cm`, which is loaded after it"));
+    assert!(errors[0]
+        .1
+        .contains("`ib_ipoib` needs `ib_cm`, which is loaded after it"));
 }
 
 #[test]
 fn unknown_names_get_suggestions() {
     let e = env();
     let p = run(&e, &[&e.modules], &["mlx4_cor"], false);
-    assert!(p.errors[0].message.contains("did you mean `mlx4_core`"), "{}", p.errors[0].message);
+    assert!(
+        p.errors[0].message.contains("did you mean `mlx4_core`"),
+        "{}",
+        p.errors[0].message
+    );
 }
 
 #[test]
@@ -228,11 +296,24 @@ fn layered_trees_resolve_to_the_first_match() {
     let updates = tempfile::tempdir().unwrap();
     let dest = updates.path().join("updates/ib_ipoib.ko");
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    std::fs::copy(e.modules.join("kernel/drivers/infiniband/ulp/ipoib/ib_ipoib.ko"), &dest).unwrap();
-    let p = run(&e, &[updates.path(), &e.modules], &["ib_core", "ib_cm", "ib_ipoib"], false);
+    std::fs::copy(
+        e.modules
+            .join("kernel/drivers/infiniband/ulp/ipoib/ib_ipoib.ko"),
+        &dest,
+    )
+    .unwrap();
+    let p = run(
+        &e,
+        &[updates.path(), &e.modules],
+        &["ib_core", "ib_cm", "ib_ipoib"],
+        false,
+    );
     assert!(p.is_loadable(), "{:#?}", p.errors);
     let ipoib = p.modules.iter().find(|m| m.name == "ib_ipoib").unwrap();
-    assert_eq!((ipoib.layer, ipoib.file.as_deref()), (Some(0), Some(dest.as_path())));
+    assert_eq!(
+        (ipoib.layer, ipoib.file.as_deref()),
+        (Some(0), Some(dest.as_path()))
+    );
     assert_eq!(p.modules[0].layer, Some(1));
 }
 
@@ -257,15 +338,21 @@ fn a_module_from_another_kernel_is_caught() {
     let mut bytes = std::fs::read(&core).unwrap();
     std::fs::remove_file(&core).unwrap(); // break the hardlink before writing
     let foreign = "5.14.0-362.el9";
-    rewrite_vermagic(&mut bytes, &e.release, &foreign[..e.release.len().min(foreign.len())]);
+    rewrite_vermagic(
+        &mut bytes,
+        &e.release,
+        &foreign[..e.release.len().min(foreign.len())],
+    );
     std::fs::write(&core, bytes).unwrap();
     let p = run(&e, &[tmp.path()], &["ib_core", "ib_cm"], false);
     let errors = error_kinds(&p);
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!(errors[0].0, ErrorKind::VermagicMismatch);
     assert!(
-        errors[0].1.contains(&format!("built for 5.14.0-362.el9, kernel is {}", e.release))
-            && errors[0].1.contains("Invalid module format"),
+        errors[0].1.contains(&format!(
+            "built for 5.14.0-362.el9, kernel is {}",
+            e.release
+        )) && errors[0].1.contains("Invalid module format"),
         "{}",
         errors[0].1
     );
@@ -275,23 +362,49 @@ fn a_module_from_another_kernel_is_caught() {
 fn compressed_copies_of_real_modules_plan_like_the_originals() {
     let e = env();
     let tmp = tempfile::tempdir().unwrap();
-    let formats = [(Compression::Xz, "xz"), (Compression::Zstd, "zst"), (Compression::Gzip, "gz")];
-    let names = [("core", "ib_core"), ("core", "ib_cm"), ("ulp/ipoib", "ib_ipoib")];
+    let formats = [
+        (Compression::Xz, "xz"),
+        (Compression::Zstd, "zst"),
+        (Compression::Gzip, "gz"),
+    ];
+    let names = [
+        ("core", "ib_core"),
+        ("core", "ib_cm"),
+        ("ulp/ipoib", "ib_ipoib"),
+    ];
     for ((dir, name), (format, ext)) in names.iter().zip(formats) {
-        let from = e.modules.join(format!("kernel/drivers/infiniband/{dir}/{name}.ko"));
+        let from = e
+            .modules
+            .join(format!("kernel/drivers/infiniband/{dir}/{name}.ko"));
         let dest = tmp.path().join(format!("kernel/{name}.ko.{ext}"));
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::write(&dest, compress(format, &std::fs::read(&from).unwrap()).unwrap()).unwrap();
+        std::fs::write(
+            &dest,
+            compress(format, &std::fs::read(&from).unwrap()).unwrap(),
+        )
+        .unwrap();
     }
     let p = run(&e, &[tmp.path()], &["ib_ipoib"], true);
     assert!(p.is_loadable(), "{:#?}", p.errors);
     assert_eq!(load_order(&p), vec!["ib_core", "ib_cm", "ib_ipoib"]);
     let real = run(&e, &[&e.modules], &["ib_ipoib"], true);
     for (c, r) in p.load_order().zip(real.load_order()) {
-        assert_eq!((&c.depends, &c.vermagic), (&r.depends, &r.vermagic), "{}", c.name);
+        assert_eq!(
+            (&c.depends, &c.vermagic),
+            (&r.depends, &r.vermagic),
+            "{}",
+            c.name
+        );
     }
-    let files: Vec<String> = p.load_order().map(|m| m.file.as_ref().unwrap().display().to_string()).collect();
-    assert!(files[0].ends_with(".ko.xz") && files[1].ends_with(".ko.zst") && files[2].ends_with(".ko.gz"));
+    let files: Vec<String> = p
+        .load_order()
+        .map(|m| m.file.as_ref().unwrap().display().to_string())
+        .collect();
+    assert!(
+        files[0].ends_with(".ko.xz")
+            && files[1].ends_with(".ko.zst")
+            && files[2].ends_with(".ko.gz")
+    );
 }
 
 fn cli(args: &[&str]) -> (i32, String, String) {
@@ -311,32 +424,87 @@ fn cli_exit_codes_and_json() {
     let e = env();
     let k = e.kernel.to_str().unwrap();
     let m = e.modules.to_str().unwrap();
-    let (code, out, _) = cli(&["modules", "plan", "--kernel", k, "--modules", m, "mlx4_core", "mlx4_en"]);
+    let (code, out, _) = cli(&[
+        "modules",
+        "plan",
+        "--kernel",
+        k,
+        "--modules",
+        m,
+        "mlx4_core",
+        "mlx4_en",
+    ]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("plan: loadable (2 modules to insmod)"), "{out}");
+    assert!(
+        out.contains("plan: loadable (2 modules to insmod)"),
+        "{out}"
+    );
 
-    let (code, out, _) = cli(&["modules", "plan", "--kernel", k, "--modules", m, "ib_core", "ib_ipoib", "ib_cm"]);
+    let (code, out, _) = cli(&[
+        "modules",
+        "plan",
+        "--kernel",
+        k,
+        "--modules",
+        m,
+        "ib_core",
+        "ib_ipoib",
+        "ib_cm",
+    ]);
     assert_eq!(code, 1);
-    assert!(out.contains("`ib_ipoib` needs `ib_cm`, which is loaded after it"), "{out}");
+    assert!(
+        out.contains("`ib_ipoib` needs `ib_cm`, which is loaded after it"),
+        "{out}"
+    );
 
-    let (code, out, _) = cli(&["modules", "plan", "--json", "--resolve", "--kernel", k, "--modules", m, "ib_ipoib"]);
+    let (code, out, _) = cli(&[
+        "modules",
+        "plan",
+        "--json",
+        "--resolve",
+        "--kernel",
+        k,
+        "--modules",
+        m,
+        "ib_ipoib",
+    ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["kernel_release"], e.release.as_str());
-    let names: Vec<&str> = v["modules"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["ib_core", "ib_cm", "ib_ipoib"]);
     assert_eq!(v["modules"][2]["status"]["kind"], "ok");
 
-    let (code, _, err) = cli(&["modules", "plan", "--kernel", "/no/such/vmlinuz", "--modules", m, "ib_core"]);
+    let (code, _, err) = cli(&[
+        "modules",
+        "plan",
+        "--kernel",
+        "/no/such/vmlinuz",
+        "--modules",
+        m,
+        "ib_core",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("/no/such/vmlinuz"), "{err}");
 
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("broken.ko"), b"\x7fELF\x02\x01\x01 not really").unwrap();
+    std::fs::write(
+        tmp.path().join("broken.ko"),
+        b"\x7fELF\x02\x01\x01 not really",
+    )
+    .unwrap();
     let t = tmp.path().to_str().unwrap();
     let (code, _, err) = cli(&["modules", "plan", "--kernel", k, "--modules", t, "broken"]);
     assert_eq!(code, 2);
-    assert!(err.contains("broken.ko") && err.contains("malformed ELF"), "{err}");
+    assert!(
+        err.contains("broken.ko") && err.contains("malformed ELF"),
+        "{err}"
+    );
 
     let (code, _, err) = cli(&["modules", "plan", "--kernel", m, "--modules", m, "ib_core"]);
     assert_eq!(code, 2, "a directory is not a kernel: {err}");

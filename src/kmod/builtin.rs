@@ -75,11 +75,11 @@ impl Builtins {
         let listed = dir.join("modules.builtin");
         if let Some(text) = read_optional(&listed)? {
             for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                self.sources
-                    .entry(normalize(line))
-                    .or_insert_with(|| BuiltinSource::ModulesBuiltin {
+                self.sources.entry(normalize(line)).or_insert_with(|| {
+                    BuiltinSource::ModulesBuiltin {
                         file: listed.clone(),
-                    });
+                    }
+                });
             }
         }
         let modinfo = dir.join("modules.builtin.modinfo");
@@ -115,18 +115,15 @@ impl Builtins {
         let Some(text) = read_optional(config)? else {
             return Ok(());
         };
-        let built_in: BTreeSet<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_suffix("=y"))
-            .collect();
+        let built_in: BTreeSet<&str> = text.lines().filter_map(|l| l.strip_suffix("=y")).collect();
         for (module, symbol) in CONFIG_SYMBOLS {
             if built_in.contains(symbol) {
-                self.sources
-                    .entry(module.to_string())
-                    .or_insert_with(|| BuiltinSource::KernelConfig {
+                self.sources.entry(module.to_string()).or_insert_with(|| {
+                    BuiltinSource::KernelConfig {
                         file: config.to_path_buf(),
                         symbol: symbol.to_string(),
-                    });
+                    }
+                });
             }
         }
         Ok(())
@@ -189,8 +186,11 @@ mod tests {
     fn config_fills_in_when_no_list_exists() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config-9.9.9");
-        std::fs::write(&cfg, "CONFIG_IPV6=y\nCONFIG_INFINIBAND=m\n# CONFIG_MLX4_EN is not set\n")
-            .unwrap();
+        std::fs::write(
+            &cfg,
+            "CONFIG_IPV6=y\nCONFIG_INFINIBAND=m\n# CONFIG_MLX4_EN is not set\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("vmlinuz-9.9.9"), b"").unwrap();
         let found = config_beside(&dir.path().join("vmlinuz-9.9.9"), "9.9.9").unwrap();
         assert_eq!(found, cfg);

@@ -147,10 +147,17 @@ mod tests {
 
     #[test]
     fn wrong_magic_names_the_file_and_the_format() {
-        let err = decompress(Path::new("m.ko.xz"), Compression::Xz, b"\x7fELF....".to_vec())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("m.ko.xz") && err.contains("xz magic at byte 0"), "{err}");
+        let err = decompress(
+            Path::new("m.ko.xz"),
+            Compression::Xz,
+            b"\x7fELF....".to_vec(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("m.ko.xz") && err.contains("xz magic at byte 0"),
+            "{err}"
+        );
     }
 
     #[test]

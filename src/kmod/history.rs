@@ -165,8 +165,14 @@ mod tests {
             assert_eq!(lookup(name).unwrap().successor, Some("ib_core"));
         }
         assert_eq!(lookup("ib_ucm").unwrap().change, Change::Removed);
-        assert_eq!(lookup("ipoib_helper").unwrap().change, Change::NeverUpstream);
+        assert_eq!(
+            lookup("ipoib_helper").unwrap().change,
+            Change::NeverUpstream
+        );
         assert!(lookup("ib_core").is_none());
-        assert!(lookup("ib_addr").unwrap().describe().contains("merged into `ib_core`"));
+        assert!(lookup("ib_addr")
+            .unwrap()
+            .describe()
+            .contains("merged into `ib_core`"));
     }
 }

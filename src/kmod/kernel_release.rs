@@ -45,7 +45,9 @@ pub fn kernel_release_from_header(head: &[u8]) -> Result<String, String> {
     }
     let pointer_bytes = head
         .get(VERSION_POINTER_AT..VERSION_POINTER_AT + 2)
-        .ok_or_else(|| format!("file ends before the kernel_version field at {VERSION_POINTER_AT:#x}"))?;
+        .ok_or_else(|| {
+            format!("file ends before the kernel_version field at {VERSION_POINTER_AT:#x}")
+        })?;
     let pointer = u16::from_le_bytes([pointer_bytes[0], pointer_bytes[1]]) as usize;
     if pointer == 0 {
         return Err(format!(
@@ -94,17 +96,25 @@ mod tests {
     fn errors_name_the_offset() {
         let mut img = image(b"x\0", 0x300);
         img[0x202] = b'X';
-        assert!(kernel_release_from_header(&img).unwrap_err().contains("0x202"));
-        assert!(kernel_release_from_header(&img[..0x100]).unwrap_err().contains("too short"));
+        assert!(kernel_release_from_header(&img)
+            .unwrap_err()
+            .contains("0x202"));
+        assert!(kernel_release_from_header(&img[..0x100])
+            .unwrap_err()
+            .contains("too short"));
         let zero = image(b"\0", 0);
-        assert!(kernel_release_from_header(&zero).unwrap_err().contains("is 0"));
+        assert!(kernel_release_from_header(&zero)
+            .unwrap_err()
+            .contains("is 0"));
         let far = image(b"", 0x300);
         let far = {
             let mut f = far;
             f[0x20E..0x210].copy_from_slice(&0xff00u16.to_le_bytes());
             f
         };
-        assert!(kernel_release_from_header(&far).unwrap_err().contains("past the setup code"));
+        assert!(kernel_release_from_header(&far)
+            .unwrap_err()
+            .contains("past the setup code"));
         let unterminated = {
             let mut u = image(b"", 0x300);
             for b in &mut u[0x500..] {

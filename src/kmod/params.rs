@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(s.name, "ib_ipoib");
         let shown: Vec<String> = s.params.iter().map(|p| p.to_string()).collect();
         assert_eq!(shown, vec!["send_queue_size=256", "lro=0", "flag"]);
-        assert_eq!(parse_spec("/lib/modules/ib/ib_core.ko").unwrap().name, "ib_core");
+        assert_eq!(
+            parse_spec("/lib/modules/ib/ib_core.ko").unwrap().name,
+            "ib_core"
+        );
     }
 
     #[test]
@@ -149,7 +152,9 @@ mod tests {
 
     #[test]
     fn malformed_entries_say_what_and_where() {
-        assert!(parse_spec("   ").unwrap_err().contains("empty module entry"));
+        assert!(parse_spec("   ")
+            .unwrap_err()
+            .contains("empty module entry"));
         assert!(parse_spec("m x=\"open").unwrap_err().contains("byte 4"));
         assert!(parse_spec("a=1").unwrap_err().contains("module name first"));
         assert!(parse_spec("m =3").unwrap_err().contains("has no name"));
@@ -158,7 +163,8 @@ mod tests {
     #[test]
     fn unknown_params_are_those_not_declared() {
         let info = ModInfo::parse_section(b"parmtype=send_queue_size:int\0parm=debug-level:x\0");
-        let s = parse_spec("m send_queue_size=1 debug_level=2 lro=0 async_probe dyndbg=+p").unwrap();
+        let s =
+            parse_spec("m send_queue_size=1 debug_level=2 lro=0 async_probe dyndbg=+p").unwrap();
         let unknown: Vec<&str> = unknown_params(&s.params, &info)
             .iter()
             .map(|p| p.name.as_str())

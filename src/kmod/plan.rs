@@ -134,16 +134,16 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum PlanError {
-    #[error("`{module}` is not a module of this kernel (in no --modules tree, not built in){}", suggest(suggestions))]
+    #[error(
+        "`{module}` is not a module of this kernel (in no --modules tree, not built in){}",
+        suggest(suggestions)
+    )]
     UnknownModule {
         module: String,
         suggestions: Vec<String>,
     },
     #[error("`{module}` was {}: {} (source: {})", entry.describe(), entry.advice, entry.source)]
-    HistoricalName {
-        module: String,
-        entry: HistoryEntry,
-    },
+    HistoricalName { module: String, entry: HistoryEntry },
     #[error("`{module}` needs `{dependency}`, which is loaded after it: move `{dependency}` before `{module}` (or use --resolve)")]
     OrderViolation { module: String, dependency: String },
     #[error("`{module}` needs `{dependency}`, which is not in the list: add `{dependency}` before `{module}` (or use --resolve)")]
@@ -206,15 +206,9 @@ pub enum PlanWarning {
     #[error("`{module}` is listed again: already in the plan at position {}; remove the repeat", position + 1)]
     Duplicate { module: String, position: usize },
     #[error("`{module}` was {}: planned `{}` instead (source: {})", entry.describe(), entry.successor.unwrap_or("?"), entry.source)]
-    HistoricalNameReplaced {
-        module: String,
-        entry: HistoryEntry,
-    },
+    HistoricalNameReplaced { module: String, entry: HistoryEntry },
     #[error("`{module}` was {}: left out ({}; source: {})", entry.describe(), entry.advice, entry.source)]
-    HistoricalNameDropped {
-        module: String,
-        entry: HistoryEntry,
-    },
+    HistoricalNameDropped { module: String, entry: HistoryEntry },
     #[error("`{module}` declares firmware `{firmware}`, which is not in {}: the device may fail to probe; add that file to the image", searched_list(searched))]
     MissingFirmware {
         module: String,
@@ -299,10 +293,22 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, KmodError> {
 
 /// How a user entry was classified.
 enum Entry<'a> {
-    Loadable { spec: &'a ModuleSpec, name: String, at: Located },
-    Builtin { spec: &'a ModuleSpec, source: BuiltinSource },
-    Historical { spec: &'a ModuleSpec, entry: &'static HistoryEntry },
-    Unknown { spec: &'a ModuleSpec },
+    Loadable {
+        spec: &'a ModuleSpec,
+        name: String,
+        at: Located,
+    },
+    Builtin {
+        spec: &'a ModuleSpec,
+        source: BuiltinSource,
+    },
+    Historical {
+        spec: &'a ModuleSpec,
+        entry: &'static HistoryEntry,
+    },
+    Unknown {
+        spec: &'a ModuleSpec,
+    },
 }
 
 struct Planner {
@@ -412,7 +418,11 @@ impl Planner {
                                 entry: entry.clone(),
                             });
                             if let Some(&position) = self.placed.get(successor) {
-                                self.push(skeleton(&spec.name, Some(spec), ModuleStatus::AlreadyInPlan { position }));
+                                self.push(skeleton(
+                                    &spec.name,
+                                    Some(spec),
+                                    ModuleStatus::AlreadyInPlan { position },
+                                ));
                             } else {
                                 let substitute = ModuleSpec {
                                     text: spec.text.clone(),
@@ -539,7 +549,11 @@ impl Planner {
                         params: spec.params.clone(),
                     });
                 }
-                self.push(skeleton(&spec.name, Some(spec), ModuleStatus::Builtin { source }));
+                self.push(skeleton(
+                    &spec.name,
+                    Some(spec),
+                    ModuleStatus::Builtin { source },
+                ));
             }
             Entry::Historical { spec, entry } => {
                 let index = self.push(skeleton(&spec.name, Some(spec), ModuleStatus::Ok));
@@ -593,14 +607,19 @@ impl Planner {
 
     /// Per-module checks that do not depend on order: vermagic, parameters, firmware.
     fn vet(&mut self, index: usize) -> Result<(), KmodError> {
-        let (Some(file), Some(layer)) = (
-            self.modules[index].file.clone(),
-            self.modules[index].layer,
-        ) else {
+        let (Some(file), Some(layer)) =
+            (self.modules[index].file.clone(), self.modules[index].layer)
+        else {
             return Ok(());
         };
         let module = self.modules[index].name.clone();
-        let info = self.tree.modinfo(&Located { layer, path: file.clone() })?.clone();
+        let info = self
+            .tree
+            .modinfo(&Located {
+                layer,
+                path: file.clone(),
+            })?
+            .clone();
         match info.built_for() {
             Some(built_for) if built_for != self.release => self.fail(
                 Some(index),
@@ -754,17 +773,38 @@ mod tests {
             &[
                 ("kernel/core.ko", &["name=core", "depends=", vm]),
                 ("kernel/cm.ko", &["name=cm", "depends=core", vm]),
-                ("kernel/ipoib.ko", &["name=ipoib", "depends=core,cm", vm, "parmtype=send_queue_size:int"]),
-                ("kernel/drv.ko", &["name=drv", "depends=core,builtin_thing", vm]),
-                ("kernel/fw.ko", &["name=fw", "depends=", vm, "firmware=acme/fw.bin"]),
-                ("kernel/old.ko", &["name=old", "depends=", "vermagic=5.14.0-362.el9 SMP"]),
+                (
+                    "kernel/ipoib.ko",
+                    &[
+                        "name=ipoib",
+                        "depends=core,cm",
+                        vm,
+                        "parmtype=send_queue_size:int",
+                    ],
+                ),
+                (
+                    "kernel/drv.ko",
+                    &["name=drv", "depends=core,builtin_thing", vm],
+                ),
+                (
+                    "kernel/fw.ko",
+                    &["name=fw", "depends=", vm, "firmware=acme/fw.bin"],
+                ),
+                (
+                    "kernel/old.ko",
+                    &["name=old", "depends=", "vermagic=5.14.0-362.el9 SMP"],
+                ),
                 ("kernel/nomagic.ko", &["name=nomagic", "depends="]),
                 ("kernel/a.ko", &["name=a", "depends=b", vm]),
                 ("kernel/b.ko", &["name=b", "depends=a", vm]),
                 ("kernel/lost.ko", &["name=lost", "depends=nowhere", vm]),
             ],
         );
-        std::fs::write(modules.join("modules.builtin"), "kernel/x/builtin_thing.ko\nkernel/net/ipv6/ipv6.ko\n").unwrap();
+        std::fs::write(
+            modules.join("modules.builtin"),
+            "kernel/x/builtin_thing.ko\nkernel/net/ipv6/ipv6.ko\n",
+        )
+        .unwrap();
         (dir, k, modules)
     }
 
@@ -789,7 +829,12 @@ mod tests {
     #[test]
     fn valid_order_passes_with_builtin_dependency() {
         let (_d, k, m) = fixture();
-        let p = run(&k, &[m], &["core", "cm", "ipoib send_queue_size=64", "drv"], false);
+        let p = run(
+            &k,
+            &[m],
+            &["core", "cm", "ipoib send_queue_size=64", "drv"],
+            false,
+        );
         assert!(p.is_loadable(), "{:?}", p.errors);
         assert_eq!(names(&p), vec!["core", "cm", "ipoib", "drv"]);
         assert_eq!(p.modules[2].params[0].to_string(), "send_queue_size=64");
@@ -802,21 +847,37 @@ mod tests {
         let (_d, k, m) = fixture();
         let p = run(&k, &[m], &["core", "ipoib", "cm"], false);
         assert_eq!(kinds(&p), vec![ErrorKind::OrderViolation]);
-        assert!(p.errors[0].message.contains("`ipoib` needs `cm`, which is loaded after it"));
-        assert_eq!(p.modules[1].status, ModuleStatus::Error { kinds: vec![ErrorKind::OrderViolation] });
+        assert!(p.errors[0]
+            .message
+            .contains("`ipoib` needs `cm`, which is loaded after it"));
+        assert_eq!(
+            p.modules[1].status,
+            ModuleStatus::Error {
+                kinds: vec![ErrorKind::OrderViolation]
+            }
+        );
     }
 
     #[test]
     fn missing_dependency_is_named_and_resolve_adds_it() {
         let (_d, k, m) = fixture();
-        let p = run(&k, &[m.clone()], &["ipoib"], false);
-        assert_eq!(kinds(&p), vec![ErrorKind::MissingDependency, ErrorKind::MissingDependency]);
-        assert!(p.errors[1].message.contains("`ipoib` needs `cm`, which is not in the list"));
+        let p = run(&k, std::slice::from_ref(&m), &["ipoib"], false);
+        assert_eq!(
+            kinds(&p),
+            vec![ErrorKind::MissingDependency, ErrorKind::MissingDependency]
+        );
+        assert!(p.errors[1]
+            .message
+            .contains("`ipoib` needs `cm`, which is not in the list"));
         let r = run(&k, &[m], &["ipoib", "core"], true);
         assert!(r.is_loadable(), "{:?}", r.errors);
         assert_eq!(names(&r), vec!["core", "cm", "ipoib"]);
         assert!(r.modules[1].requested_as.is_none(), "cm was pulled in");
-        assert_eq!(r.modules[0].requested_as.as_deref(), Some("core"), "core was also asked for");
+        assert_eq!(
+            r.modules[0].requested_as.as_deref(),
+            Some("core"),
+            "core was also asked for"
+        );
     }
 
     #[test]
@@ -830,9 +891,16 @@ mod tests {
     fn vermagic_mismatch_and_absence_are_errors() {
         let (_d, k, m) = fixture();
         let p = run(&k, &[m], &["old", "nomagic"], false);
-        assert_eq!(kinds(&p), vec![ErrorKind::VermagicMismatch, ErrorKind::VermagicMissing]);
+        assert_eq!(
+            kinds(&p),
+            vec![ErrorKind::VermagicMismatch, ErrorKind::VermagicMissing]
+        );
         let msg = &p.errors[0].message;
-        assert!(msg.contains("built for 5.14.0-362.el9, kernel is 9.9.9-test") && msg.contains("Invalid module format"), "{msg}");
+        assert!(
+            msg.contains("built for 5.14.0-362.el9, kernel is 9.9.9-test")
+                && msg.contains("Invalid module format"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -848,9 +916,16 @@ mod tests {
         let (_d, k, m) = fixture();
         let p = run(&k, &[m], &["ipv6 disable=1", "core", "core", "coer"], false);
         assert!(matches!(p.modules[0].status, ModuleStatus::Builtin { .. }));
-        assert_eq!(p.modules[2].status, ModuleStatus::AlreadyInPlan { position: 1 });
+        assert_eq!(
+            p.modules[2].status,
+            ModuleStatus::AlreadyInPlan { position: 1 }
+        );
         assert_eq!(kinds(&p), vec![ErrorKind::UnknownModule]);
-        assert!(p.errors[0].message.contains("did you mean `core`"), "{}", p.errors[0].message);
+        assert!(
+            p.errors[0].message.contains("did you mean `core`"),
+            "{}",
+            p.errors[0].message
+        );
         let warnings: Vec<&str> = p.warnings.iter().map(|w| w.message.as_str()).collect();
         assert!(warnings[0].contains("`ipv6` is built into the kernel"));
         assert!(warnings[1].contains("`ipv6.disable=1`"));
@@ -860,7 +935,7 @@ mod tests {
     #[test]
     fn firmware_missing_is_a_warning_and_present_is_not() {
         let (d, k, m) = fixture();
-        let p = run(&k, &[m.clone()], &["fw"], false);
+        let p = run(&k, std::slice::from_ref(&m), &["fw"], false);
         assert!(p.is_loadable());
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].message.contains("acme/fw.bin"));
@@ -873,10 +948,14 @@ mod tests {
     #[test]
     fn cycles_and_dangling_dependencies_are_reported() {
         let (_d, k, m) = fixture();
-        let p = run(&k, &[m.clone()], &["a"], true);
+        let p = run(&k, std::slice::from_ref(&m), &["a"], true);
         assert_eq!(kinds(&p), vec![ErrorKind::DependencyCycle]);
-        assert!(p.errors[0].message.contains("a -> b -> a"), "{}", p.errors[0].message);
-        let p = run(&k, &[m.clone()], &["lost"], true);
+        assert!(
+            p.errors[0].message.contains("a -> b -> a"),
+            "{}",
+            p.errors[0].message
+        );
+        let p = run(&k, std::slice::from_ref(&m), &["lost"], true);
         assert_eq!(kinds(&p), vec![ErrorKind::DependencyNotFound]);
         let p = run(&k, &[m], &["lost"], false);
         assert_eq!(kinds(&p), vec![ErrorKind::DependencyNotFound]);
@@ -885,7 +964,7 @@ mod tests {
     #[test]
     fn historical_names_error_by_default_and_resolve_replaces_them() {
         let (_d, k, m) = fixture();
-        let p = run(&k, &[m.clone()], &["ib_ucm", "core"], false);
+        let p = run(&k, std::slice::from_ref(&m), &["ib_ucm", "core"], false);
         assert_eq!(kinds(&p), vec![ErrorKind::HistoricalName]);
         assert!(p.errors[0].message.contains("v5.3"));
         let r = run(&k, &[m], &["ib_ucm", "core"], true);

@@ -58,7 +58,11 @@ pub fn render(plan: &Plan) -> String {
                 format!("error: {}", names.join(","))
             }
         };
-        let origin = if m.requested_as.is_some() { "" } else { " (dependency)" };
+        let origin = if m.requested_as.is_some() {
+            ""
+        } else {
+            " (dependency)"
+        };
         let _ = write!(out, "{:>3}. {:width$}  {status}{origin}", i + 1, m.name);
         if let (Some(file), Some(layer), Some(size)) = (&m.file, m.layer, m.size) {
             let _ = write!(out, "  {} [layer {layer}, {size} bytes]", file.display());

@@ -50,7 +50,10 @@ mod tests {
     fn suggests_close_names_first() {
         let names = ["mlx4_core", "mlx4_en", "mlx4_ib", "mlx5_core", "ib_core"];
         assert_eq!(nearest("mlx4_cor", &names)[0], "mlx4_core");
-        assert_eq!(nearest("mlx4", &names), vec!["mlx4_en", "mlx4_ib", "mlx4_core"]);
+        assert_eq!(
+            nearest("mlx4", &names),
+            vec!["mlx4_en", "mlx4_ib", "mlx4_core"]
+        );
         assert!(nearest("zzzzzzzz", &names).is_empty());
     }
 }

@@ -42,7 +42,9 @@ impl Layer {
         if !meta.is_dir() {
             return Err(KmodError::ModulesDir {
                 path: dir.to_path_buf(),
-                what: "not a directory (--modules wants a module tree such as /lib/modules/<release>)".into(),
+                what:
+                    "not a directory (--modules wants a module tree such as /lib/modules/<release>)"
+                        .into(),
             });
         }
         let dep_file = dir.join("modules.dep");
@@ -205,7 +207,9 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), KmodErr
         let entry = entry.map_err(|e| KmodError::io(dir, e))?;
         // DirEntry::file_type does not follow symlinks: `build` and `source` links into a
         // kernel source tree are not walked.
-        let kind = entry.file_type().map_err(|e| KmodError::io(entry.path(), e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| KmodError::io(entry.path(), e))?;
         let path = entry.path();
         if kind.is_dir() {
             walk(root, &path, found)?;
@@ -269,18 +273,28 @@ mod tests {
     #[test]
     fn modules_dep_is_the_index_when_present() {
         let dir = tempfile::tempdir().unwrap();
-        write_tree(dir.path(), &[("kernel/x.ko", &["name=x"]), ("kernel/y.ko", &["name=y"])]);
+        write_tree(
+            dir.path(),
+            &[("kernel/x.ko", &["name=x"]), ("kernel/y.ko", &["name=y"])],
+        );
         std::fs::write(dir.path().join("modules.dep"), "kernel/x.ko:\n").unwrap();
         let layer = Layer::open(dir.path()).unwrap();
         assert!(layer.has_modules_dep);
         assert!(layer.file("x").is_some());
-        assert!(layer.file("y").is_none(), "depmod's view, not the directory's");
+        assert!(
+            layer.file("y").is_none(),
+            "depmod's view, not the directory's"
+        );
     }
 
     #[test]
     fn malformed_modules_dep_names_the_line() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("modules.dep"), "kernel/x.ko:\ngarbage line\n").unwrap();
+        std::fs::write(
+            dir.path().join("modules.dep"),
+            "kernel/x.ko:\ngarbage line\n",
+        )
+        .unwrap();
         let err = Layer::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("modules.dep: line 2"), "{err}");
     }
@@ -290,11 +304,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Layer::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("no modules.dep and no .ko"), "{err}");
-        let err = Layer::open(&dir.path().join("nope")).unwrap_err().to_string();
+        let err = Layer::open(&dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope"), "{err}");
         let file = dir.path().join("f");
         std::fs::write(&file, "").unwrap();
-        assert!(Layer::open(&file).unwrap_err().to_string().contains("not a directory"));
+        assert!(Layer::open(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
     }
 
     #[test]
@@ -302,7 +321,10 @@ mod tests {
         let over = tempfile::tempdir().unwrap();
         let base = tempfile::tempdir().unwrap();
         write_tree(over.path(), &[("updates/a.ko", &["name=a"])]);
-        write_tree(base.path(), &[("kernel/a.ko", &["name=a"]), ("kernel/b.ko", &["name=b"])]);
+        write_tree(
+            base.path(),
+            &[("kernel/a.ko", &["name=a"]), ("kernel/b.ko", &["name=b"])],
+        );
         let mut tree =
             ModuleTree::open(&[over.path().to_path_buf(), base.path().to_path_buf()]).unwrap();
         assert_eq!(tree.locate("a").unwrap().layer, 0);
@@ -320,7 +342,10 @@ mod tests {
         let mut tree = ModuleTree::open(&[dir.path().to_path_buf()]).unwrap();
         let at = tree.locate("gone").unwrap();
         let err = tree.modinfo(&at).unwrap_err().to_string();
-        assert!(err.contains("gone.ko") && err.contains("run depmod"), "{err}");
+        assert!(
+            err.contains("gone.ko") && err.contains("run depmod"),
+            "{err}"
+        );
     }
 
     #[test]
