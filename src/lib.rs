@@ -9,4 +9,5 @@ pub mod fsutil;
 pub mod initrd;
 pub mod kmod;
 pub mod patch;
+pub mod scenario;
 pub mod qemu;

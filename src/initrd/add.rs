@@ -28,7 +28,8 @@ use super::path;
 use super::tree::{DataPolicy, IssueKind, Tree};
 use crate::fsutil::{AtomicOutput, OutputError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AddMode {
     /// Keep the original bytes and append one segment with the additions.
     Overlay,
