@@ -27,9 +27,17 @@ use crate::initrd::add::AddMode;
 #[derive(Debug, Error)]
 pub enum ScenarioError {
     #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}:{column}: {message}")]
-    Syntax { path: PathBuf, line: usize, column: usize, message: String },
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -104,7 +112,10 @@ pub enum DhcpChoice {
 #[derive(Debug, Clone, Serialize)]
 pub enum Addressing {
     Dhcp(DhcpChoice),
-    Static { cidr: String, gateway: Option<String> },
+    Static {
+        cidr: String,
+        gateway: Option<String>,
+    },
     None,
 }
 
@@ -194,14 +205,34 @@ struct RawNetwork {
 
 /// Keys a scenario may have, per table, for suggestions.
 const KEYS: &[&str] = &[
-    "name", "kernel", "initrd", "network", "image", "modules", "base", "load", "order", "binaries", "flavor",
-    "anchor", "mode", "interface", "dhcp", "static", "gateway", "guid", "client_id",
+    "name",
+    "kernel",
+    "initrd",
+    "network",
+    "image",
+    "modules",
+    "base",
+    "load",
+    "order",
+    "binaries",
+    "flavor",
+    "anchor",
+    "mode",
+    "interface",
+    "dhcp",
+    "static",
+    "gateway",
+    "guid",
+    "client_id",
 ];
 
 impl Scenario {
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -209,49 +240,85 @@ impl Scenario {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ScenarioError> {
         let raw: RawScenario = toml::from_str(text).map_err(|e| syntax_error(text, path, &e))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let rel = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
-        let invalid = |message: String| ScenarioError::Invalid { path: path.to_owned(), message };
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            }
+        };
+        let invalid = |message: String| ScenarioError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
 
         let modules = match raw.kernel.modules {
             OneOrMany::One(p) => vec![rel(&p)],
             OneOrMany::Many(v) if v.is_empty() => {
-                return Err(invalid("[kernel] modules: give at least one module tree".into()))
+                return Err(invalid(
+                    "[kernel] modules: give at least one module tree".into(),
+                ))
             }
             OneOrMany::Many(v) => v.iter().map(|p| rel(p)).collect(),
         };
         let base = match raw.initrd.base.as_str() {
             "busybox" => Base::Busybox,
-            "" => return Err(invalid("[initrd] base: empty; use \"busybox\" or a path to an initrd".into())),
+            "" => {
+                return Err(invalid(
+                    "[initrd] base: empty; use \"busybox\" or a path to an initrd".into(),
+                ))
+            }
             p => Base::Image(rel(Path::new(p))),
         };
-        if raw.initrd.anchor.is_some() && !matches!(raw.initrd.flavor, FlavorChoice::Generic | FlavorChoice::Auto) {
-            return Err(invalid("[initrd] anchor: only the generic flavor inserts at an anchor".into()));
+        if raw.initrd.anchor.is_some()
+            && !matches!(
+                raw.initrd.flavor,
+                FlavorChoice::Generic | FlavorChoice::Auto
+            )
+        {
+            return Err(invalid(
+                "[initrd] anchor: only the generic flavor inserts at an anchor".into(),
+            ));
         }
         for entry in &raw.initrd.load {
             if entry.trim().is_empty() {
-                return Err(invalid("[initrd] load: empty entry; each is \"name\" or \"name params\"".into()));
+                return Err(invalid(
+                    "[initrd] load: empty entry; each is \"name\" or \"name params\"".into(),
+                ));
             }
         }
         let net = raw.network;
         let interface = net.interface.unwrap_or_else(|| "eth0".into());
         let addressing = match (net.dhcp, net.static_addr) {
             (Some(_), Some(_)) => {
-                return Err(invalid("[network]: both dhcp and static given; choose one".into()));
+                return Err(invalid(
+                    "[network]: both dhcp and static given; choose one".into(),
+                ));
             }
             (Some(d), None) => Addressing::Dhcp(d),
             (None, Some(cidr)) => {
-                validate_cidr(&cidr).map_err(|m| invalid(format!("[network] static = {cidr:?}: {m}")))?;
-                Addressing::Static { cidr, gateway: net.gateway }
+                validate_cidr(&cidr)
+                    .map_err(|m| invalid(format!("[network] static = {cidr:?}: {m}")))?;
+                Addressing::Static {
+                    cidr,
+                    gateway: net.gateway,
+                }
             }
             (None, None) => Addressing::None,
         };
         if net.guid.is_some() && net.client_id.is_some() {
-            return Err(invalid("[network]: both guid and client_id given; the client-identifier comes from one".into()));
+            return Err(invalid(
+                "[network]: both guid and client_id given; the client-identifier comes from one"
+                    .into(),
+            ));
         }
         Ok(Scenario {
             path: path.to_owned(),
             name: raw.name,
-            kernel: Kernel { image: rel(&raw.kernel.image), modules },
+            kernel: Kernel {
+                image: rel(&raw.kernel.image),
+                modules,
+            },
             initrd: Initrd {
                 base,
                 load: raw.initrd.load,
@@ -264,14 +331,22 @@ impl Scenario {
                     RawMode::Repack => AddMode::Repack,
                 },
             },
-            network: Network { interface, addressing, client_id: net.client_id, guid: net.guid },
+            network: Network {
+                interface,
+                addressing,
+                client_id: net.client_id,
+                guid: net.guid,
+            },
         })
     }
 }
 
 fn validate_cidr(cidr: &str) -> Result<(), String> {
-    let (addr, len) = cidr.split_once('/').ok_or("expected ADDRESS/PREFIX, e.g. 192.0.2.10/24")?;
-    addr.parse::<std::net::Ipv4Addr>().map_err(|e| format!("{addr}: {e}"))?;
+    let (addr, len) = cidr
+        .split_once('/')
+        .ok_or("expected ADDRESS/PREFIX, e.g. 192.0.2.10/24")?;
+    addr.parse::<std::net::Ipv4Addr>()
+        .map_err(|e| format!("{addr}: {e}"))?;
     match len.parse::<u8>() {
         Ok(n) if n <= 32 => Ok(()),
         _ => Err(format!("prefix length {len:?} is not 0..32")),
@@ -285,12 +360,20 @@ fn syntax_error(text: &str, path: &Path, e: &toml::de::Error) -> ScenarioError {
         None => (1, 1),
     };
     let mut message = e.message().trim().to_string();
-    if let Some(unknown) = message.strip_prefix("unknown field `").and_then(|s| s.split('`').next()) {
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|s| s.split('`').next())
+    {
         if let Some(best) = crate::kmod::suggest::nearest(unknown, KEYS).first() {
             message.push_str(&format!("; did you mean `{best}`?"));
         }
     }
-    ScenarioError::Syntax { path: path.to_owned(), line, column, message }
+    ScenarioError::Syntax {
+        path: path.to_owned(),
+        line,
+        column,
+        message,
+    }
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -323,11 +406,17 @@ guid = "0002:c903:0000:1039"
     #[test]
     fn parses_and_resolves_paths_against_the_file() {
         let s = Scenario::parse(GOOD, Path::new("/work/scenarios/a.toml")).unwrap();
-        assert_eq!(s.kernel.image, Path::new("/work/scenarios/../images/cache/current/vmlinuz"));
+        assert_eq!(
+            s.kernel.image,
+            Path::new("/work/scenarios/../images/cache/current/vmlinuz")
+        );
         assert_eq!(s.kernel.modules[0], Path::new("/opt/ofed"));
         assert_eq!(s.initrd.order, Order::Resolve);
         assert_eq!(s.initrd.load[1], "ib_ipoib send_queue_size=256");
-        assert!(matches!(s.network.addressing, Addressing::Dhcp(DhcpChoice::Dhclient)));
+        assert!(matches!(
+            s.network.addressing,
+            Addressing::Dhcp(DhcpChoice::Dhclient)
+        ));
         assert_eq!(s.network.interface, "ib0");
         assert!(matches!(s.initrd.base, Base::Busybox));
         assert_eq!(s.initrd.mode, AddMode::Overlay);
@@ -336,7 +425,9 @@ guid = "0002:c903:0000:1039"
     #[test]
     fn unknown_key_names_line_column_and_suggests() {
         let text = GOOD.replace("load = [", "lod = [");
-        let e = Scenario::parse(&text, Path::new("s.toml")).unwrap_err().to_string();
+        let e = Scenario::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("s.toml:8:1: unknown field `lod`"), "{e}");
         assert!(e.contains("did you mean `load`?"), "{e}");
     }
@@ -344,21 +435,36 @@ guid = "0002:c903:0000:1039"
     #[test]
     fn wrong_type_names_line_and_column() {
         let text = GOOD.replace("order = \"resolve\"", "order = 3");
-        let e = Scenario::parse(&text, Path::new("s.toml")).unwrap_err().to_string();
+        let e = Scenario::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("s.toml:9:9:"), "{e}");
         let text = GOOD.replace("order = \"resolve\"", "order = \"sorted\"");
-        let e = Scenario::parse(&text, Path::new("s.toml")).unwrap_err().to_string();
+        let e = Scenario::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("strict") && e.contains("as-is"), "{e}");
     }
 
     #[test]
     fn conflicting_and_bad_values_are_refused() {
-        let both = GOOD.replace("dhcp = \"dhclient\"", "dhcp = \"dhclient\"\nstatic = \"192.0.2.10/24\"");
-        assert!(Scenario::parse(&both, Path::new("s.toml")).unwrap_err().to_string().contains("choose one"));
+        let both = GOOD.replace(
+            "dhcp = \"dhclient\"",
+            "dhcp = \"dhclient\"\nstatic = \"192.0.2.10/24\"",
+        );
+        assert!(Scenario::parse(&both, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string()
+            .contains("choose one"));
         let bad = GOOD.replace("dhcp = \"dhclient\"", "static = \"192.0.2.300/24\"");
-        assert!(Scenario::parse(&bad, Path::new("s.toml")).unwrap_err().to_string().contains("192.0.2.300"));
+        assert!(Scenario::parse(&bad, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string()
+            .contains("192.0.2.300"));
         let missing = "name = \"x\"\n[initrd]\nload = []\n";
-        let e = Scenario::parse(missing, Path::new("s.toml")).unwrap_err().to_string();
+        let e = Scenario::parse(missing, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kernel"), "{e}");
     }
 }

@@ -172,7 +172,7 @@ impl<R: BufRead> LegacyReader<R> {
                 return Ok(Word::End);
             }
             self.consume(4);
-            return Ok(classify(value, at)?);
+            return classify(value, at);
         }
         while have < 4 {
             let buffered = self.input.fill_buf()?;

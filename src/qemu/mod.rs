@@ -2,6 +2,7 @@
 //! accelerator really works ([`accel`]), and children that never outlive us ([`process`]).
 
 pub mod accel;
+pub mod direct;
 pub mod process;
 
 use std::ffi::OsStr;

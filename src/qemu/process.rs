@@ -43,6 +43,16 @@ impl GroupChild {
         })
     }
 
+    /// The child's stdout pipe, if it was piped (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// The child's stderr pipe, if it was piped (once).
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+
     pub fn id(&self) -> u32 {
         self.child.id()
     }
