@@ -4,7 +4,12 @@
 //! owns one concern; see `../shared/DESIGN.md` and README.md.
 
 pub mod cli;
+pub mod console;
 pub mod doctor;
 pub mod fsutil;
 pub mod initrd;
 pub mod kmod;
+pub mod patch;
+pub mod qemu;
+pub mod scenario;
+pub mod verdict;

@@ -1,9 +1,67 @@
-//! `bootrig doctor` (placeholder: filled by the doctor work).
-use super::{CliError, CliResult};
+//! `bootrig doctor`: checks the host and prints a table (or JSON with `--json`). Exit 0 when the
+//! default path's requirements are all here, 1 when one is missing, 2 on a usage error.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{print_out, CliError, CliResult, Outcome};
+use crate::doctor::{self, Host, Options};
 
 #[derive(Debug, clap::Args)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Bound for each accelerator probe, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    pub probe_timeout: Duration,
+    /// Read files and sysfs under DIR instead of / (for tests; commands still come from PATH).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
 
-pub fn run(_args: DoctorArgs) -> CliResult {
-    Err(CliError("doctor: not built yet".into()))
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got {text:?}"))?;
+    if !(secs > 0.0 && secs <= 600.0) {
+        return Err(format!("expected between 0 and 600 seconds, got {text}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub fn run(args: DoctorArgs) -> CliResult {
+    let host = Host::from_env(&args.root);
+    let options = Options {
+        probe_timeout: args.probe_timeout,
+    };
+    let report = doctor::run(&host, &options)?;
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError(format!("serialising the report: {e}")))?;
+        json.push('\n');
+        json
+    } else {
+        doctor::table(&report)
+    };
+    print_out(&text)?;
+    Ok(if report.ready {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_timeout_accepts_fractions_and_rejects_nonsense() {
+        assert_eq!(parse_seconds("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("five").unwrap_err().contains("\"five\""));
+    }
 }

@@ -1,12 +1,364 @@
-//! `bootrig initrd …` (placeholder: filled by the archive engine work).
-use super::{CliError, CliResult};
+//! `bootrig initrd …`: list, extract, diff and patch initrd images.
 
-#[derive(Debug, clap::Subcommand)]
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::{print_out, CliError, CliResult, Outcome};
+use crate::initrd::add::{add, AddMode, AddOptions, Addition};
+use crate::initrd::codec::Compression;
+use crate::initrd::cpio::Kind;
+use crate::initrd::diff::{diff_images, DiffOptions};
+use crate::initrd::extract::{extract, ExtractOptions};
+use crate::initrd::image::{read_tree, ReadOptions, Segment, DEFAULT_MAX_OUTPUT};
+use crate::initrd::path;
+use crate::initrd::tree::{DataPolicy, Issue, Node, Tree};
+
+#[derive(Debug, Subcommand)]
 pub enum InitrdCommand {
-    /// List the merged view of an initrd.
-    Ls,
+    /// List the merged view: what the kernel leaves in the rootfs, one path per line.
+    Ls(LsArgs),
+    /// Write the merged view into a new or empty directory (unsafe entries are refused).
+    Extract(ExtractArgs),
+    /// Show added, removed and changed paths between two images, and diffs of small text files.
+    Diff(DiffArgs),
+    /// Add files to an image: append a segment (overlay) or rewrite it as one archive (repack).
+    Add(AddArgs),
 }
 
-pub fn run(_cmd: InitrdCommand) -> CliResult {
-    Err(CliError("initrd: not built yet".into()))
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Cap on the decompressed size of the image, in bytes (guards against decompression bombs).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_OUTPUT)]
+    max_size: u64,
+}
+
+impl ReadArgs {
+    fn options(&self) -> ReadOptions {
+        ReadOptions {
+            max_output: self.max_size,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    image: PathBuf,
+    /// Mode, owner, size and link target for each path.
+    #[arg(long, short = 'l')]
+    long: bool,
+    /// Show the segments: offset, compression, entries, sizes.
+    #[arg(long)]
+    segments: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    image: PathBuf,
+    dir: PathBuf,
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    a: PathBuf,
+    b: PathBuf,
+    /// Also compare modification times.
+    #[arg(long)]
+    mtime: bool,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    image: PathBuf,
+    /// Output image (written atomically; never the input).
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+    /// SRC:DEST — a file, symlink or directory to put at DEST in the image. Repeatable.
+    #[arg(long = "file", value_name = "SRC:DEST")]
+    files: Vec<String>,
+    /// A replacement /init (mode 0755).
+    #[arg(long, value_name = "FILE")]
+    init: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = AddMode::Overlay)]
+    mode: AddMode,
+    /// gzip, zstd, xz, lz4 or none (default: the image's own compression).
+    #[arg(long, value_name = "CODEC")]
+    compress: Option<Compression>,
+    /// Compression level (codec default when absent).
+    #[arg(long)]
+    level: Option<u32>,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+pub fn run(cmd: InitrdCommand) -> CliResult {
+    match cmd {
+        InitrdCommand::Ls(args) => ls(args),
+        InitrdCommand::Extract(args) => extract_cmd(args),
+        InitrdCommand::Diff(args) => diff_cmd(args),
+        InitrdCommand::Add(args) => add_cmd(args),
+    }
+}
+
+fn warn_issues(issues: &[Issue]) {
+    for issue in issues {
+        eprintln!(
+            "bootrig: warning: entry \"{}\" in segment {}: {}",
+            path::display(&issue.name),
+            issue.segment,
+            issue.kind.describe()
+        );
+    }
+}
+
+/// Entry point for `bootrig initrd ls`.
+fn ls(args: LsArgs) -> CliResult {
+    let (tree, segments) = read_tree(&args.image, DataPolicy::SizeOnly, &args.read.options())?;
+    if args.json {
+        let value = serde_json::json!({
+            "image": args.image,
+            "segments": segments,
+            "paths": tree.nodes().map(|n| node_json(&tree, n)).collect::<Vec<_>>(),
+        });
+        print_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&value).map_err(|e| CliError(e.to_string()))?
+        ))?;
+        return Ok(Outcome::Pass);
+    }
+    warn_issues(tree.issues());
+    let mut out = String::new();
+    if args.segments {
+        out.push_str(&render_segments(&segments));
+        if !args.long {
+            print_out(&out)?;
+            return Ok(Outcome::Pass);
+        }
+        out.push('\n');
+    }
+    for node in tree.nodes() {
+        if args.long {
+            out.push_str(&long_line(&tree, node));
+        } else {
+            out.push_str(&path::display(&node.path));
+        }
+        out.push('\n');
+    }
+    print_out(&out)?;
+    Ok(Outcome::Pass)
+}
+
+pub fn render_segments(segments: &[Segment]) -> String {
+    let mut out = format!(
+        "{:>3}  {:>10}  {:<6}  {:>7}  {:>12}  {:>12}\n",
+        "#", "offset", "codec", "entries", "stored", "uncompressed"
+    );
+    for s in segments {
+        out.push_str(&format!(
+            "{:>3}  {:>10}  {:<6}  {:>7}  {:>12}  {:>12}\n",
+            s.index,
+            s.offset,
+            s.compression.name(),
+            s.entries,
+            s.stored_len,
+            s.uncompressed_len
+        ));
+    }
+    out
+}
+
+fn node_json(tree: &Tree, n: &Node) -> serde_json::Value {
+    serde_json::json!({
+        "path": path::display(&n.path),
+        "type": crate::initrd::diff::kind_name(n.kind),
+        "mode": format!("{:04o}", n.mode & 0o7777),
+        "uid": n.uid,
+        "gid": n.gid,
+        "size": tree.size(n),
+        "mtime": n.mtime,
+        "target": (n.kind == Kind::Symlink).then(|| path::display(&n.target)),
+        "segment": n.segment,
+    })
+}
+
+fn long_line(tree: &Tree, n: &Node) -> String {
+    let size = match n.kind {
+        Kind::CharDevice | Kind::BlockDevice => format!("{},{}", n.rdev.0, n.rdev.1),
+        _ => tree.size(n).to_string(),
+    };
+    let mut line = format!(
+        "{} {:>5} {:>5} {:>10} {}",
+        mode_string(n.kind, n.mode),
+        n.uid,
+        n.gid,
+        size,
+        path::display(&n.path)
+    );
+    if n.kind == Kind::Symlink {
+        line.push_str(" -> ");
+        line.push_str(&path::display(&n.target));
+    }
+    line
+}
+
+/// `ls -l` style mode, e.g. `-rwsr-xr-x`.
+pub fn mode_string(kind: Kind, mode: u32) -> String {
+    let t = match kind {
+        Kind::Regular => '-',
+        Kind::Directory => 'd',
+        Kind::Symlink => 'l',
+        Kind::CharDevice => 'c',
+        Kind::BlockDevice => 'b',
+        Kind::Fifo => 'p',
+        Kind::Socket => 's',
+        Kind::Unknown => '?',
+    };
+    let mut s = String::with_capacity(10);
+    s.push(t);
+    let bit = |m: u32, c: char| if mode & m != 0 { c } else { '-' };
+    let special =
+        |exec: u32, flag: u32, set: char, unset: char| match (mode & exec != 0, mode & flag != 0) {
+            (true, true) => set,
+            (false, true) => unset,
+            (true, false) => 'x',
+            (false, false) => '-',
+        };
+    s.push(bit(0o400, 'r'));
+    s.push(bit(0o200, 'w'));
+    s.push(special(0o100, 0o4000, 's', 'S'));
+    s.push(bit(0o040, 'r'));
+    s.push(bit(0o020, 'w'));
+    s.push(special(0o010, 0o2000, 's', 'S'));
+    s.push(bit(0o004, 'r'));
+    s.push(bit(0o002, 'w'));
+    s.push(special(0o001, 0o1000, 't', 'T'));
+    s
+}
+
+/// Entry point for `bootrig initrd extract`.
+fn extract_cmd(args: ExtractArgs) -> CliResult {
+    let report = extract(
+        &args.image,
+        &args.dir,
+        &ExtractOptions {
+            read: args.read.options(),
+        },
+    )?;
+    warn_issues(&report.warnings);
+    if !report.skipped_devices.is_empty() {
+        eprintln!(
+            "bootrig: warning: {} device node(s) not created (only root can): {}",
+            report.skipped_devices.len(),
+            report
+                .skipped_devices
+                .iter()
+                .map(|p| path::display(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    eprintln!(
+        "extracted {} files, {} directories, {} symlinks, {} special files into {}",
+        report.files,
+        report.dirs,
+        report.symlinks,
+        report.specials,
+        args.dir.display()
+    );
+    Ok(Outcome::Pass)
+}
+
+/// Entry point for `bootrig initrd diff`; exit 1 when the images differ, like diff(1).
+fn diff_cmd(args: DiffArgs) -> CliResult {
+    let opts = DiffOptions {
+        read: args.read.options(),
+        compare_mtime: args.mtime,
+        ..DiffOptions::default()
+    };
+    let diff = diff_images(&args.a, &args.b, &opts)?;
+    if args.json {
+        print_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&diff).map_err(|e| CliError(e.to_string()))?
+        ))?;
+    } else {
+        print_out(&diff.render())?;
+    }
+    Ok(if diff.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
+}
+
+/// Entry point for `bootrig initrd add`.
+fn add_cmd(args: AddArgs) -> CliResult {
+    let mut additions = args
+        .files
+        .iter()
+        .map(|s| Addition::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(init) = &args.init {
+        additions.push(Addition {
+            mode: Some(0o755),
+            ..Addition::path(init.clone(), "/init")
+        });
+    }
+    if additions.is_empty() {
+        return Err(CliError(
+            "initrd add: nothing to add; give --file SRC:DEST and/or --init FILE".into(),
+        ));
+    }
+    let opts = AddOptions {
+        mode: args.mode,
+        compress: args.compress,
+        level: args.level,
+        force: args.force,
+        read: args.read.options(),
+        ..AddOptions::default()
+    };
+    let report = add(&args.image, &args.output, &additions, &opts)?;
+    for note in &report.notes {
+        eprintln!("bootrig: note: {note}");
+    }
+    eprintln!(
+        "{}: {} ({} input segment(s), {} path(s) added, {} segment, {} bytes)",
+        args.output.display(),
+        match args.mode {
+            AddMode::Overlay => "overlay",
+            AddMode::Repack => "repack",
+        },
+        report.input_segments.len(),
+        report.written.len(),
+        report.compression.name(),
+        report.output_len
+    );
+    Ok(Outcome::Pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_strings_match_ls() {
+        assert_eq!(mode_string(Kind::Regular, 0o100755), "-rwxr-xr-x");
+        assert_eq!(mode_string(Kind::Regular, 0o104755), "-rwsr-xr-x");
+        assert_eq!(mode_string(Kind::Directory, 0o041777), "drwxrwxrwt");
+        assert_eq!(mode_string(Kind::Regular, 0o102644), "-rw-r-Sr--");
+    }
 }

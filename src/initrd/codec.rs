@@ -1,1 +1,977 @@
-//! Segment compression codecs (placeholder).
+//! Segment compression: detecting, reading and writing one compressed initrd segment the way
+//! the kernel's initramfs unpacker (init/initramfs.c `unpack_to_rootfs`) and its decompressors
+//! (lib/decompress*.c) see it.
+//!
+//! What the kernel does, per decompressor, when it is handed the rest of the image and reports
+//! how many bytes it consumed (the next segment starts there, after skipping NUL padding):
+//! - lib/decompress.c picks the decompressor by the first TWO bytes only.
+//! - gzip, lib/decompress_inflate.c: exactly one member. It requires 1f 8b 08 (so the 1f 9e
+//!   magic that decompress.c routes to it is refused: "Not a gzip file"), skips a FNAME but no
+//!   other optional header field, and skips the 8-byte trailer without checking it.
+//! - bzip2, lib/decompress_bunzip2.c: one stream, CRC checked.
+//! - lzma, lib/decompress_unlzma.c: one .lzma (alone) stream, ends at the header's size or at
+//!   the end marker.
+//! - xz, lib/decompress_unxz.c + lib/xz/xz_dec_stream.c: one stream; only check types none and
+//!   CRC32 (anything else, including xz's default CRC64, is XZ_OPTIONS_ERROR: "Input was encoded
+//!   with settings that are not supported"); LZMA2 plus the arch's BCJ filter only.
+//! - lz4, lib/decompress_unlz4.c: the legacy frame, see [`super::lz4legacy`].
+//! - zstd, lib/decompress_unzstd.c: exactly one frame per call; windows above 128 MiB refused
+//!   (ZSTD_WINDOWSIZE_MAX = 1 << 27 in the 5.9–5.15 kernel zstd; libzstd's default decoder limit
+//!   ZSTD_WINDOWLOG_LIMIT_DEFAULT is the same 27), content checksum checked if present.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, BufRead, Read, Write};
+use std::rc::Rc;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use super::lz4legacy;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Bzip2,
+    Lzma,
+    Xz,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    pub const ALL: [Compression; 7] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Bzip2,
+        Compression::Lzma,
+        Compression::Xz,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
+            Compression::Lzma => "lzma",
+            Compression::Xz => "xz",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// Whether [`encoder`] can write it.
+    pub fn can_write(self) -> bool {
+        matches!(
+            self,
+            Compression::None
+                | Compression::Gzip
+                | Compression::Xz
+                | Compression::Lz4
+                | Compression::Zstd
+        )
+    }
+
+    /// The system command that decompresses it to stdout.
+    pub fn tool(self) -> &'static str {
+        match self {
+            Compression::None => "cat",
+            Compression::Gzip => "gzip -dc",
+            Compression::Bzip2 => "bzip2 -dc",
+            Compression::Lzma => "lzma -dc",
+            Compression::Xz => "xz -dc",
+            Compression::Lz4 => "lz4 -dc",
+            Compression::Zstd => "zstd -dc",
+        }
+    }
+
+    /// Zero bytes that must follow a segment of this kind before another segment: the kernel
+    /// finds the end of a legacy lz4 segment only at zero padding or the end of the image.
+    pub fn min_zero_padding_after(self) -> usize {
+        match self {
+            Compression::Lz4 => lz4legacy::MIN_ZERO_PADDING_AFTER,
+            _ => 0,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let c = match s.trim().to_ascii_lowercase().as_str() {
+            "none" | "cpio" | "uncompressed" => Compression::None,
+            "gzip" | "gz" => Compression::Gzip,
+            "bzip2" | "bz2" => Compression::Bzip2,
+            "lzma" => Compression::Lzma,
+            "xz" => Compression::Xz,
+            "lz4" => Compression::Lz4,
+            "zstd" | "zst" => Compression::Zstd,
+            _ => {
+                return Err(format!(
+                    "unknown compression '{s}': expected one of none, gzip (gz), bzip2 (bz2), \
+                     lzma, xz, lz4, zstd (zst)"
+                ))
+            }
+        };
+        Ok(c)
+    }
+}
+
+/// What a segment starting with `head` is, as the kernel decides; `None` = unknown magic.
+///
+/// Compressed formats are matched on their first two bytes like lib/decompress.c does (lzo,
+/// 89 4c, is not modelled and reads as unknown). `Compression::None` means uncompressed newc
+/// cpio ("070701"/"070702", 6 bytes needed); the kernel only looks for cpio at 4-byte aligned
+/// offsets, which is the caller's business.
+pub fn detect(head: &[u8]) -> Option<Compression> {
+    if head.starts_with(b"070701") || head.starts_with(b"070702") {
+        return Some(Compression::None);
+    }
+    let magic: [u8; 2] = head.get(..2)?.try_into().ok()?;
+    match magic {
+        [0x1f, 0x8b] | [0x1f, 0x9e] => Some(Compression::Gzip),
+        [0x42, 0x5a] => Some(Compression::Bzip2),
+        [0x5d, 0x00] => Some(Compression::Lzma),
+        [0xfd, 0x37] => Some(Compression::Xz),
+        [0x02, 0x21] => Some(Compression::Lz4),
+        [0x28, 0xb5] => Some(Compression::Zstd),
+        _ => None,
+    }
+}
+
+/// A decoding or encoding failure. Offsets count compressed bytes from the segment start.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("{codec}: decompressed output exceeds the limit of {cap} bytes")]
+    OutputTooLarge { codec: &'static str, cap: u64 },
+    #[error("{codec}: corrupt data at compressed offset {offset}: {detail}")]
+    Corrupt {
+        codec: &'static str,
+        offset: u64,
+        detail: String,
+    },
+    #[error(
+        "{codec}: input ends inside the segment at compressed offset {offset} ({detail}); \
+         the kernel would report 'decompressor failed'"
+    )]
+    Truncated {
+        codec: &'static str,
+        offset: u64,
+        detail: String,
+    },
+    #[error(
+        "{codec}: {detail} at compressed offset {offset}; the kernel's {kernel_file} rejects this"
+    )]
+    KernelRejects {
+        codec: &'static str,
+        offset: u64,
+        detail: String,
+        kernel_file: &'static str,
+    },
+    #[error("cannot write {0} segments: writable are none, gzip, xz, lz4, zstd")]
+    CannotWrite(Compression),
+    #[error("{codec}: compression level {level} is not supported, expected {expected}")]
+    BadLevel {
+        codec: &'static str,
+        level: u32,
+        expected: &'static str,
+    },
+}
+
+fn invalid_data(e: CodecError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+fn invalid_input(e: CodecError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e)
+}
+
+/// Upper bound on decoder memory (mostly the LZMA dictionary) so a corrupt header cannot ask
+/// for gigabytes; real initrds use at most 64 MiB (`xz -9`).
+const LZMA_MEMLIMIT: u64 = 1 << 30;
+/// ZSTD_WINDOWSIZE_MAX of the kernel's zstd before 5.16 (ZSTD_WINDOWLOG_MAX 27).
+pub const ZSTD_KERNEL_MAX_WINDOW_LOG: u32 = 27;
+
+/// A reader of ONE segment's decompressed bytes. It reads `input` only up to the segment's end
+/// (see the module docs for what one segment is per codec), so `input` is then positioned on
+/// the first byte after it. `Compression::None` passes `input` through to its end (an
+/// uncompressed segment's end is found by the cpio layer). Producing more than `cap` bytes is
+/// an error. Codec errors are `io::ErrorKind::InvalidData` wrapping a [`CodecError`].
+pub fn decoder<'a, R: BufRead + 'a>(c: Compression, input: R, cap: u64) -> Box<dyn Read + 'a> {
+    let inner: Box<dyn Read + 'a> = match c {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(StreamDecoder::new(input, GzipMember::new())),
+        Compression::Bzip2 => Box::new(StreamDecoder::new(input, Bzip2Stream::new())),
+        Compression::Lzma => Box::new(StreamDecoder::new(input, LzmaStream::alone())),
+        Compression::Xz => Box::new(StreamDecoder::new(input, LzmaStream::xz())),
+        Compression::Lz4 => Box::new(lz4legacy::LegacyReader::new(input)),
+        Compression::Zstd => Box::new(StreamDecoder::new(input, ZstdFrame::new())),
+    };
+    Box::new(Capped {
+        inner,
+        codec: c.name(),
+        cap,
+        produced: 0,
+    })
+}
+
+/// Fails once more than `cap` bytes came out.
+struct Capped<'a> {
+    inner: Box<dyn Read + 'a>,
+    codec: &'static str,
+    cap: u64,
+    produced: u64,
+}
+
+impl Read for Capped<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Ask for at most one byte past the cap: enough to notice it is exceeded.
+        let allowed = self.cap.saturating_sub(self.produced).saturating_add(1);
+        let len = buf
+            .len()
+            .min(usize::try_from(allowed).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..len])?;
+        self.produced += n as u64;
+        if self.produced > self.cap {
+            return Err(invalid_data(CodecError::OutputTooLarge {
+                codec: self.codec,
+                cap: self.cap,
+            }));
+        }
+        Ok(n)
+    }
+}
+
+/// A `BufRead` that counts what was consumed, for error offsets.
+struct Counted<R> {
+    inner: R,
+    offset: u64,
+}
+
+impl<R: BufRead> Counted<R> {
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        self.offset += n as u64;
+    }
+
+    /// Reads exactly `buf.len()` bytes of segment framing (headers, trailers).
+    fn read_framing(&mut self, codec: &'static str, buf: &mut [u8], what: &str) -> io::Result<()> {
+        let start = self.offset;
+        let mut filled = 0;
+        while filled < buf.len() {
+            let avail = self.inner.fill_buf()?;
+            if avail.is_empty() {
+                return Err(invalid_data(CodecError::Truncated {
+                    codec,
+                    offset: self.offset,
+                    detail: format!(
+                        "expected the {}-byte {what} at offset {start}, got {filled}",
+                        buf.len()
+                    ),
+                }));
+            }
+            let take = avail.len().min(buf.len() - filled);
+            buf[filled..filled + take].copy_from_slice(&avail[..take]);
+            filled += take;
+            self.consume(take);
+        }
+        Ok(())
+    }
+}
+
+/// One call into a streaming decompressor.
+struct Step {
+    consumed: usize,
+    produced: usize,
+    finished: bool,
+}
+
+/// A decompressor failure `consumed` bytes into the input it was given.
+struct Failed {
+    consumed: usize,
+    detail: String,
+}
+
+/// A streaming decompressor for one segment, with optional framing it checks itself.
+trait Inflate {
+    fn codec(&self) -> &'static str;
+
+    /// Reads and checks what precedes the compressed stream.
+    fn preamble<R: BufRead>(&mut self, _input: &mut Counted<R>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn step(&mut self, input: &[u8], output: &mut [u8]) -> Result<Step, Failed>;
+
+    /// Reads and checks what follows the compressed stream.
+    fn trailer<R: BufRead>(&mut self, _input: &mut Counted<R>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Stage {
+    Preamble,
+    Body,
+    Done,
+}
+
+/// Drives an [`Inflate`] over a `BufRead`, consuming exactly what it used.
+struct StreamDecoder<R, I> {
+    input: Counted<R>,
+    inflater: I,
+    stage: Stage,
+    stalls: u32,
+}
+
+impl<R: BufRead, I: Inflate> StreamDecoder<R, I> {
+    fn new(input: R, inflater: I) -> Self {
+        StreamDecoder {
+            input: Counted {
+                inner: input,
+                offset: 0,
+            },
+            inflater,
+            stage: Stage::Preamble,
+            stalls: 0,
+        }
+    }
+}
+
+/// Calls without progress tolerated before declaring the decoder stuck (each library may
+/// need a call or two to drain internal state).
+const MAX_STALLS: u32 = 16;
+
+impl<R: BufRead, I: Inflate> Read for StreamDecoder<R, I> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if let Stage::Preamble = self.stage {
+            self.inflater.preamble(&mut self.input)?;
+            self.stage = Stage::Body;
+        }
+        if let Stage::Done = self.stage {
+            return Ok(0);
+        }
+        loop {
+            let at = self.input.offset;
+            let avail = self.input.inner.fill_buf()?;
+            let eof = avail.is_empty();
+            let step = match self.inflater.step(avail, buf) {
+                Ok(step) => step,
+                Err(failed) => {
+                    let offset = at + failed.consumed as u64;
+                    let e = if eof {
+                        CodecError::Truncated {
+                            codec: self.inflater.codec(),
+                            offset,
+                            detail: failed.detail,
+                        }
+                    } else {
+                        CodecError::Corrupt {
+                            codec: self.inflater.codec(),
+                            offset,
+                            detail: format!(
+                                "{}; the kernel would report 'decompressor failed'",
+                                failed.detail
+                            ),
+                        }
+                    };
+                    return Err(invalid_data(e));
+                }
+            };
+            self.input.consume(step.consumed);
+            if step.finished {
+                self.inflater.trailer(&mut self.input)?;
+                self.stage = Stage::Done;
+                return Ok(step.produced);
+            }
+            if step.produced > 0 {
+                self.stalls = 0;
+                return Ok(step.produced);
+            }
+            if eof {
+                return Err(invalid_data(CodecError::Truncated {
+                    codec: self.inflater.codec(),
+                    offset: self.input.offset,
+                    detail: "the compressed stream has not ended".into(),
+                }));
+            }
+            if step.consumed == 0 {
+                self.stalls += 1;
+                if self.stalls > MAX_STALLS {
+                    return Err(invalid_data(CodecError::Corrupt {
+                        codec: self.inflater.codec(),
+                        offset: self.input.offset,
+                        detail: "the decompressor makes no progress".into(),
+                    }));
+                }
+            } else {
+                self.stalls = 0;
+            }
+        }
+    }
+}
+
+// gzip header flags (RFC 1952).
+const GZIP_FHCRC: u8 = 0x02;
+const GZIP_FEXTRA: u8 = 0x04;
+const GZIP_FNAME: u8 = 0x08;
+const GZIP_FCOMMENT: u8 = 0x10;
+const GZIP_RESERVED: u8 = 0xe0;
+
+/// One gzip member: the header subset lib/decompress_inflate.c parses, raw deflate, trailer.
+struct GzipMember {
+    inflate: flate2::Decompress,
+    crc: flate2::Crc,
+}
+
+impl GzipMember {
+    fn new() -> Self {
+        GzipMember {
+            inflate: flate2::Decompress::new(false),
+            crc: flate2::Crc::new(),
+        }
+    }
+}
+
+const INFLATE_FILE: &str = "lib/decompress_inflate.c";
+
+impl Inflate for GzipMember {
+    fn codec(&self) -> &'static str {
+        "gzip"
+    }
+
+    fn preamble<R: BufRead>(&mut self, input: &mut Counted<R>) -> io::Result<()> {
+        let mut header = [0u8; 10];
+        input.read_framing(self.codec(), &mut header, "gzip header")?;
+        if header[..3] != [0x1f, 0x8b, 0x08] {
+            return Err(invalid_data(CodecError::KernelRejects {
+                codec: self.codec(),
+                offset: 0,
+                detail: format!(
+                    "header starts {:02x?}, not 1f 8b 08 (gzip with deflate): 'Not a gzip file'",
+                    &header[..3]
+                ),
+                kernel_file: INFLATE_FILE,
+            }));
+        }
+        let flags = header[3];
+        let unsupported = flags & (GZIP_FHCRC | GZIP_FEXTRA | GZIP_FCOMMENT | GZIP_RESERVED);
+        if unsupported != 0 {
+            return Err(invalid_data(CodecError::KernelRejects {
+                codec: self.codec(),
+                offset: 3,
+                detail: format!(
+                    "header flags {flags:#04x} ask for a field other than the file name \
+                     (FHCRC 0x02, FEXTRA 0x04, FCOMMENT 0x10 or reserved bits); the kernel skips \
+                     only the name and would inflate the rest as data"
+                ),
+                kernel_file: INFLATE_FILE,
+            }));
+        }
+        if flags & GZIP_FNAME != 0 {
+            let mut byte = [0u8; 1];
+            loop {
+                input.read_framing(self.codec(), &mut byte, "NUL-terminated file name")?;
+                if byte[0] == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, input: &[u8], output: &mut [u8]) -> Result<Step, Failed> {
+        let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
+        let status = self
+            .inflate
+            .decompress(input, output, flate2::FlushDecompress::None)
+            .map_err(|e| Failed {
+                consumed: (self.inflate.total_in() - in0) as usize,
+                detail: e.to_string(),
+            });
+        let consumed = (self.inflate.total_in() - in0) as usize;
+        let produced = (self.inflate.total_out() - out0) as usize;
+        let status = status?;
+        self.crc.update(&output[..produced]);
+        Ok(Step {
+            consumed,
+            produced,
+            finished: status == flate2::Status::StreamEnd,
+        })
+    }
+
+    /// The kernel skips these 8 bytes unchecked; a mismatch still means the member is damaged.
+    fn trailer<R: BufRead>(&mut self, input: &mut Counted<R>) -> io::Result<()> {
+        let at = input.offset;
+        let mut trailer = [0u8; 8];
+        input.read_framing(self.codec(), &mut trailer, "gzip trailer (CRC32, ISIZE)")?;
+        let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+        let isize = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
+        if crc != self.crc.sum() || isize != self.crc.amount() {
+            return Err(invalid_data(CodecError::Corrupt {
+                codec: self.codec(),
+                offset: at,
+                detail: format!(
+                    "trailer says CRC32 {crc:#010x} / {isize} bytes, the data has {:#010x} / {} \
+                     (the kernel does not check the trailer and would unpack the damaged data)",
+                    self.crc.sum(),
+                    self.crc.amount()
+                ),
+            }));
+        }
+        Ok(())
+    }
+}
+
+struct Bzip2Stream(bzip2::Decompress);
+
+impl Bzip2Stream {
+    fn new() -> Self {
+        Bzip2Stream(bzip2::Decompress::new(false))
+    }
+}
+
+impl Inflate for Bzip2Stream {
+    fn codec(&self) -> &'static str {
+        "bzip2"
+    }
+
+    fn step(&mut self, input: &[u8], output: &mut [u8]) -> Result<Step, Failed> {
+        let (in0, out0) = (self.0.total_in(), self.0.total_out());
+        let status = self.0.decompress(input, output);
+        let consumed = (self.0.total_in() - in0) as usize;
+        let produced = (self.0.total_out() - out0) as usize;
+        let detail = match status {
+            Ok(bzip2::Status::StreamEnd) => {
+                return Ok(Step {
+                    consumed,
+                    produced,
+                    finished: true,
+                })
+            }
+            Ok(bzip2::Status::MemNeeded) => "out of memory".to_string(),
+            Ok(_) => {
+                return Ok(Step {
+                    consumed,
+                    produced,
+                    finished: false,
+                })
+            }
+            Err(bzip2::Error::DataMagic) => "no bzip2 stream header (BZh1..BZh9)".to_string(),
+            Err(e) => format!("{e}"),
+        };
+        Err(Failed { consumed, detail })
+    }
+}
+
+/// liblzma decoding one .xz stream or one .lzma (alone) stream.
+struct LzmaStream {
+    stream: Result<liblzma::stream::Stream, liblzma::stream::Error>,
+    xz: bool,
+}
+
+impl LzmaStream {
+    fn xz() -> Self {
+        // flags 0: no LZMA_CONCATENATED, so decoding stops after one stream like the kernel's.
+        LzmaStream {
+            stream: liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0),
+            xz: true,
+        }
+    }
+
+    fn alone() -> Self {
+        LzmaStream {
+            stream: liblzma::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT),
+            xz: false,
+        }
+    }
+}
+
+const XZ_FILE: &str = "lib/xz/xz_dec_stream.c";
+const XZ_MAGIC: [u8; 6] = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
+/// xz Stream Header: magic, 2 flag bytes, CRC32 of the flags.
+const XZ_HEADER_LEN: usize = 12;
+
+fn lzma_error_detail(e: &liblzma::stream::Error) -> String {
+    use liblzma::stream::Error as E;
+    match e {
+        E::Data => "compressed data is corrupt".into(),
+        E::Format => "not in the expected format (bad magic or header)".into(),
+        E::Options => "header asks for unsupported options".into(),
+        E::MemLimit => format!("decoding needs more than {LZMA_MEMLIMIT} bytes of memory"),
+        E::Mem => "out of memory".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Inflate for LzmaStream {
+    fn codec(&self) -> &'static str {
+        if self.xz {
+            "xz"
+        } else {
+            "lzma"
+        }
+    }
+
+    /// For xz, checks the Stream Header like the kernel's dec_stream_header, then feeds it on.
+    fn preamble<R: BufRead>(&mut self, input: &mut Counted<R>) -> io::Result<()> {
+        let codec = self.codec();
+        let stream = match &mut self.stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                return Err(invalid_data(CodecError::Corrupt {
+                    codec,
+                    offset: 0,
+                    detail: format!("cannot start liblzma: {}", lzma_error_detail(e)),
+                }))
+            }
+        };
+        if !self.xz {
+            return Ok(());
+        }
+        let mut header = [0u8; XZ_HEADER_LEN];
+        input.read_framing(codec, &mut header, "xz stream header")?;
+        if header[..6] != XZ_MAGIC {
+            return Err(invalid_data(CodecError::Corrupt {
+                codec,
+                offset: 0,
+                detail: format!(
+                    "expected the xz magic fd 37 7a 58 5a 00, found {:02x?}",
+                    &header[..6]
+                ),
+            }));
+        }
+        let check = header[7];
+        if header[6] != 0 || check > 1 {
+            let name = match check {
+                4 => "CRC64 (xz's default)".to_string(),
+                10 => "SHA-256".to_string(),
+                other => format!("type {other}"),
+            };
+            return Err(invalid_data(CodecError::KernelRejects {
+                codec,
+                offset: 6,
+                detail: format!(
+                    "integrity check {name}: the kernel's XZ decoder supports only CRC32 and \
+                     none ('Input was encoded with settings that are not supported'); \
+                     recompress with xz --check=crc32"
+                ),
+                kernel_file: XZ_FILE,
+            }));
+        }
+        let mut fed = 0;
+        let mut no_output = [0u8; 0];
+        while fed < XZ_HEADER_LEN {
+            let before = stream.total_in();
+            stream
+                .process(&header[fed..], &mut no_output, liblzma::stream::Action::Run)
+                .map_err(|e| {
+                    invalid_data(CodecError::Corrupt {
+                        codec,
+                        offset: fed as u64,
+                        detail: lzma_error_detail(&e),
+                    })
+                })?;
+            let used = (stream.total_in() - before) as usize;
+            if used == 0 {
+                return Err(invalid_data(CodecError::Corrupt {
+                    codec,
+                    offset: fed as u64,
+                    detail: "liblzma did not accept the stream header".into(),
+                }));
+            }
+            fed += used;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, input: &[u8], output: &mut [u8]) -> Result<Step, Failed> {
+        let stream = match &mut self.stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                return Err(Failed {
+                    consumed: 0,
+                    detail: lzma_error_detail(e),
+                })
+            }
+        };
+        let (in0, out0) = (stream.total_in(), stream.total_out());
+        let status = stream.process(input, output, liblzma::stream::Action::Run);
+        let consumed = (stream.total_in() - in0) as usize;
+        let produced = (stream.total_out() - out0) as usize;
+        match status {
+            Ok(status) => Ok(Step {
+                consumed,
+                produced,
+                // MemNeeded is LZMA_BUF_ERROR (no progress): handled as a stall by the caller.
+                finished: status == liblzma::stream::Status::StreamEnd,
+            }),
+            Err(e) => Err(Failed {
+                consumed,
+                detail: lzma_error_detail(&e),
+            }),
+        }
+    }
+}
+
+/// One zstd frame.
+struct ZstdFrame(zstd::zstd_safe::DCtx<'static>);
+
+impl ZstdFrame {
+    fn new() -> Self {
+        let mut dctx = zstd::zstd_safe::DCtx::create();
+        // Same limit as libzstd's default; set explicitly because it is the kernel's too.
+        let _ = dctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(
+            ZSTD_KERNEL_MAX_WINDOW_LOG,
+        ));
+        ZstdFrame(dctx)
+    }
+}
+
+impl Inflate for ZstdFrame {
+    fn codec(&self) -> &'static str {
+        "zstd"
+    }
+
+    fn step(&mut self, input: &[u8], output: &mut [u8]) -> Result<Step, Failed> {
+        let mut inb = zstd::zstd_safe::InBuffer::around(input);
+        let mut outb = zstd::zstd_safe::OutBuffer::around(output);
+        let result = self.0.decompress_stream(&mut outb, &mut inb);
+        let (consumed, produced) = (inb.pos(), outb.pos());
+        match result {
+            Ok(hint) => Ok(Step {
+                consumed,
+                produced,
+                // 0: the frame is complete and fully flushed.
+                finished: hint == 0,
+            }),
+            Err(code) => {
+                let name = zstd::zstd_safe::get_error_name(code);
+                let detail = if name.contains("too much memory") || name.contains("indow") {
+                    format!(
+                        "{name}: the frame's window exceeds 128 MiB, which kernels before 5.16 \
+                         refuse ('ZSTD-compressed data has too large a window size')"
+                    )
+                } else {
+                    name.to_string()
+                };
+                Err(Failed { consumed, detail })
+            }
+        }
+    }
+}
+
+/// A writer producing one segment; `finish` completes it (trailer/footer) and flushes.
+pub trait SegmentWriter: Write {
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+/// An encoder plus how to complete it.
+struct Segment<E, F> {
+    encoder: E,
+    complete: F,
+}
+
+impl<E: Write, F> Write for Segment<E, F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.encoder.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder.flush()
+    }
+}
+
+impl<E: Write, F: FnOnce(E) -> io::Result<()>> SegmentWriter for Segment<E, F> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        let segment = *self;
+        (segment.complete)(segment.encoder)
+    }
+}
+
+fn segment<'a, E, F>(encoder: E, complete: F) -> Box<dyn SegmentWriter + 'a>
+where
+    E: Write + 'a,
+    F: FnOnce(E) -> io::Result<()> + 'a,
+{
+    Box::new(Segment { encoder, complete })
+}
+
+fn check_level(
+    codec: &'static str,
+    level: u32,
+    range: std::ops::RangeInclusive<u32>,
+    expected: &'static str,
+) -> io::Result<u32> {
+    if range.contains(&level) {
+        Ok(level)
+    } else {
+        Err(invalid_input(CodecError::BadLevel {
+            codec,
+            level,
+            expected,
+        }))
+    }
+}
+
+/// A writer of one segment that the kernel's decompressor accepts: gzip one member (no name
+/// field), xz with CRC32 check and LZMA2 only, lz4 legacy frame, one zstd frame with a content
+/// checksum and a window of at most 2^27 (the default for every level up to 22).
+/// `level`: `None` = gzip 6, xz 6, zstd 3, lz4 fast (the only lz4 level offered).
+pub fn encoder<'a, W: Write + 'a>(
+    c: Compression,
+    out: W,
+    level: Option<u32>,
+) -> io::Result<Box<dyn SegmentWriter + 'a>> {
+    match c {
+        Compression::None => Ok(segment(out, |mut w: W| w.flush())),
+        Compression::Gzip => {
+            let level = check_level("gzip", level.unwrap_or(6), 0..=9, "0..=9")?;
+            let gz = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+            Ok(segment(gz, |gz: flate2::write::GzEncoder<W>| {
+                gz.finish()?.flush()
+            }))
+        }
+        Compression::Xz => {
+            let level = check_level("xz", level.unwrap_or(6), 0..=9, "0..=9")?;
+            let stream =
+                liblzma::stream::Stream::new_easy_encoder(level, liblzma::stream::Check::Crc32)
+                    .map_err(|e| io::Error::other(format!("xz encoder setup failed: {e:?}")))?;
+            let xz = liblzma::write::XzEncoder::new_stream(out, stream);
+            Ok(segment(xz, |xz: liblzma::write::XzEncoder<W>| {
+                xz.finish()?.flush()
+            }))
+        }
+        Compression::Zstd => {
+            let level = check_level("zstd", level.unwrap_or(3), 1..=22, "1..=22")?;
+            // 1..=22 fits i32.
+            let mut zst = zstd::stream::write::Encoder::new(out, level as i32)?;
+            zst.include_checksum(true)?;
+            Ok(segment(
+                zst,
+                |zst: zstd::stream::write::Encoder<'static, W>| zst.finish()?.flush(),
+            ))
+        }
+        Compression::Lz4 => {
+            if let Some(level) = level {
+                check_level(
+                    "lz4",
+                    level,
+                    1..=1,
+                    "1 (lz4_flex has only the fast compressor)",
+                )?;
+            }
+            let lz4 = lz4legacy::LegacyWriter::new(out);
+            Ok(segment(lz4, |lz4: lz4legacy::LegacyWriter<W>| {
+                lz4.finish().map(drop)
+            }))
+        }
+        Compression::Bzip2 | Compression::Lzma => Err(invalid_input(CodecError::CannotWrite(c))),
+    }
+}
+
+/// Compresses each chunk as its own gzip member on its own thread (at most `threads` at once)
+/// and writes the members in order. The kernel unpacks each member as a segment, and
+/// `gzip -dc` reads their concatenation.
+pub fn gzip_members_parallel(
+    chunks: &[&[u8]],
+    level: u32,
+    threads: usize,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let level = check_level("gzip", level, 0..=9, "0..=9")?;
+    let workers = threads.clamp(1, chunks.len().max(1));
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(usize, io::Result<Vec<u8>>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(chunk) = chunks.get(i) else { break };
+                let member = gzip_member(chunk, level);
+                if tx.send((i, member)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        // Members finish out of order; write each as soon as all before it are written.
+        let mut pending = BTreeMap::new();
+        let mut written = 0;
+        for (i, member) in rx {
+            pending.insert(i, member);
+            while let Some(member) = pending.remove(&written) {
+                out.write_all(&member?)?;
+                written += 1;
+            }
+        }
+        out.flush()
+    })
+}
+
+fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 3),
+        flate2::Compression::new(level),
+    );
+    gz.write_all(data)?;
+    gz.finish()
+}
+
+/// Shared count of bytes consumed, for callers that need a segment's compressed length while
+/// a decoder owns the input.
+#[derive(Clone, Default)]
+pub struct ConsumedCounter(Rc<Cell<u64>>);
+
+impl ConsumedCounter {
+    pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+
+    /// Wraps `input` so that everything consumed through it is counted here.
+    pub fn wrap<R: BufRead>(&self, input: R) -> CountingReader<R> {
+        CountingReader {
+            inner: input,
+            count: self.clone(),
+        }
+    }
+}
+
+/// See [`ConsumedCounter::wrap`].
+pub struct CountingReader<R> {
+    inner: R,
+    count: ConsumedCounter,
+}
+
+impl<R: BufRead> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.0.set(self.count.0.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for CountingReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+        self.count.0.set(self.count.0.get() + amt as u64);
+    }
+}

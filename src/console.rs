@@ -1,0 +1,180 @@
+//! The guest protocol on the serial console: the lines bootrig's init stanza prints
+//! (`BOOTRIG insmod ib_core rc=0`, the kernel's `/proc/modules` between `BOOTRIG modules-begin`
+//! and `BOOTRIG modules-end`, `BOOTRIG addr eth0 10.0.2.15/24`, `BOOTRIG done`), read back from a
+//! transcript. Kernel messages may interleave; only lines that start with the marker count.
+
+use serde::Serialize;
+
+const MARK: &str = "BOOTRIG ";
+
+/// What the stanza reported for one module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum InsmodResult {
+    /// insmod ran and returned this code.
+    Ran { rc: i32 },
+    /// The module was in /proc/modules before the stanza got to it.
+    AlreadyLoaded,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Insmod {
+    pub name: String,
+    #[serde(flatten)]
+    pub result: InsmodResult,
+}
+
+/// One line of `/proc/modules`: `name size refcount deps state address`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcModule {
+    pub name: String,
+    pub size: u64,
+    pub used_by: Vec<String>,
+    pub state: String,
+}
+
+/// Everything the protocol said, in the order it said it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    pub begun: bool,
+    pub insmods: Vec<Insmod>,
+    /// `/proc/modules` as printed (most recently loaded first, as the kernel lists it).
+    pub proc_modules: Option<Vec<ProcModule>>,
+    /// Interface and its IPv4 address with prefix (None: the stanza found none).
+    pub addrs: Vec<(String, Option<String>)>,
+    pub done: bool,
+    /// Protocol lines that did not parse (kept for the report, never ignored silently).
+    pub garbled: Vec<String>,
+}
+
+/// Reads the protocol out of a console transcript.
+pub fn parse(transcript: &str) -> Evidence {
+    let mut ev = Evidence::default();
+    let mut in_modules: Option<Vec<ProcModule>> = None;
+    for raw in transcript.lines() {
+        let line = raw
+            .trim_end_matches(['\r', '\n'])
+            .trim_start_matches(|c: char| c.is_control());
+        if let Some(mods) = in_modules.as_mut() {
+            if line.starts_with("BOOTRIG modules-end") {
+                ev.proc_modules = in_modules.take();
+            } else if let Some(m) = parse_proc_module(line) {
+                mods.push(m);
+            }
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(MARK) else {
+            continue;
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        match words.as_slice() {
+            ["begin", ..] => ev.begun = true,
+            ["done", ..] => ev.done = true,
+            ["modules-begin"] => in_modules = Some(Vec::new()),
+            ["insmod", name, "already-loaded"] => ev.insmods.push(Insmod {
+                name: name.to_string(),
+                result: InsmodResult::AlreadyLoaded,
+            }),
+            ["insmod", name, rc] if rc.starts_with("rc=") => match rc[3..].parse() {
+                Ok(rc) => ev.insmods.push(Insmod {
+                    name: name.to_string(),
+                    result: InsmodResult::Ran { rc },
+                }),
+                Err(_) => ev.garbled.push(line.to_string()),
+            },
+            ["addr", iface, "none"] => ev.addrs.push((iface.to_string(), None)),
+            ["addr", iface, cidr] => ev.addrs.push((iface.to_string(), Some(cidr.to_string()))),
+            _ => ev.garbled.push(line.to_string()),
+        }
+    }
+    ev
+}
+
+fn parse_proc_module(line: &str) -> Option<ProcModule> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 5 {
+        return None;
+    }
+    let size = f[1].parse().ok()?;
+    f[2].parse::<i64>().ok()?;
+    let used_by = match f[3] {
+        "-" => Vec::new(),
+        list => list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    };
+    Some(ProcModule {
+        name: f[0].to_string(),
+        size,
+        used_by,
+        state: f[4].to_string(),
+    })
+}
+
+impl Evidence {
+    /// Module names in the order the kernel loaded them (oldest first).
+    pub fn load_sequence(&self) -> Option<Vec<&str>> {
+        self.proc_modules
+            .as_ref()
+            .map(|m| m.iter().rev().map(|p| p.name.as_str()).collect())
+    }
+
+    /// The IPv4 address the stanza saw on `iface`.
+    pub fn address(&self, iface: &str) -> Option<&str> {
+        self.addrs
+            .iter()
+            .rev()
+            .find(|(i, _)| i == iface)
+            .and_then(|(_, a)| a.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRANSCRIPT: &str = "\
+[    1.234] Run /init as init process\r
+BOOTRIG begin\r
+BOOTRIG insmod failover rc=0\r
+[    2.0] virtio_net virtio0 eth0: renamed\r
+BOOTRIG insmod virtio_net already-loaded\r
+BOOTRIG insmod ib_core rc=1\r
+BOOTRIG modules-begin\r
+ib_core 434176 0 - Live 0xffffffffc0100000\r
+net_failover 24576 1 virtio_net, Live 0xffffffffc00f0000\r
+failover 16384 1 net_failover, Live 0xffffffffc00e0000\r
+BOOTRIG modules-end\r
+BOOTRIG addr eth0 10.0.2.15/24\r
+BOOTRIG addr ib0 none\r
+BOOTRIG done\r
+";
+
+    #[test]
+    fn reads_every_part_of_the_protocol() {
+        let ev = parse(TRANSCRIPT);
+        assert!(ev.begun && ev.done);
+        assert_eq!(ev.insmods.len(), 3);
+        assert_eq!(ev.insmods[1].result, InsmodResult::AlreadyLoaded);
+        assert_eq!(ev.insmods[2].result, InsmodResult::Ran { rc: 1 });
+        assert_eq!(
+            ev.load_sequence().unwrap(),
+            ["failover", "net_failover", "ib_core"]
+        );
+        assert_eq!(ev.proc_modules.as_ref().unwrap()[1].used_by, ["virtio_net"]);
+        assert_eq!(ev.address("eth0"), Some("10.0.2.15/24"));
+        assert_eq!(ev.address("ib0"), None);
+        assert!(ev.garbled.is_empty(), "{:?}", ev.garbled);
+    }
+
+    #[test]
+    fn missing_end_markers_leave_evidence_absent() {
+        let cut = &TRANSCRIPT[..TRANSCRIPT.find("BOOTRIG modules-end").unwrap()];
+        let ev = parse(cut);
+        assert!(ev.proc_modules.is_none());
+        assert!(!ev.done);
+        assert!(parse("BOOTRIG insmod x rc=abc\n").garbled.len() == 1);
+    }
+}

@@ -1,1 +1,0 @@
-//! Host checks (placeholder: filled by the doctor work).

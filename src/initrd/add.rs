@@ -1,0 +1,559 @@
+//! Patching an image: the manual's "copy modules in, edit /init, repack" as one checked step.
+//!
+//! - `overlay` (default) copies every original byte unchanged, verifying each segment on the
+//!   way, and appends one compressed segment with the additions; the kernel applies it last, so
+//!   it wins. Only the additions are compressed, so this is close to a plain copy.
+//! - `repack` writes the merged view with the additions as one compressed archive, like the
+//!   manual. Leading uncompressed segments (early microcode, ACPI tables) are kept byte for byte
+//!   in front of it: the kernel's early loaders look for them only at the start of the file.
+//!
+//! Either way, an addition's parent path resolves through the image's symlinks as the kernel
+//! resolves it (`/lib/modules/...` lands in `usr/lib/modules/...` when `lib -> usr/lib`), and a
+//! directory symlink is never replaced by a directory.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::codec::{self, Compression};
+use super::cpio::{Entry, Format, Header, Kind};
+use super::image::{self, walk, ImageError, ReadOptions, Segment};
+use super::input::Input;
+use super::pack;
+use super::path;
+use super::tree::{DataPolicy, IssueKind, Tree};
+use crate::fsutil::{AtomicOutput, OutputError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddMode {
+    /// Keep the original bytes and append one segment with the additions.
+    Overlay,
+    /// Write the merged view and the additions as one archive.
+    Repack,
+}
+
+/// Where an addition's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file, symlink or directory (taken recursively) on the host.
+    Path(PathBuf),
+    /// A regular file with this content.
+    Bytes(Vec<u8>),
+    /// A symlink to this target.
+    Symlink(Vec<u8>),
+    /// An empty directory.
+    Dir,
+}
+
+/// One thing to add: `--file SRC:DEST`, or content made by bootrig (init stanzas, configs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addition {
+    pub source: Source,
+    /// Path inside the image, e.g. `/lib/modules/6.1.0-56-amd64/extra/x.ko`.
+    pub dest: Vec<u8>,
+    /// Permission bits to set instead of the source's.
+    pub mode: Option<u32>,
+}
+
+impl Addition {
+    /// A host file, symlink or directory at `dest`.
+    pub fn path(src: PathBuf, dest: &str) -> Self {
+        Self {
+            source: Source::Path(src),
+            dest: dest.as_bytes().to_vec(),
+            mode: None,
+        }
+    }
+
+    /// A regular file with `data` and permission bits `mode` at `dest`.
+    pub fn bytes(dest: &str, data: Vec<u8>, mode: u32) -> Self {
+        Self {
+            source: Source::Bytes(data),
+            dest: dest.as_bytes().to_vec(),
+            mode: Some(mode),
+        }
+    }
+
+    /// A symlink at `dest` pointing to `target`.
+    pub fn symlink(dest: &str, target: &str) -> Self {
+        Self {
+            source: Source::Symlink(target.as_bytes().to_vec()),
+            dest: dest.as_bytes().to_vec(),
+            mode: None,
+        }
+    }
+
+    /// An empty directory at `dest`.
+    pub fn dir(dest: &str, mode: u32) -> Self {
+        Self {
+            source: Source::Dir,
+            dest: dest.as_bytes().to_vec(),
+            mode: Some(mode),
+        }
+    }
+
+    /// Parses `SRC:DEST` (split at the last `:`, since image paths have none in practice).
+    pub fn parse(spec: &str) -> Result<Self, AddError> {
+        match spec.rsplit_once(':') {
+            Some((src, dest)) if !src.is_empty() && !dest.is_empty() => {
+                Ok(Self::path(PathBuf::from(src), dest))
+            }
+            _ => Err(AddError::Spec {
+                spec: spec.to_owned(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AddOptions {
+    pub mode: AddMode,
+    /// None: the compression of the image's main segment when bootrig can write it, else gzip.
+    pub compress: Option<Compression>,
+    pub level: Option<u32>,
+    pub force: bool,
+    pub read: ReadOptions,
+    /// Threads for repack's gzip members.
+    pub threads: usize,
+    /// mtime of directories bootrig creates (default: SOURCE_DATE_EPOCH, else 0) so that the same
+    /// inputs give the same output.
+    pub dir_mtime: u32,
+}
+
+impl Default for AddOptions {
+    fn default() -> Self {
+        Self {
+            mode: AddMode::Overlay,
+            compress: None,
+            level: None,
+            force: false,
+            read: ReadOptions::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            dir_mtime: std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AddError {
+    #[error("--file {spec:?}: expected SRC:DEST, e.g. ./mlx5_core.ko:/lib/modules/6.1.0-56-amd64/extra/mlx5_core.ko")]
+    Spec { spec: String },
+    #[error("{path}: {source} (an addition's source must exist and be readable)")]
+    Source { path: PathBuf, source: io::Error },
+    #[error("{path}: a {kind} cannot be added; add regular files, symlinks or directories")]
+    SourceType { path: PathBuf, kind: &'static str },
+    #[error("destination {dest:?}: {why}")]
+    Dest { dest: String, why: String },
+    #[error("{image}: the output would replace the input; write to another file")]
+    SameFile { image: PathBuf },
+    #[error("--compress {0}: bootrig reads {0} but does not write it; choose gzip, zstd, xz, lz4 or none")]
+    CannotWrite(&'static str),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+/// What `add` did.
+#[derive(Debug, Clone)]
+pub struct AddReport {
+    /// Segments of the input.
+    pub input_segments: Vec<Segment>,
+    /// Paths written into the image (as the kernel will resolve them), in order.
+    pub written: Vec<String>,
+    /// Notes for the user: paths redirected through symlinks, replaced nodes.
+    pub notes: Vec<String>,
+    pub compression: Compression,
+    pub output_len: u64,
+}
+
+/// Adds `additions` to `image`, writing `out` atomically.
+pub fn add(
+    image: &Path,
+    out: &Path,
+    additions: &[Addition],
+    opts: &AddOptions,
+) -> Result<AddReport, AddError> {
+    if let Some(c) = opts.compress {
+        if !c.can_write() {
+            return Err(AddError::CannotWrite(c.name()));
+        }
+    }
+    refuse_same_file(image, out)?;
+    let sources = load_sources(additions, opts.dir_mtime)?;
+    match opts.mode {
+        AddMode::Overlay => overlay(image, out, &sources, opts),
+        AddMode::Repack => repack(image, out, &sources, opts),
+    }
+}
+
+fn refuse_same_file(image: &Path, out: &Path) -> Result<(), AddError> {
+    if let (Ok(a), Ok(b)) = (fs::metadata(image), fs::metadata(out)) {
+        if a.dev() == b.dev() && a.ino() == b.ino() {
+            return Err(AddError::SameFile {
+                image: image.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An addition's entries: its destination, then (for a directory) everything under it.
+struct SourceEntry {
+    dest: Vec<u8>,
+    entry: Entry,
+}
+
+fn load_sources(additions: &[Addition], dir_mtime: u32) -> Result<Vec<SourceEntry>, AddError> {
+    let mut out = Vec::new();
+    for a in additions {
+        let comps = path::components(&a.dest);
+        if comps.is_empty() || comps.contains(&&b".."[..]) {
+            return Err(AddError::Dest {
+                dest: path::display(&a.dest),
+                why: "must name a path inside the image without '..' (e.g. /lib/modules/<release>/extra/x.ko)".into(),
+            });
+        }
+        let dest = path::normalize(&a.dest);
+        let mode = |default: u32| a.mode.unwrap_or(default) & 0o7777;
+        match &a.source {
+            Source::Path(src) => load_one(src, dest, a.mode, dir_mtime, &mut out)?,
+            Source::Bytes(data) => out.push(SourceEntry {
+                dest,
+                entry: new_entry(0o100000 | mode(0o644), dir_mtime, data.clone()),
+            }),
+            Source::Symlink(target) => out.push(SourceEntry {
+                dest,
+                entry: new_entry(0o120777, dir_mtime, target.clone()),
+            }),
+            Source::Dir => out.push(SourceEntry {
+                dest,
+                entry: new_entry(0o040000 | mode(0o755), dir_mtime, Vec::new()),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn load_one(
+    src: &Path,
+    dest: Vec<u8>,
+    mode: Option<u32>,
+    dir_mtime: u32,
+    out: &mut Vec<SourceEntry>,
+) -> Result<(), AddError> {
+    let err = |source| AddError::Source {
+        path: src.to_owned(),
+        source,
+    };
+    let meta = fs::symlink_metadata(src).map_err(err)?;
+    let ft = meta.file_type();
+    let perm = mode.unwrap_or(meta.permissions().mode() & 0o7777);
+    let mtime = u32::try_from(meta.mtime()).unwrap_or(dir_mtime);
+    if ft.is_file() {
+        let data = fs::read(src).map_err(err)?;
+        out.push(SourceEntry {
+            dest,
+            entry: new_entry(0o100000 | perm, mtime, data),
+        });
+    } else if ft.is_symlink() {
+        let target = fs::read_link(src).map_err(err)?;
+        out.push(SourceEntry {
+            dest,
+            entry: new_entry(0o120777, mtime, target.as_os_str().as_bytes().to_vec()),
+        });
+    } else if ft.is_dir() {
+        out.push(SourceEntry {
+            dest: dest.clone(),
+            entry: new_entry(0o040000 | perm, mtime, Vec::new()),
+        });
+        let mut children: Vec<_> = fs::read_dir(src)
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        // Sorted so that the same tree always gives the same archive.
+        children.sort_by_key(|c| c.file_name());
+        for child in children {
+            let name = child.file_name();
+            load_one(
+                &child.path(),
+                path::join(&dest, name.as_bytes()),
+                None,
+                dir_mtime,
+                out,
+            )?;
+        }
+    } else {
+        return Err(AddError::SourceType {
+            path: src.to_owned(),
+            kind: "device, fifo or socket",
+        });
+    }
+    Ok(())
+}
+
+fn new_entry(mode: u32, mtime: u32, data: Vec<u8>) -> Entry {
+    Entry {
+        header: Header {
+            format: Format::Newc,
+            ino: 0,
+            mode,
+            uid: 0,
+            gid: 0,
+            nlink: if mode & 0o170000 == 0o040000 { 2 } else { 1 },
+            mtime,
+            dev_major: 0,
+            dev_minor: 0,
+            rdev_major: 0,
+            rdev_minor: 0,
+            check: 0,
+        },
+        name: Vec::new(),
+        data,
+    }
+}
+
+/// Resolves each source's destination against `tree` as the kernel will, creating missing parent
+/// directories, applies the entries to `tree`, and returns the entries to write.
+fn place(
+    tree: &mut Tree,
+    sources: &[SourceEntry],
+    dir_mtime: u32,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Entry>, AddError> {
+    let mut entries = Vec::new();
+    let segment = usize::MAX;
+    for source in sources {
+        let comps = path::components(&source.dest);
+        let Some((last, parents)) = comps.split_last() else {
+            continue;
+        };
+        let shown = path::display(&source.dest);
+        let dest_err = |why: String| AddError::Dest {
+            dest: format!("/{shown}"),
+            why,
+        };
+        // Create missing parents where the kernel would look for them.
+        let parent = loop {
+            match tree.resolve_dir(parents) {
+                Ok((dir, _)) => break dir,
+                Err(IssueKind::ParentMissing { dir }) => {
+                    let mut e = new_entry(0o040755, dir_mtime, Vec::new());
+                    e.name = dir.clone();
+                    tree.apply(segment, e.clone(), 0);
+                    if tree.get(&dir).is_none() {
+                        return Err(dest_err(format!(
+                            "cannot create directory {}",
+                            path::display(&dir)
+                        )));
+                    }
+                    entries.push(e);
+                }
+                Err(IssueKind::NotADirectory { what }) => {
+                    return Err(dest_err(format!(
+                        "{} is not a directory in the image",
+                        path::display(&what)
+                    )))
+                }
+                Err(other) => return Err(dest_err(other.describe())),
+            }
+        };
+        let key = path::join(&parent, last);
+        if key != source.dest {
+            notes.push(format!(
+                "/{shown} written as /{} (through the image's symlinks)",
+                path::display(&key)
+            ));
+        }
+        let kind = source.entry.kind();
+        if let Some(existing) = tree.get(&key) {
+            match (existing.kind, kind) {
+                (Kind::Directory, Kind::Directory) => {}
+                (Kind::Directory, _) => return Err(dest_err("is a directory in the image".into())),
+                (Kind::Symlink, Kind::Directory) => {
+                    // Never replace a directory symlink: the children go through it instead.
+                    if tree.resolve_dir(&path::components(&key)).is_ok() {
+                        notes.push(format!(
+                            "/{} is a symlink to a directory in the image: kept, the addition's contents go through it",
+                            path::display(&key)
+                        ));
+                        continue;
+                    }
+                    return Err(dest_err(
+                        "is a symlink in the image that does not lead to a directory".into(),
+                    ));
+                }
+                (Kind::Symlink, _) => notes.push(format!(
+                    "/{} was a symlink to {}: replaced",
+                    path::display(&key),
+                    path::display(&existing.target)
+                )),
+                _ => {}
+            }
+        }
+        let mut entry = source.entry.clone();
+        entry.name = key;
+        let size = entry.data.len() as u64;
+        tree.apply(segment, entry.clone(), size);
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+fn default_compression(segments: &[Segment]) -> Compression {
+    segments
+        .iter()
+        .rev()
+        .map(|s| s.compression)
+        .find(|c| *c != Compression::None)
+        .filter(|c| c.can_write())
+        .unwrap_or(Compression::Gzip)
+}
+
+fn overlay(
+    image: &Path,
+    out: &Path,
+    sources: &[SourceEntry],
+    opts: &AddOptions,
+) -> Result<AddReport, AddError> {
+    let mut output = AtomicOutput::create(out, opts.force)?;
+    let out_err = |source| OutputError::Io {
+        path: out.to_owned(),
+        source,
+    };
+    let file = image::open(image)?;
+    let mut tree = Tree::new(DataPolicy::SizeOnly);
+    let (segments, copied) = {
+        let mut writer = output.writer();
+        let segments = {
+            let mut input = Input::with_tee(file, &mut writer);
+            let segments = walk(&mut input, image, &opts.read, false, |seg, entry, len| {
+                tree.apply(seg.index, entry, len)
+            })?;
+            (segments, input.offset())
+        };
+        writer.flush().map_err(out_err)?;
+        segments
+    };
+    let mut notes = Vec::new();
+    let entries = place(&mut tree, sources, opts.dir_mtime, &mut notes)?;
+    let compression = opts
+        .compress
+        .unwrap_or_else(|| default_compression(&segments));
+    let archive = pack::archive(&entries).map_err(out_err)?;
+    let mut writer = output.writer();
+    let padding = padding_after(&segments, copied);
+    writer.write_all(&vec![0u8; padding]).map_err(out_err)?;
+    let mut enc = codec::encoder(compression, &mut writer, opts.level).map_err(out_err)?;
+    enc.write_all(&archive.bytes).map_err(out_err)?;
+    enc.finish().map_err(out_err)?;
+    writer.flush().map_err(out_err)?;
+    drop(writer);
+    let output_len = output.file().metadata().map_err(out_err)?.len();
+    output.commit()?;
+    Ok(AddReport {
+        input_segments: segments,
+        written: entries.iter().map(|e| path::display(&e.name)).collect(),
+        notes,
+        compression,
+        output_len,
+    })
+}
+
+/// NUL bytes to put between the original image and the appended segment. The kernel skips NULs
+/// between segments; a 4-byte boundary keeps uncompressed archives valid, and a legacy-lz4
+/// segment has no end marker, so the kernel's unlz4 needs zeros after it to stop
+/// (lib/decompress_unlz4.c).
+fn padding_after(segments: &[Segment], len: u64) -> usize {
+    let align = ((4 - len % 4) % 4) as usize;
+    let lz4_last = segments
+        .last()
+        .is_some_and(|s| s.compression == Compression::Lz4);
+    if lz4_last {
+        align + 4
+    } else {
+        align
+    }
+}
+
+fn repack(
+    image: &Path,
+    out: &Path,
+    sources: &[SourceEntry],
+    opts: &AddOptions,
+) -> Result<AddReport, AddError> {
+    // Leading uncompressed segments are kept verbatim when a compressed segment follows them.
+    let mut early = Tree::new(DataPolicy::Full);
+    let mut main = Tree::new(DataPolicy::Full);
+    let mut in_early = true;
+    let mut input = Input::new(image::open(image)?);
+    let segments = walk(&mut input, image, &opts.read, true, |seg, entry, len| {
+        in_early &= seg.compression == Compression::None;
+        if in_early {
+            early.apply(seg.index, entry, len);
+        } else {
+            main.apply(seg.index, entry, len);
+        }
+    })?;
+    let (prefix_len, mut tree) = match segments.iter().find(|s| s.compression != Compression::None)
+    {
+        Some(first) => (first.offset - first.padding_before, main),
+        None => (0, early),
+    };
+    let mut notes = Vec::new();
+    let added = place(&mut tree, sources, opts.dir_mtime, &mut notes)?;
+    let compression = opts
+        .compress
+        .unwrap_or_else(|| default_compression(&segments));
+    let archive = pack::archive(&pack::tree_entries(&tree)).map_err(|source| OutputError::Io {
+        path: out.to_owned(),
+        source,
+    })?;
+
+    let mut output = AtomicOutput::create(out, opts.force)?;
+    let out_err = |source| OutputError::Io {
+        path: out.to_owned(),
+        source,
+    };
+    {
+        let mut writer = output.writer();
+        if prefix_len > 0 {
+            let mut prefix = image::open(image)?.take(prefix_len);
+            io::copy(&mut prefix, &mut writer).map_err(out_err)?;
+            let pad = ((4 - prefix_len % 4) % 4) as usize;
+            writer.write_all(&vec![0u8; pad]).map_err(out_err)?;
+        }
+        if compression == Compression::Gzip && opts.threads > 1 {
+            let chunks = archive.split(opts.threads);
+            codec::gzip_members_parallel(
+                &chunks,
+                opts.level.unwrap_or(6),
+                opts.threads,
+                &mut writer,
+            )
+            .map_err(out_err)?;
+        } else {
+            let mut enc = codec::encoder(compression, &mut writer, opts.level).map_err(out_err)?;
+            enc.write_all(&archive.bytes).map_err(out_err)?;
+            enc.finish().map_err(out_err)?;
+        }
+        writer.flush().map_err(out_err)?;
+    }
+    let output_len = output.file().metadata().map_err(out_err)?.len();
+    output.commit()?;
+    Ok(AddReport {
+        input_segments: segments,
+        written: added.iter().map(|e| path::display(&e.name)).collect(),
+        notes,
+        compression,
+        output_len,
+    })
+}

@@ -1,1 +1,0 @@
-//! newc cpio (placeholder).

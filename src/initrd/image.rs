@@ -1,0 +1,333 @@
+//! An initrd as the kernel reads it: an ordered list of segments (uncompressed newc archives and
+//! compressed streams, NUL padding between them), walked front to back. `walk` is the one reader
+//! every command uses; `read_tree` builds the merged view on top of it.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::codec::{self, Compression};
+use super::cpio::{self, CpioError, Entry};
+use super::input::Input;
+use super::tree::{DataPolicy, Tree};
+
+/// Default cap on the decompressed size of one image: generous for any real initrd, small enough
+/// that a decompression bomb fails cleanly instead of filling memory or disk.
+pub const DEFAULT_MAX_OUTPUT: u64 = 4 << 30;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Cap on the total decompressed bytes of the image.
+    pub max_output: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            max_output: DEFAULT_MAX_OUTPUT,
+        }
+    }
+}
+
+/// One segment, as found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Segment {
+    pub index: usize,
+    /// Byte offset of the segment in the image.
+    pub offset: u64,
+    pub compression: Compression,
+    /// Bytes the segment occupies in the image.
+    pub stored_len: u64,
+    /// Bytes of cpio data it holds.
+    pub uncompressed_len: u64,
+    /// Entries, trailers included.
+    pub entries: usize,
+    /// NUL bytes between the previous segment and this one.
+    pub padding_before: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: empty file: an initrd holds at least one cpio archive")]
+    Empty { path: PathBuf },
+    #[error(
+        "{path}: segment {index} at byte {offset}: unknown magic {found}: expected a newc cpio archive \
+         (\"070701\"/\"070702\") or gzip, bzip2, lzma, xz, lz4 (legacy) or zstd data \
+         (kernel: \"invalid magic at start of compressed archive\")"
+    )]
+    UnknownMagic {
+        path: PathBuf,
+        index: usize,
+        offset: u64,
+        found: String,
+    },
+    #[error(
+        "{path}: segment {index} at byte {offset}: cpio archive starts at an offset that is not a multiple \
+         of 4; the kernel only accepts uncompressed archives on 4-byte boundaries"
+    )]
+    Unaligned {
+        path: PathBuf,
+        index: usize,
+        offset: u64,
+    },
+    #[error("{path}: segment {index} ({compression}) at byte {offset}: {source}")]
+    Cpio {
+        path: PathBuf,
+        index: usize,
+        offset: u64,
+        compression: &'static str,
+        source: CpioError,
+    },
+    #[error("{path}: segment {index} ({compression}) at byte {offset}: {detail}")]
+    Decode {
+        path: PathBuf,
+        index: usize,
+        offset: u64,
+        compression: &'static str,
+        detail: String,
+    },
+    #[error("{path}: copying the original bytes: {source}")]
+    Copy { path: PathBuf, source: io::Error },
+}
+
+/// Where an entry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentRef {
+    pub index: usize,
+    pub offset: u64,
+    pub compression: Compression,
+}
+
+/// Walks the segments of `input`, handing each entry to `visit(segment, entry, data_len)`.
+/// With `keep_data` false, regular files' data is read and dropped (the entry's data is empty).
+/// Returns the segments found.
+pub fn walk<R: Read>(
+    input: &mut Input<'_, R>,
+    image: &Path,
+    opts: &ReadOptions,
+    keep_data: bool,
+    mut visit: impl FnMut(SegmentRef, Entry, u64),
+) -> Result<Vec<Segment>, ImageError> {
+    let mut segments = Vec::new();
+    let mut budget = opts.max_output;
+    let io_err = |source| ImageError::Io {
+        path: image.to_owned(),
+        source,
+    };
+    loop {
+        let padding_before = input.skip_nuls().map_err(io_err)?;
+        let offset = input.offset();
+        let head = input.peek(6).map_err(io_err)?.to_vec();
+        if head.is_empty() {
+            break;
+        }
+        let index = segments.len();
+        let Some(compression) = codec::detect(&head) else {
+            return Err(ImageError::UnknownMagic {
+                path: image.to_owned(),
+                index,
+                offset,
+                found: show_magic(&head),
+            });
+        };
+        let seg = SegmentRef {
+            index,
+            offset,
+            compression,
+        };
+        let mut entries = 0;
+        let uncompressed_len;
+        if compression == Compression::None {
+            if offset % 4 != 0 {
+                return Err(ImageError::Unaligned {
+                    path: image.to_owned(),
+                    index,
+                    offset,
+                });
+            }
+            // The kernel takes entries while the next byte is a '0' on a 4-byte boundary; anything
+            // else (NULs, a compressed stream) starts the next segment. A fresh reader per entry
+            // keeps the alignment base at the entry, which is 4-aligned in the file.
+            loop {
+                let entry_start = input.offset();
+                let mut reader = cpio::Reader::new(&mut *input);
+                let next = read_entry(&mut reader, keep_data);
+                let pos = reader.position();
+                match next {
+                    Ok(Some((entry, len))) => {
+                        entries += 1;
+                        budget = budget.saturating_sub(pos);
+                        visit(seg, entry, len);
+                    }
+                    Ok(None) => break,
+                    Err(mut source) => {
+                        // Offsets in a segment's errors count from the segment's start.
+                        source.offset += entry_start - offset;
+                        return Err(ImageError::Cpio {
+                            path: image.to_owned(),
+                            index,
+                            offset,
+                            compression: compression.name(),
+                            source,
+                        });
+                    }
+                }
+                let next = input.peek(1).map_err(io_err)?;
+                if next != b"0" || input.offset() % 4 != 0 {
+                    break;
+                }
+            }
+            uncompressed_len = input.offset() - offset;
+        } else {
+            let decoder = codec::decoder(compression, &mut *input, budget);
+            let mut reader = cpio::Reader::new(decoder);
+            loop {
+                match read_entry(&mut reader, keep_data) {
+                    Ok(Some((entry, len))) => {
+                        entries += 1;
+                        visit(seg, entry, len);
+                    }
+                    Ok(None) => break,
+                    Err(source) => {
+                        return Err(compressed_error(image, index, offset, compression, source))
+                    }
+                }
+            }
+            uncompressed_len = reader.position();
+            budget = budget.saturating_sub(uncompressed_len);
+        }
+        if let Some(source) = input.take_tee_error() {
+            return Err(ImageError::Copy {
+                path: image.to_owned(),
+                source,
+            });
+        }
+        segments.push(Segment {
+            index,
+            offset,
+            compression,
+            stored_len: input.offset() - offset,
+            uncompressed_len,
+            entries,
+            padding_before,
+        });
+    }
+    if let Some(source) = input.take_tee_error() {
+        return Err(ImageError::Copy {
+            path: image.to_owned(),
+            source,
+        });
+    }
+    if segments.is_empty() {
+        return Err(ImageError::Empty {
+            path: image.to_owned(),
+        });
+    }
+    Ok(segments)
+}
+
+fn read_entry<R: Read>(
+    reader: &mut cpio::Reader<R>,
+    keep_data: bool,
+) -> Result<Option<(Entry, u64)>, CpioError> {
+    if keep_data {
+        Ok(reader.next_entry()?.map(|e| {
+            let len = e.data.len() as u64;
+            (e, len)
+        }))
+    } else {
+        reader.skip_entry()
+    }
+}
+
+/// A cpio error inside a compressed segment is either the decompressor's (corrupt or truncated
+/// stream, output cap) or the archive's own.
+fn compressed_error(
+    image: &Path,
+    index: usize,
+    offset: u64,
+    compression: Compression,
+    source: CpioError,
+) -> ImageError {
+    if let Some(codec_err) = find_codec_error(&source) {
+        return ImageError::Decode {
+            path: image.to_owned(),
+            index,
+            offset,
+            compression: compression.name(),
+            detail: codec_err,
+        };
+    }
+    ImageError::Cpio {
+        path: image.to_owned(),
+        index,
+        offset,
+        compression: compression.name(),
+        source,
+    }
+}
+
+fn find_codec_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(c) = e.downcast_ref::<codec::CodecError>() {
+            return Some(c.to_string());
+        }
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(c) = inner.downcast_ref::<codec::CodecError>() {
+                    return Some(c.to_string());
+                }
+            }
+        }
+        cur = e.source();
+    }
+    None
+}
+
+fn show_magic(head: &[u8]) -> String {
+    let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{} (\"{}\")", hex.join(" "), head.escape_ascii())
+}
+
+/// Opens an image file for reading.
+pub fn open(path: &Path) -> Result<File, ImageError> {
+    File::open(path).map_err(|source| ImageError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The merged view and the segments of an image file.
+pub fn read_tree(
+    path: &Path,
+    policy: DataPolicy,
+    opts: &ReadOptions,
+) -> Result<(Tree, Vec<Segment>), ImageError> {
+    read_tree_from(open(path)?, path, policy, opts)
+}
+
+/// The merged view and the segments of an image read from `reader`; `name` is for messages.
+pub fn read_tree_from<R: Read>(
+    reader: R,
+    name: &Path,
+    policy: DataPolicy,
+    opts: &ReadOptions,
+) -> Result<(Tree, Vec<Segment>), ImageError> {
+    let path = name;
+    let mut input = Input::new(reader);
+    let mut tree = Tree::new(policy);
+    let segments = walk(
+        &mut input,
+        path,
+        opts,
+        policy.needs_data(),
+        |seg, entry, len| tree.apply(seg.index, entry, len),
+    )?;
+    Ok((tree, segments))
+}

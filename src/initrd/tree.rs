@@ -1,0 +1,693 @@
+//! The merged view of an initrd: what the kernel's unpacker (`init/initramfs.c`) leaves in the
+//! rootfs after it has applied every entry of every segment in order. Later entries win; an entry
+//! of another type first removes what is there (`clean_path`, which removes a directory only when
+//! it is empty); parent components resolve through symlinks, as the kernel's path walk does, so a
+//! `lib/modules/x` entry lands in `usr/lib/modules/x` when `lib -> usr/lib`; hardlinks
+//! (`nlink >= 2`) join the first entry with the same inode key until the next `TRAILER!!!`.
+//!
+//! Entries the kernel would silently drop (missing parent, parent not a directory) are dropped
+//! here too, and recorded as issues, so `ls` shows what really boots and a support engineer can
+//! see why a file is absent.
+
+use std::collections::{HashMap, VecDeque};
+
+use sha2::{Digest, Sha256};
+
+use super::cpio::{Entry, Kind};
+use super::path::{self, Unsafe};
+
+/// How much of each file's content the tree keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataPolicy {
+    /// Sizes only (listing, overlay verification): content is never held.
+    SizeOnly,
+    /// A SHA-256 of every file, and the content of files up to this size (diff).
+    Digest { keep_up_to: u64 },
+    /// All content (extract, repack).
+    Full,
+}
+
+impl DataPolicy {
+    /// Whether entries must be read with their data.
+    pub fn needs_data(self) -> bool {
+        !matches!(self, DataPolicy::SizeOnly)
+    }
+}
+
+/// File content shared by the hardlinks of one file.
+#[derive(Debug, Clone, Default)]
+pub struct Inode {
+    pub size: u64,
+    pub data: Option<Vec<u8>>,
+    pub digest: Option<[u8; 32]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Canonical path (see [`path::normalize`]), as resolved by the kernel.
+    pub path: Vec<u8>,
+    pub kind: Kind,
+    /// Full `st_mode`, type bits included.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u32,
+    pub rdev: (u32, u32),
+    /// Symlink target.
+    pub target: Vec<u8>,
+    /// Content of a regular file (index into the tree's inodes).
+    pub inode: Option<usize>,
+    /// Segment of the entry that last set this node.
+    pub segment: usize,
+    live: bool,
+}
+
+/// Why an entry was dropped or needs care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueKind {
+    /// A naive extractor would write outside its directory.
+    UnsafeName(Unsafe),
+    /// A parent component is a symlink whose target is absolute or climbs above the root.
+    SymlinkOutside { link: Vec<u8>, target: Vec<u8> },
+    /// The kernel cannot create the entry: its parent does not exist.
+    ParentMissing { dir: Vec<u8> },
+    /// The kernel cannot create the entry: a parent component is not a directory.
+    NotADirectory { what: Vec<u8> },
+    /// Too many symlinks on the way (ELOOP).
+    SymlinkLoop,
+    /// A non-directory entry over a non-empty directory: the kernel keeps the directory.
+    DirectoryNotEmpty,
+    /// A directory entry replaced a symlink to a directory (the merged-usr breakage).
+    ReplacedSymlink { target: Vec<u8> },
+    /// A file type the kernel does not create.
+    UnknownType { mode: u32 },
+}
+
+impl IssueKind {
+    /// Issues that make an extraction unsafe.
+    pub fn is_unsafe(&self) -> bool {
+        matches!(
+            self,
+            IssueKind::UnsafeName(_) | IssueKind::SymlinkOutside { .. }
+        )
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            IssueKind::UnsafeName(Unsafe::Absolute) => "absolute path".into(),
+            IssueKind::UnsafeName(Unsafe::DotDot) => "path with a '..' component".into(),
+            IssueKind::SymlinkOutside { link, target } => format!(
+                "goes through symlink {} -> {}, which leads outside the tree",
+                path::display(link),
+                path::display(target)
+            ),
+            IssueKind::ParentMissing { dir } => {
+                format!("parent directory {} does not exist: the kernel skips this entry", path::display(dir))
+            }
+            IssueKind::NotADirectory { what } => {
+                format!("{} is not a directory: the kernel skips this entry", path::display(what))
+            }
+            IssueKind::SymlinkLoop => "too many levels of symbolic links: the kernel skips this entry".into(),
+            IssueKind::DirectoryNotEmpty => {
+                "replaces a non-empty directory: the kernel keeps the directory and skips this entry".into()
+            }
+            IssueKind::ReplacedSymlink { target } => format!(
+                "a directory entry replaced the symlink to {}: paths through it no longer reach the target",
+                path::display(target)
+            ),
+            IssueKind::UnknownType { mode } => format!("file type {mode:o} is not one the kernel creates"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub segment: usize,
+    /// The entry's name as stored.
+    pub name: Vec<u8>,
+    pub kind: IssueKind,
+}
+
+/// The kernel's hardlink key: `find_link` matches inode, device and file type.
+type LinkKey = (u32, u32, u32, u32);
+
+/// Linux's limit on symlinks followed in one lookup.
+const MAX_SYMLINKS: usize = 40;
+
+#[derive(Debug, Clone)]
+pub struct Tree {
+    nodes: Vec<Node>,
+    index: HashMap<Vec<u8>, usize>,
+    children: HashMap<Vec<u8>, usize>,
+    inodes: Vec<Inode>,
+    links: HashMap<LinkKey, Vec<u8>>,
+    policy: DataPolicy,
+    issues: Vec<Issue>,
+}
+
+impl Tree {
+    pub fn new(policy: DataPolicy) -> Self {
+        Self {
+            nodes: Vec::new(),
+            index: HashMap::new(),
+            children: HashMap::new(),
+            inodes: Vec::new(),
+            links: HashMap::new(),
+            policy,
+            issues: Vec::new(),
+        }
+    }
+
+    pub fn policy(&self) -> DataPolicy {
+        self.policy
+    }
+
+    /// Live nodes in order of first appearance.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.live)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&Node> {
+        self.index
+            .get(key)
+            .map(|&i| &self.nodes[i])
+            .filter(|n| n.live)
+    }
+
+    pub fn inode(&self, node: &Node) -> Option<&Inode> {
+        node.inode.map(|i| &self.inodes[i])
+    }
+
+    /// Size of a node's content: file length, or symlink target length.
+    pub fn size(&self, node: &Node) -> u64 {
+        match node.kind {
+            Kind::Regular => self.inode(node).map_or(0, |i| i.size),
+            Kind::Symlink => node.target.len() as u64,
+            _ => 0,
+        }
+    }
+
+    pub fn issues(&self) -> &[Issue] {
+        &self.issues
+    }
+
+    /// How many live paths share each inode.
+    pub fn link_counts(&self) -> Vec<u32> {
+        let mut counts = vec![0u32; self.inodes.len()];
+        for node in self.nodes() {
+            if let Some(i) = node.inode {
+                counts[i] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Resolves a directory path the way the kernel's path walk does (symlinks followed,
+    /// absolute targets from the root, `..` stopping at the root). Returns the canonical key of
+    /// the directory, and notes of symlinks on the way that lead outside the tree.
+    pub fn resolve_dir(&self, comps: &[&[u8]]) -> Result<(Vec<u8>, Vec<IssueKind>), IssueKind> {
+        let mut notes = Vec::new();
+        let mut cur: Vec<Vec<u8>> = Vec::new();
+        let mut queue: VecDeque<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
+        let mut followed = 0;
+        while let Some(comp) = queue.pop_front() {
+            if comp == b"." {
+                continue;
+            }
+            if comp == b".." {
+                cur.pop();
+                continue;
+            }
+            let key = join_all(&cur, &comp);
+            let Some(node) = self.get(&key) else {
+                return Err(IssueKind::ParentMissing { dir: key });
+            };
+            match node.kind {
+                Kind::Directory => cur.push(comp),
+                Kind::Symlink => {
+                    followed += 1;
+                    if followed > MAX_SYMLINKS {
+                        return Err(IssueKind::SymlinkLoop);
+                    }
+                    let target = &node.target;
+                    if target.first() == Some(&b'/') || climbs_above_root(cur.len(), target) {
+                        notes.push(IssueKind::SymlinkOutside {
+                            link: key.clone(),
+                            target: target.clone(),
+                        });
+                    }
+                    if target.first() == Some(&b'/') {
+                        cur.clear();
+                    }
+                    for part in target.split(|&b| b == b'/').rev() {
+                        if !part.is_empty() {
+                            queue.push_front(part.to_vec());
+                        }
+                    }
+                }
+                _ => return Err(IssueKind::NotADirectory { what: key }),
+            }
+        }
+        let dir = if cur.is_empty() {
+            b".".to_vec()
+        } else {
+            cur.join(&b'/')
+        };
+        Ok((dir, notes))
+    }
+
+    /// Applies one entry of segment `segment`, as the kernel would. `size` is the entry's data
+    /// length (its data may be empty when the tree keeps sizes only).
+    pub fn apply(&mut self, segment: usize, entry: Entry, size: u64) {
+        if entry.is_trailer() {
+            // The kernel forgets hardlinks at each trailer (free_hash).
+            self.links.clear();
+            return;
+        }
+        let kind = entry.kind();
+        let raw = entry.name.clone();
+        if let Some(u) = path::unsafe_name(&raw) {
+            self.issue(segment, &raw, IssueKind::UnsafeName(u));
+        }
+        let comps = path::components(&raw);
+        let Some((last, parents)) = comps.split_last() else {
+            if kind == Kind::Directory {
+                self.set_dir(b".".to_vec(), &entry, segment);
+            }
+            return;
+        };
+        if *last == b".." {
+            self.issue(
+                segment,
+                &raw,
+                IssueKind::NotADirectory { what: raw.clone() },
+            );
+            return;
+        }
+        let dir = match self.resolve_dir(parents) {
+            Ok((dir, notes)) => {
+                for note in notes {
+                    self.issue(segment, &raw, note);
+                }
+                dir
+            }
+            Err(kind) => {
+                self.issue(segment, &raw, kind);
+                return;
+            }
+        };
+        let key = path::join(&dir, last);
+        if !self.clean_path(&key, kind, segment, &raw) {
+            return;
+        }
+        match kind {
+            Kind::Regular => self.put_file(key, entry, size, segment),
+            Kind::Directory => self.set_dir(key, &entry, segment),
+            Kind::Symlink => {
+                let target = entry.data.clone();
+                self.put(node_from(key, &entry, segment, target, None));
+            }
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo | Kind::Socket => {
+                self.put(node_from(key, &entry, segment, Vec::new(), None));
+            }
+            Kind::Unknown => self.issue(
+                segment,
+                &raw,
+                IssueKind::UnknownType {
+                    mode: entry.header.mode,
+                },
+            ),
+        }
+    }
+
+    /// The kernel's `clean_path`: an existing node of another type (any type, for symlinks) is
+    /// removed first; a directory only when empty. Returns whether the entry can be created.
+    fn clean_path(&mut self, key: &[u8], kind: Kind, segment: usize, raw: &[u8]) -> bool {
+        let Some(existing) = self.get(key) else {
+            return true;
+        };
+        let existing_kind = existing.kind;
+        if existing_kind == kind && kind != Kind::Symlink {
+            return true;
+        }
+        if existing_kind == Kind::Directory {
+            if self.children.get(key).copied().unwrap_or(0) > 0 {
+                self.issue(segment, raw, IssueKind::DirectoryNotEmpty);
+                return false;
+            }
+        } else if existing_kind == Kind::Symlink && kind == Kind::Directory {
+            let target = existing.target.clone();
+            if self.resolve_dir(&path::components(key)).is_ok() {
+                self.issue(segment, raw, IssueKind::ReplacedSymlink { target });
+            }
+        }
+        self.remove(key);
+        true
+    }
+
+    fn put_file(&mut self, key: Vec<u8>, entry: Entry, size: u64, segment: usize) {
+        let h = &entry.header;
+        let mut inode = None;
+        if h.nlink >= 2 {
+            let link_key = (h.ino, h.dev_major, h.dev_minor, h.mode & 0o170000);
+            match self.links.get(&link_key) {
+                Some(first) => {
+                    inode = self.get(first).and_then(|n| n.inode);
+                    // init_link replaces whatever is at the new name.
+                    if inode.is_some() && self.get(&key).is_some() {
+                        self.remove(&key);
+                    }
+                }
+                None => {
+                    self.links.insert(link_key, key.clone());
+                }
+            }
+        }
+        let linked = inode.is_some();
+        // Same type already there: the kernel opens it with O_TRUNC, so hardlinked names share
+        // the new content.
+        let inode = inode
+            .or_else(|| self.get(&key).and_then(|n| n.inode))
+            .unwrap_or_else(|| {
+                self.inodes.push(Inode::default());
+                self.inodes.len() - 1
+            });
+        // A later hardlink without data leaves the content alone (no O_TRUNC).
+        if !(linked && size == 0) {
+            self.set_data(inode, entry.data.clone(), size);
+        }
+        self.put(node_from(key, &entry, segment, Vec::new(), Some(inode)));
+    }
+
+    fn set_data(&mut self, inode: usize, data: Vec<u8>, size: u64) {
+        let slot = &mut self.inodes[inode];
+        slot.size = size;
+        match self.policy {
+            DataPolicy::SizeOnly => {
+                slot.data = None;
+                slot.digest = None;
+            }
+            DataPolicy::Digest { keep_up_to } => {
+                slot.digest = Some(Sha256::digest(&data).into());
+                slot.data = (size <= keep_up_to).then_some(data);
+            }
+            DataPolicy::Full => {
+                slot.digest = None;
+                slot.data = Some(data);
+            }
+        }
+    }
+
+    fn set_dir(&mut self, key: Vec<u8>, entry: &Entry, segment: usize) {
+        self.put(node_from(key, entry, segment, Vec::new(), None));
+    }
+
+    fn put(&mut self, node: Node) {
+        match self.index.get(&node.path).copied() {
+            Some(i) => {
+                if !self.nodes[i].live {
+                    *self
+                        .children
+                        .entry(path::parent(&node.path).to_vec())
+                        .or_default() += 1;
+                }
+                self.nodes[i] = node;
+            }
+            None => {
+                if node.path != b"." {
+                    *self
+                        .children
+                        .entry(path::parent(&node.path).to_vec())
+                        .or_default() += 1;
+                }
+                self.index.insert(node.path.clone(), self.nodes.len());
+                self.nodes.push(node);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(&i) = self.index.get(key) {
+            if self.nodes[i].live {
+                self.nodes[i].live = false;
+                if let Some(c) = self.children.get_mut(path::parent(key)) {
+                    *c = c.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    fn issue(&mut self, segment: usize, name: &[u8], kind: IssueKind) {
+        self.issues.push(Issue {
+            segment,
+            name: name.to_vec(),
+            kind,
+        });
+    }
+}
+
+fn node_from(
+    key: Vec<u8>,
+    entry: &Entry,
+    segment: usize,
+    target: Vec<u8>,
+    inode: Option<usize>,
+) -> Node {
+    let h = &entry.header;
+    Node {
+        path: key,
+        kind: entry.kind(),
+        mode: h.mode,
+        uid: h.uid,
+        gid: h.gid,
+        mtime: h.mtime,
+        rdev: (h.rdev_major, h.rdev_minor),
+        target,
+        inode,
+        segment,
+        live: true,
+    }
+}
+
+fn join_all(cur: &[Vec<u8>], comp: &[u8]) -> Vec<u8> {
+    let mut key = cur.join(&b'/');
+    if !key.is_empty() {
+        key.push(b'/');
+    }
+    key.extend_from_slice(comp);
+    key
+}
+
+/// Whether a relative symlink target, followed from a directory `depth` levels below the root,
+/// climbs above the root.
+fn climbs_above_root(depth: usize, target: &[u8]) -> bool {
+    let mut depth = depth as i64;
+    for part in target.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::initrd::cpio::{Format, Header};
+
+    fn entry(name: &str, mode: u32, data: &[u8]) -> Entry {
+        Entry {
+            header: Header {
+                format: Format::Newc,
+                ino: 0,
+                mode,
+                uid: 0,
+                gid: 0,
+                nlink: 1,
+                mtime: 0,
+                dev_major: 0,
+                dev_minor: 0,
+                rdev_major: 0,
+                rdev_minor: 0,
+                check: 0,
+            },
+            name: name.as_bytes().to_vec(),
+            data: data.to_vec(),
+        }
+    }
+    fn dir(name: &str) -> Entry {
+        entry(name, 0o040755, b"")
+    }
+    fn file(name: &str, data: &str) -> Entry {
+        entry(name, 0o100644, data.as_bytes())
+    }
+    fn link(name: &str, target: &str) -> Entry {
+        entry(name, 0o120777, target.as_bytes())
+    }
+    fn build(entries: Vec<Entry>) -> Tree {
+        let mut t = Tree::new(DataPolicy::Full);
+        for e in entries {
+            let len = e.data.len() as u64;
+            t.apply(0, e, len);
+        }
+        t
+    }
+    fn content<'a>(t: &'a Tree, p: &str) -> Option<&'a [u8]> {
+        t.get(p.as_bytes())
+            .and_then(|n| t.inode(n))
+            .and_then(|i| i.data.as_deref())
+    }
+    fn paths(t: &Tree) -> Vec<String> {
+        t.nodes().map(|n| path::display(&n.path)).collect()
+    }
+
+    #[test]
+    fn later_entries_win_and_keep_first_position() {
+        let t = build(vec![
+            dir("."),
+            file("./init", "old"),
+            file("./b", "b"),
+            file("init", "new"),
+        ]);
+        assert_eq!(content(&t, "init"), Some(&b"new"[..]));
+        assert_eq!(paths(&t), [".", "init", "b"]);
+    }
+
+    #[test]
+    fn merged_usr_additions_go_through_the_link() {
+        let t = build(vec![
+            dir("usr"),
+            dir("usr/lib"),
+            dir("usr/lib/modules"),
+            link("lib", "usr/lib"),
+            dir("lib/modules/6.1/extra"),
+            file("lib/modules/6.1/extra/x.ko", "ko"),
+        ]);
+        // lib/modules/6.1 does not exist: the kernel cannot mkdir extra under it.
+        assert!(t.get(b"usr/lib/modules/6.1/extra").is_none());
+        assert!(matches!(
+            t.issues()[0].kind,
+            IssueKind::ParentMissing { .. }
+        ));
+
+        let t = build(vec![
+            dir("usr"),
+            dir("usr/lib"),
+            link("lib", "usr/lib"),
+            dir("lib/modules"),
+            file("lib/modules/x.ko", "ko"),
+        ]);
+        assert_eq!(content(&t, "usr/lib/modules/x.ko"), Some(&b"ko"[..]));
+        assert_eq!(t.get(b"lib").map(|n| n.kind), Some(Kind::Symlink));
+        assert!(t.get(b"lib/modules").is_none());
+        assert!(t.issues().is_empty(), "{:?}", t.issues());
+    }
+
+    #[test]
+    fn directory_entry_replacing_a_dir_symlink_is_flagged() {
+        let t = build(vec![
+            dir("usr"),
+            dir("usr/lib"),
+            link("lib", "usr/lib"),
+            dir("lib"),
+        ]);
+        assert_eq!(t.get(b"lib").map(|n| n.kind), Some(Kind::Directory));
+        assert!(
+            matches!(&t.issues()[0].kind, IssueKind::ReplacedSymlink { target } if target == b"usr/lib")
+        );
+    }
+
+    #[test]
+    fn kernel_drops_entries_without_parent_or_under_a_file() {
+        let t = build(vec![file("a/b", "x"), file("f", "x"), file("f/g", "y")]);
+        assert_eq!(paths(&t), ["f"]);
+        assert!(matches!(&t.issues()[0].kind, IssueKind::ParentMissing { dir } if dir == b"a"));
+        assert!(matches!(&t.issues()[1].kind, IssueKind::NotADirectory { what } if what == b"f"));
+    }
+
+    #[test]
+    fn non_empty_directory_survives_a_file_entry() {
+        let t = build(vec![dir("d"), file("d/x", "1"), file("d", "2")]);
+        assert_eq!(t.get(b"d").map(|n| n.kind), Some(Kind::Directory));
+        assert!(matches!(t.issues()[0].kind, IssueKind::DirectoryNotEmpty));
+        let t = build(vec![dir("e"), file("e", "2")]);
+        assert_eq!(t.get(b"e").map(|n| n.kind), Some(Kind::Regular));
+    }
+
+    #[test]
+    fn hardlinks_share_content_until_trailer() {
+        let mut a = file("a", "");
+        a.header.nlink = 2;
+        a.header.ino = 7;
+        let mut b = file("b", "data");
+        b.header.nlink = 2;
+        b.header.ino = 7;
+        let mut c = file("c", "other");
+        c.header.nlink = 2;
+        c.header.ino = 7;
+        let t = build(vec![
+            a,
+            b,
+            Entry {
+                name: b"TRAILER!!!".to_vec(),
+                ..file("x", "")
+            },
+            c,
+        ]);
+        assert_eq!(content(&t, "a"), Some(&b"data"[..]));
+        assert_eq!(
+            t.get(b"a").and_then(|n| n.inode),
+            t.get(b"b").and_then(|n| n.inode)
+        );
+        assert_ne!(
+            t.get(b"a").and_then(|n| n.inode),
+            t.get(b"c").and_then(|n| n.inode)
+        );
+        assert_eq!(t.link_counts().iter().filter(|&&c| c == 2).count(), 1);
+    }
+
+    #[test]
+    fn symlinks_leading_outside_are_noted_and_resolved_inside() {
+        let t = build(vec![
+            dir("etc"),
+            link("x", "/etc"),
+            file("x/passwd", "p"),
+            link("up", "../.."),
+            file("up/etc/y", "q"),
+        ]);
+        assert_eq!(content(&t, "etc/passwd"), Some(&b"p"[..]));
+        assert_eq!(content(&t, "etc/y"), Some(&b"q"[..]));
+        let outside: Vec<_> = t.issues().iter().filter(|i| i.kind.is_unsafe()).collect();
+        assert_eq!(outside.len(), 2, "{:?}", t.issues());
+    }
+
+    #[test]
+    fn symlink_loops_end() {
+        let t = build(vec![link("a", "b"), link("b", "a"), file("a/x", "1")]);
+        assert!(matches!(t.issues()[0].kind, IssueKind::SymlinkLoop));
+        assert_eq!(paths(&t), ["a", "b"]);
+    }
+
+    #[test]
+    fn unsafe_names_are_flagged() {
+        let t = build(vec![dir("a"), file("a/../../evil", "x"), file("/abs", "y")]);
+        let kinds: Vec<_> = t.issues().iter().map(|i| i.kind.clone()).collect();
+        assert!(kinds.contains(&IssueKind::UnsafeName(Unsafe::DotDot)));
+        assert!(kinds.contains(&IssueKind::UnsafeName(Unsafe::Absolute)));
+    }
+}

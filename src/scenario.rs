@@ -1,0 +1,470 @@
+//! Scenario files: the user's main interface. TOML, paths relative to the file, every key checked:
+//! an unknown key or a wrong type is an error with file, line and column, and a suggestion.
+//!
+//! ```toml
+//! name = "mlx4 IPoIB, manual order"
+//! [kernel]
+//! image = "../images/cache/current/vmlinuz"
+//! modules = "../images/cache/current"          # a tree, or a list layered first-match
+//! [initrd]
+//! base = "busybox"                             # or a path to any real initrd
+//! load = ["mlx4_core", "mlx4_en"]              # "name" or "name params"
+//! order = "strict"                             # or "resolve", or "as-is"
+//! binaries = ["/sbin/ifconfig"]
+//! [network]
+//! interface = "eth0"
+//! dhcp = "udhcpc"                              # or "dhclient", or static = "192.0.2.10/24"
+//! guid = "0002:c903:0000:1039"                 # IPoIB client-identifier from a port GUID
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::initrd::add::AddMode;
+
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// A parsed scenario, paths resolved against the file's directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    /// The file it came from.
+    pub path: PathBuf,
+    pub name: String,
+    pub kernel: Kernel,
+    pub initrd: Initrd,
+    pub network: Network,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Kernel {
+    pub image: PathBuf,
+    /// Module trees, first match wins (e.g. an OFED `updates/` tree over the distribution's).
+    pub modules: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    /// Keep the user's order and check it.
+    Strict,
+    /// Compute the closure and a valid order.
+    Resolve,
+    /// No checks: load exactly what is listed, to reproduce a field failure.
+    AsIs,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum Base {
+    /// bootrig's own minimal busybox initrd.
+    Busybox,
+    /// A real initrd.
+    Image(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlavorChoice {
+    Auto,
+    Busybox,
+    InitramfsTools,
+    Dracut,
+    DebianInstaller,
+    Generic,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Initrd {
+    pub base: Base,
+    pub load: Vec<String>,
+    pub order: Order,
+    pub binaries: Vec<PathBuf>,
+    pub flavor: FlavorChoice,
+    /// Generic flavor: insert the stanza after the first line of `/init` matching this regex.
+    pub anchor: Option<String>,
+    pub mode: AddMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DhcpChoice {
+    Udhcpc,
+    Dhclient,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum Addressing {
+    Dhcp(DhcpChoice),
+    Static {
+        cidr: String,
+        gateway: Option<String>,
+    },
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    pub interface: String,
+    pub addressing: Addressing,
+    /// The DHCP client-identifier, hex bytes `ff:00:…`: given as is, or made from `guid`.
+    pub client_id: Option<String>,
+    pub guid: Option<String>,
+}
+
+// The file's shape, strictly: unknown keys are errors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    kernel: RawKernel,
+    initrd: RawInitrd,
+    #[serde(default)]
+    network: RawNetwork,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    image: PathBuf,
+    modules: OneOrMany,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInitrd {
+    #[serde(default = "default_base")]
+    base: String,
+    #[serde(default)]
+    load: Vec<String>,
+    #[serde(default = "default_order")]
+    order: Order,
+    #[serde(default)]
+    binaries: Vec<PathBuf>,
+    #[serde(default = "default_flavor")]
+    flavor: FlavorChoice,
+    anchor: Option<String>,
+    #[serde(default = "default_mode")]
+    mode: RawMode,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawMode {
+    Overlay,
+    Repack,
+}
+
+fn default_base() -> String {
+    "busybox".into()
+}
+fn default_order() -> Order {
+    Order::Strict
+}
+fn default_flavor() -> FlavorChoice {
+    FlavorChoice::Auto
+}
+fn default_mode() -> RawMode {
+    RawMode::Overlay
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    interface: Option<String>,
+    dhcp: Option<DhcpChoice>,
+    #[serde(rename = "static")]
+    static_addr: Option<String>,
+    gateway: Option<String>,
+    guid: Option<String>,
+    client_id: Option<String>,
+}
+
+/// Keys a scenario may have, per table, for suggestions.
+const KEYS: &[&str] = &[
+    "name",
+    "kernel",
+    "initrd",
+    "network",
+    "image",
+    "modules",
+    "base",
+    "load",
+    "order",
+    "binaries",
+    "flavor",
+    "anchor",
+    "mode",
+    "interface",
+    "dhcp",
+    "static",
+    "gateway",
+    "guid",
+    "client_id",
+];
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses scenario text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ScenarioError> {
+        let raw: RawScenario = toml::from_str(text).map_err(|e| syntax_error(text, path, &e))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            }
+        };
+        let invalid = |message: String| ScenarioError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+
+        let modules = match raw.kernel.modules {
+            OneOrMany::One(p) => vec![rel(&p)],
+            OneOrMany::Many(v) if v.is_empty() => {
+                return Err(invalid(
+                    "[kernel] modules: give at least one module tree".into(),
+                ))
+            }
+            OneOrMany::Many(v) => v.iter().map(|p| rel(p)).collect(),
+        };
+        let base = match raw.initrd.base.as_str() {
+            "busybox" => Base::Busybox,
+            "" => {
+                return Err(invalid(
+                    "[initrd] base: empty; use \"busybox\" or a path to an initrd".into(),
+                ))
+            }
+            p => Base::Image(rel(Path::new(p))),
+        };
+        if raw.initrd.anchor.is_some()
+            && !matches!(
+                raw.initrd.flavor,
+                FlavorChoice::Generic | FlavorChoice::Auto
+            )
+        {
+            return Err(invalid(
+                "[initrd] anchor: only the generic flavor inserts at an anchor".into(),
+            ));
+        }
+        for entry in &raw.initrd.load {
+            if entry.trim().is_empty() {
+                return Err(invalid(
+                    "[initrd] load: empty entry; each is \"name\" or \"name params\"".into(),
+                ));
+            }
+        }
+        let net = raw.network;
+        let interface = net.interface.unwrap_or_else(|| "eth0".into());
+        let addressing = match (net.dhcp, net.static_addr) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "[network]: both dhcp and static given; choose one".into(),
+                ));
+            }
+            (Some(d), None) => Addressing::Dhcp(d),
+            (None, Some(cidr)) => {
+                validate_cidr(&cidr)
+                    .map_err(|m| invalid(format!("[network] static = {cidr:?}: {m}")))?;
+                Addressing::Static {
+                    cidr,
+                    gateway: net.gateway,
+                }
+            }
+            (None, None) => Addressing::None,
+        };
+        if net.guid.is_some() && net.client_id.is_some() {
+            return Err(invalid(
+                "[network]: both guid and client_id given; the client-identifier comes from one"
+                    .into(),
+            ));
+        }
+        Ok(Scenario {
+            path: path.to_owned(),
+            name: raw.name,
+            kernel: Kernel {
+                image: rel(&raw.kernel.image),
+                modules,
+            },
+            initrd: Initrd {
+                base,
+                load: raw.initrd.load,
+                order: raw.initrd.order,
+                binaries: raw.initrd.binaries,
+                flavor: raw.initrd.flavor,
+                anchor: raw.initrd.anchor,
+                mode: match raw.initrd.mode {
+                    RawMode::Overlay => AddMode::Overlay,
+                    RawMode::Repack => AddMode::Repack,
+                },
+            },
+            network: Network {
+                interface,
+                addressing,
+                client_id: net.client_id,
+                guid: net.guid,
+            },
+        })
+    }
+}
+
+fn validate_cidr(cidr: &str) -> Result<(), String> {
+    let (addr, len) = cidr
+        .split_once('/')
+        .ok_or("expected ADDRESS/PREFIX, e.g. 192.0.2.10/24")?;
+    addr.parse::<std::net::Ipv4Addr>()
+        .map_err(|e| format!("{addr}: {e}"))?;
+    match len.parse::<u8>() {
+        Ok(n) if n <= 32 => Ok(()),
+        _ => Err(format!("prefix length {len:?} is not 0..32")),
+    }
+}
+
+/// A toml error as `file:line:column: message`, with a suggestion for a misspelt key.
+fn syntax_error(text: &str, path: &Path, e: &toml::de::Error) -> ScenarioError {
+    let (line, column) = match e.span() {
+        Some(span) => line_column(text, span.start),
+        None => (1, 1),
+    };
+    let mut message = e.message().trim().to_string();
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|s| s.split('`').next())
+    {
+        if let Some(best) = crate::kmod::suggest::nearest(unknown, KEYS).first() {
+            message.push_str(&format!("; did you mean `{best}`?"));
+        }
+    }
+    ScenarioError::Syntax {
+        path: path.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "mlx4 IPoIB, manual order"
+[kernel]
+image = "../images/cache/current/vmlinuz"
+modules = ["/opt/ofed", "../images/cache/current"]
+[initrd]
+base = "busybox"
+load = ["ib_core", "ib_ipoib send_queue_size=256"]
+order = "resolve"
+binaries = ["/sbin/ifconfig"]
+[network]
+interface = "ib0"
+dhcp = "dhclient"
+guid = "0002:c903:0000:1039"
+"#;
+
+    #[test]
+    fn parses_and_resolves_paths_against_the_file() {
+        let s = Scenario::parse(GOOD, Path::new("/work/scenarios/a.toml")).unwrap();
+        assert_eq!(
+            s.kernel.image,
+            Path::new("/work/scenarios/../images/cache/current/vmlinuz")
+        );
+        assert_eq!(s.kernel.modules[0], Path::new("/opt/ofed"));
+        assert_eq!(s.initrd.order, Order::Resolve);
+        assert_eq!(s.initrd.load[1], "ib_ipoib send_queue_size=256");
+        assert!(matches!(
+            s.network.addressing,
+            Addressing::Dhcp(DhcpChoice::Dhclient)
+        ));
+        assert_eq!(s.network.interface, "ib0");
+        assert!(matches!(s.initrd.base, Base::Busybox));
+        assert_eq!(s.initrd.mode, AddMode::Overlay);
+    }
+
+    #[test]
+    fn unknown_key_names_line_column_and_suggests() {
+        let text = GOOD.replace("load = [", "lod = [");
+        let e = Scenario::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.toml:8:1: unknown field `lod`"), "{e}");
+        assert!(e.contains("did you mean `load`?"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_column() {
+        let text = GOOD.replace("order = \"resolve\"", "order = 3");
+        let e = Scenario::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.toml:9:9:"), "{e}");
+        let text = GOOD.replace("order = \"resolve\"", "order = \"sorted\"");
+        let e = Scenario::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("strict") && e.contains("as-is"), "{e}");
+    }
+
+    #[test]
+    fn conflicting_and_bad_values_are_refused() {
+        let both = GOOD.replace(
+            "dhcp = \"dhclient\"",
+            "dhcp = \"dhclient\"\nstatic = \"192.0.2.10/24\"",
+        );
+        assert!(Scenario::parse(&both, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string()
+            .contains("choose one"));
+        let bad = GOOD.replace("dhcp = \"dhclient\"", "static = \"192.0.2.300/24\"");
+        assert!(Scenario::parse(&bad, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string()
+            .contains("192.0.2.300"));
+        let missing = "name = \"x\"\n[initrd]\nload = []\n";
+        let e = Scenario::parse(missing, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kernel"), "{e}");
+    }
+}

@@ -1,0 +1,87 @@
+//! `bootrig doctor` end to end: the binary on this host (set up by images/setup) and on an empty
+//! fake root, checking exit codes, the table and the JSON.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn bootrig(args: &[&str], path_var: Option<&std::ffi::OsStr>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootrig"));
+    cmd.args(args).env_remove("BOOTRIG_QEMU");
+    if let Some(path) = path_var {
+        cmd.env("PATH", path);
+    }
+    cmd.output().expect("run bootrig")
+}
+
+#[test]
+fn this_host_is_ready_and_json_says_why() {
+    let start = Instant::now();
+    let out = bootrig(&["doctor", "--json", "--probe-timeout", "2"], None);
+    // --version, a TCG probe and a KVM probe, each bounded by 2 s.
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "run images/setup first:\n{stdout}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["ready"], true);
+    let checks = report["checks"].as_array().unwrap();
+    let status = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))["status"]
+            .clone()
+    };
+    assert_eq!(status("accel tcg"), "ok");
+    assert_eq!(status("seabios"), "ok");
+    assert_eq!(status("ipxe virtio"), "ok");
+    assert_eq!(status("cpio"), "ok");
+    let accel = report["accel"].as_str().unwrap();
+    assert!(accel == "kvm" || accel == "tcg", "{accel}");
+    assert!(report["mellanox_devices"].is_array());
+}
+
+#[test]
+fn an_empty_host_exits_1_and_says_what_to_install() {
+    let root = tempfile::tempdir().unwrap();
+    let empty_path = root.path().join("no-bin");
+    let out = bootrig(
+        &["doctor", "--root", root.path().to_str().unwrap()],
+        Some(empty_path.as_os_str()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let seabios = stdout
+        .lines()
+        .find(|l| l.starts_with("seabios "))
+        .unwrap_or_else(|| panic!("no seabios row:\n{stdout}"));
+    assert!(seabios.contains("missing!"), "{seabios}");
+    assert!(
+        seabios.contains("apt-get install seabios (or run images/setup)"),
+        "{seabios}"
+    );
+    let verdict = stdout.lines().last().unwrap();
+    assert!(
+        verdict.starts_with("not ready: required checks failed"),
+        "{verdict}"
+    );
+    for name in ["qemu", "seabios", "ipxe virtio", "cpio"] {
+        assert!(verdict.contains(name), "{name} not in {verdict}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = bootrig(&["doctor", "--probe-timeout", "soon"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a number of seconds"));
+    let out = bootrig(&["doctor", "--no-such-flag"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
