@@ -343,8 +343,8 @@ fn place(
         };
         // Create missing parents where the kernel would look for them.
         let parent = loop {
-            match tree.resolve_dir(parents) {
-                Ok((dir, _)) => break dir,
+            match tree.resolve_dir(parents).0 {
+                Ok(dir) => break dir,
                 Err(IssueKind::ParentMissing { dir }) => {
                     let mut e = new_entry(0o040755, dir_mtime, Vec::new());
                     e.name = dir.clone();
@@ -380,7 +380,7 @@ fn place(
                 (Kind::Directory, _) => return Err(dest_err("is a directory in the image".into())),
                 (Kind::Symlink, Kind::Directory) => {
                     // Never replace a directory symlink: the children go through it instead.
-                    if tree.resolve_dir(&path::components(&key)).is_ok() {
+                    if tree.resolve_dir(&path::components(&key)).0.is_ok() {
                         notes.push(format!(
                             "/{} is a symlink to a directory in the image: kept, the addition's contents go through it",
                             path::display(&key)

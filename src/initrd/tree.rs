@@ -212,9 +212,16 @@ impl Tree {
 
     /// Resolves a directory path the way the kernel's path walk does (symlinks followed,
     /// absolute targets from the root, `..` stopping at the root). Returns the canonical key of
-    /// the directory, and notes of symlinks on the way that lead outside the tree.
-    pub fn resolve_dir(&self, comps: &[&[u8]]) -> Result<(Vec<u8>, Vec<IssueKind>), IssueKind> {
+    /// the directory (or why the kernel cannot reach it), and notes of symlinks on the way that
+    /// lead outside the tree, kept even when the walk then fails: a naive extractor would still
+    /// have followed them.
+    pub fn resolve_dir(&self, comps: &[&[u8]]) -> (Result<Vec<u8>, IssueKind>, Vec<IssueKind>) {
         let mut notes = Vec::new();
+        let result = self.walk_dir(comps, &mut notes);
+        (result, notes)
+    }
+
+    fn walk_dir(&self, comps: &[&[u8]], notes: &mut Vec<IssueKind>) -> Result<Vec<u8>, IssueKind> {
         let mut cur: Vec<Vec<u8>> = Vec::new();
         let mut queue: VecDeque<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
         let mut followed = 0;
@@ -256,12 +263,11 @@ impl Tree {
                 _ => return Err(IssueKind::NotADirectory { what: key }),
             }
         }
-        let dir = if cur.is_empty() {
+        Ok(if cur.is_empty() {
             b".".to_vec()
         } else {
             cur.join(&b'/')
-        };
-        Ok((dir, notes))
+        })
     }
 
     /// Applies one entry of segment `segment`, as the kernel would. `size` is the entry's data
@@ -292,13 +298,12 @@ impl Tree {
             );
             return;
         }
-        let dir = match self.resolve_dir(parents) {
-            Ok((dir, notes)) => {
-                for note in notes {
-                    self.issue(segment, &raw, note);
-                }
-                dir
-            }
+        let (resolved, notes) = self.resolve_dir(parents);
+        for note in notes {
+            self.issue(segment, &raw, note);
+        }
+        let dir = match resolved {
+            Ok(dir) => dir,
             Err(kind) => {
                 self.issue(segment, &raw, kind);
                 return;
@@ -345,7 +350,7 @@ impl Tree {
             }
         } else if existing_kind == Kind::Symlink && kind == Kind::Directory {
             let target = existing.target.clone();
-            if self.resolve_dir(&path::components(key)).is_ok() {
+            if self.resolve_dir(&path::components(key)).0.is_ok() {
                 self.issue(segment, raw, IssueKind::ReplacedSymlink { target });
             }
         }
@@ -674,6 +679,17 @@ mod tests {
         assert_eq!(content(&t, "etc/y"), Some(&b"q"[..]));
         let outside: Vec<_> = t.issues().iter().filter(|i| i.kind.is_unsafe()).collect();
         assert_eq!(outside.len(), 2, "{:?}", t.issues());
+    }
+
+    #[test]
+    fn escaping_symlink_is_noted_even_when_its_target_is_missing() {
+        let t = build(vec![link("link", "../outside"), file("link/evil", "x")]);
+        assert!(
+            t.issues().iter().any(|i| i.kind.is_unsafe()),
+            "{:?}",
+            t.issues()
+        );
+        assert!(t.get(b"outside/evil").is_none());
     }
 
     #[test]
