@@ -152,7 +152,8 @@ pub fn write_busybox_base(busybox: &Path, out: &Path) -> Result<(), BaseError> {
     ])
     .map_err(write_err)?;
     {
-        let mut enc = codec::encoder(Compression::Gzip, seed.as_file_mut(), None).map_err(write_err)?;
+        let mut enc =
+            codec::encoder(Compression::Gzip, seed.as_file_mut(), None).map_err(write_err)?;
         enc.write_all(&archive.bytes).map_err(write_err)?;
         enc.finish().map_err(write_err)?;
     }

@@ -228,7 +228,10 @@ fn place_initramfs_tools(tree: &Tree, stanza: &str) -> Result<Vec<Addition>, Fla
         Some((key, node)) => file_data(tree, &key, node)?.to_vec(),
         None => Vec::new(),
     };
-    if !split_lines(&order).iter().any(|l| trim(l) == run.as_bytes()) {
+    if !split_lines(&order)
+        .iter()
+        .any(|l| trim(l) == run.as_bytes())
+    {
         if !order.is_empty() && !order.ends_with(b"\n") {
             order.push(b'\n');
         }
@@ -236,7 +239,11 @@ fn place_initramfs_tools(tree: &Tree, stanza: &str) -> Result<Vec<Addition>, Fla
         order.extend_from_slice(b"\n[ -e /conf/param.conf ] && . /conf/param.conf\n");
     }
     Ok(vec![
-        Addition::bytes(&format!("/{INITRAMFS_TOOLS_HOOK}"), hook.into_bytes(), 0o755),
+        Addition::bytes(
+            &format!("/{INITRAMFS_TOOLS_HOOK}"),
+            hook.into_bytes(),
+            0o755,
+        ),
         Addition::bytes(&format!("/{INITRAMFS_TOOLS_ORDER}"), order, 0o644),
     ])
 }
@@ -263,7 +270,11 @@ fn place_dracut(tree: &Tree, stanza: &str, systemd: bool) -> Result<Vec<Addition
 /// directory its `ConditionDirectoryNotEmpty=|` names (None when it names none).
 fn dracut_systemd_hook_dir(tree: &Tree) -> Result<Option<String>, FlavorError> {
     let unit_name = format!("dracut-{DRACUT_HOOK}.service");
-    let unit_dirs = ["etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system"];
+    let unit_dirs = [
+        "etc/systemd/system",
+        "usr/lib/systemd/system",
+        "lib/systemd/system",
+    ];
     let unit = unit_dirs
         .iter()
         .find_map(|d| lookup(tree, format!("{d}/{unit_name}").as_bytes()))
@@ -289,7 +300,10 @@ fn dracut_systemd_hook_dir(tree: &Tree) -> Result<Option<String>, FlavorError> {
         let dir = std::str::from_utf8(dir).ok()?;
         let dir = dir.trim().trim_end_matches('/');
         let dir = dir.strip_suffix(&format!("/{DRACUT_HOOK}"))?;
-        Some(dir_key(tree, dir.as_bytes()).unwrap_or_else(|| path::display(&path::normalize(dir.as_bytes()))))
+        Some(
+            dir_key(tree, dir.as_bytes())
+                .unwrap_or_else(|| path::display(&path::normalize(dir.as_bytes()))),
+        )
     });
     Ok(condition)
 }
@@ -322,21 +336,17 @@ fn place_generic(
                 anchor: pattern.clone(),
                 source,
             })?;
-            let at = (0..lines.len())
+            (0..lines.len())
                 .find(|&i| !blocks.ignored[i] && re.is_match(lines[i]))
                 .ok_or_else(|| FlavorError::NoAnchor {
                     anchor: format!("anchor {pattern:?}"),
                     path: shown.clone(),
-                })?;
-            at
+                })?
         }
-        None => {
-            let at = default_anchor(&lines, &blocks).ok_or_else(|| FlavorError::NoAnchor {
-                anchor: "default anchor (lines mounting /proc and /sys)".into(),
-                path: shown.clone(),
-            })?;
-            at
-        }
+        None => default_anchor(&lines, &blocks).ok_or_else(|| FlavorError::NoAnchor {
+            anchor: "default anchor (lines mounting /proc and /sys)".into(),
+            path: shown.clone(),
+        })?,
     };
     if let Some(function) = &blocks.function[anchor_line] {
         return Err(FlavorError::AnchorInFunction {
@@ -377,9 +387,8 @@ fn default_anchor(lines: &[&[u8]], blocks: &shell::Blocks) -> Option<usize> {
         return None;
     };
     let find = |re: &Regex| {
-        (0..lines.len()).find(|&i| {
-            !blocks.ignored[i] && blocks.function[i].is_none() && re.is_match(lines[i])
-        })
+        (0..lines.len())
+            .find(|&i| !blocks.ignored[i] && blocks.function[i].is_none() && re.is_match(lines[i]))
     };
     Some(find(&proc_re)?.max(find(&sys_re)?))
 }
@@ -621,10 +630,7 @@ mod shell {
             let continues = quote.is_some()
                 || heredoc.is_some()
                 || line.trim_ascii_end().ends_with(b"\\")
-                || matches!(
-                    words.last().map(Vec::as_slice),
-                    Some(b"&&" | b"||" | b"|")
-                );
+                || matches!(words.last().map(Vec::as_slice), Some(b"&&" | b"||" | b"|"));
             b.top_level_after[i] = stack.is_empty() && !continues;
         }
         b
@@ -639,9 +645,7 @@ mod shell {
 
     /// `exec CMD ...` (not a redirection-only `exec >file`), `switch_root`, `run-init`.
     fn is_handoff(words: &[Vec<u8>]) -> bool {
-        let base = |w: &[u8]| -> Vec<u8> {
-            w.rsplit(|&b| b == b'/').next().unwrap_or(w).to_vec()
-        };
+        let base = |w: &[u8]| -> Vec<u8> { w.rsplit(|&b| b == b'/').next().unwrap_or(w).to_vec() };
         let Some(first) = words.first() else {
             return false;
         };
@@ -726,10 +730,9 @@ mod shell {
                         i += 1;
                     }
                     let start = i;
-                    while line
-                        .get(i)
-                        .is_some_and(|b| !matches!(b, b' ' | b'\t' | b';' | b'&' | b'|' | b'>' | b'<'))
-                    {
+                    while line.get(i).is_some_and(|b| {
+                        !matches!(b, b' ' | b'\t' | b';' | b'&' | b'|' | b'>' | b'<')
+                    }) {
                         i += 1;
                     }
                     let delim: Vec<u8> = line[start..i]
@@ -859,7 +862,10 @@ mod tests {
         // dracut's own /init guards its mounts like this.
         let init = "#!/bin/sh\nif [ ! -d /proc/self ]; then\n    if ! mount -t proc -o nosuid proc /proc > /dev/null; then\n        echo \"Cannot mount proc\"\n        exit 1\n    fi\nfi\nif [ ! -d /sys/kernel ]; then\n    if ! mount -t sysfs -o nosuid sysfs /sys > /dev/null; then\n        exit 1\n    fi\nfi\necho after\n";
         let out = generic(init, None).unwrap();
-        assert!(out.contains(&format!("    fi\nfi\n{STANZA}echo after\n")), "{out}");
+        assert!(
+            out.contains(&format!("    fi\nfi\n{STANZA}echo after\n")),
+            "{out}"
+        );
     }
 
     #[test]
@@ -960,12 +966,17 @@ mod tests {
             "/scripts/init-premount/bootrig \"$@\"\n[ -e /conf/param.conf ] && . /conf/param.conf\n"
         );
         // An existing ORDER keeps its hooks first and is not extended twice.
-        let existing = "/scripts/init-premount/plymouth \"$@\"\n[ -e /conf/param.conf ] && . /conf/param.conf";
+        let existing =
+            "/scripts/init-premount/plymouth \"$@\"\n[ -e /conf/param.conf ] && . /conf/param.conf";
         let t = initramfs_tools_tree(Some(existing));
-        let order = bytes_of(&place(Flavor::InitramfsTools, &t, STANZA, &Placement::default()).unwrap()[1]);
-        assert!(order.starts_with(&format!("{existing}\n/scripts/init-premount/bootrig \"$@\"\n")));
+        let order =
+            bytes_of(&place(Flavor::InitramfsTools, &t, STANZA, &Placement::default()).unwrap()[1]);
+        assert!(order.starts_with(&format!(
+            "{existing}\n/scripts/init-premount/bootrig \"$@\"\n"
+        )));
         let t = initramfs_tools_tree(Some(&order));
-        let again = bytes_of(&place(Flavor::InitramfsTools, &t, STANZA, &Placement::default()).unwrap()[1]);
+        let again =
+            bytes_of(&place(Flavor::InitramfsTools, &t, STANZA, &Placement::default()).unwrap()[1]);
         assert_eq!(again, order);
     }
 
@@ -1011,15 +1022,21 @@ mod tests {
             ("init", "l", "usr/lib/systemd/systemd".into()),
         ];
         if wanted {
-            entries.push(("usr/lib/systemd/system/initrd.target.wants", "d", String::new()));
+            entries.push((
+                "usr/lib/systemd/system/initrd.target.wants",
+                "d",
+                String::new(),
+            ));
             entries.push((
                 "usr/lib/systemd/system/initrd.target.wants/dracut-pre-udev.service",
                 "l",
                 "../dracut-pre-udev.service".into(),
             ));
         }
-        let borrowed: Vec<(&str, &str, &str)> =
-            entries.iter().map(|(a, b, c)| (*a, *b, c.as_str())).collect();
+        let borrowed: Vec<(&str, &str, &str)> = entries
+            .iter()
+            .map(|(a, b, c)| (*a, *b, c.as_str()))
+            .collect();
         tree(&borrowed)
     }
 
@@ -1029,11 +1046,17 @@ mod tests {
         assert_eq!(detect(&t), Flavor::Dracut { systemd: true });
         let adds = place(detect(&t), &t, STANZA, &Placement::default()).unwrap();
         assert_eq!(adds.len(), 1);
-        assert_eq!(adds[0].dest, b"/usr/lib/dracut/hooks/pre-udev/90-bootrig.sh");
+        assert_eq!(
+            adds[0].dest,
+            b"/usr/lib/dracut/hooks/pre-udev/90-bootrig.sh"
+        );
         // dracut-ng's unit names /var/lib/dracut/hooks: the hook must go where it looks.
         let t = systemd_dracut(true, "/var/lib/dracut/hooks");
         let adds = place(detect(&t), &t, STANZA, &Placement::default()).unwrap();
-        assert_eq!(adds[0].dest, b"/var/lib/dracut/hooks/pre-udev/90-bootrig.sh");
+        assert_eq!(
+            adds[0].dest,
+            b"/var/lib/dracut/hooks/pre-udev/90-bootrig.sh"
+        );
         let t = systemd_dracut(false, "/lib/dracut/hooks");
         let err = place(detect(&t), &t, STANZA, &Placement::default()).unwrap_err();
         assert!(err.to_string().contains("initrd.target.wants"), "{err}");
@@ -1057,13 +1080,21 @@ mod tests {
                     ("usr/lib", "d", ""),
                     ("lib", "l", "usr/lib"),
                     ("usr/lib/debian-installer-startup.d", "d", ""),
-                    ("usr/lib/debian-installer-startup.d/S10syslog", "x", "#!/bin/sh\n"),
+                    (
+                        "usr/lib/debian-installer-startup.d/S10syslog",
+                        "x",
+                        "#!/bin/sh\n",
+                    ),
                 ]);
             } else {
                 entries.extend([
                     ("lib", "d", ""),
                     ("lib/debian-installer-startup.d", "d", ""),
-                    ("lib/debian-installer-startup.d/S10syslog", "x", "#!/bin/sh\n"),
+                    (
+                        "lib/debian-installer-startup.d/S10syslog",
+                        "x",
+                        "#!/bin/sh\n",
+                    ),
                 ]);
             }
             let t = tree(&entries);

@@ -424,7 +424,13 @@ mod tests {
     #[test]
     fn required_commands_cover_the_network_choice() {
         let cmds = required_commands(&spec());
-        for c in ["insmod", "ip", "udhcpc", "poweroff", UDHCPC_SCRIPT_DEFAULT_PATH] {
+        for c in [
+            "insmod",
+            "ip",
+            "udhcpc",
+            "poweroff",
+            UDHCPC_SCRIPT_DEFAULT_PATH,
+        ] {
             assert!(cmds.iter().any(|x| x == c), "{c} missing from {cmds:?}");
         }
         let mut s = spec();
@@ -440,7 +446,10 @@ mod tests {
         let stanza = render(&spec()).unwrap();
         let shells: [&[&str]; 2] = [&["/bin/busybox", "sh", "-n"], &["/bin/sh", "-n"]];
         for shell in shells {
-            for (what, text) in [("stanza", stanza.as_str()), ("udhcpc.script", UDHCPC_SCRIPT)] {
+            for (what, text) in [
+                ("stanza", stanza.as_str()),
+                ("udhcpc.script", UDHCPC_SCRIPT),
+            ] {
                 let mut child = Command::new(shell[0])
                     .args(&shell[1..])
                     .stdin(Stdio::piped())
