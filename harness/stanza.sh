@@ -17,6 +17,13 @@ else
 	bootrig_console=no
 fi
 
+# dracut images carry kmod without an insmod link; kmod acts by the name it is called as.
+bootrig_insmod_cmd=insmod
+if ! command -v insmod >/dev/null 2>&1 && command -v kmod >/dev/null 2>&1; then
+	mkdir -p /run/bootrig 2>/dev/null
+	ln -sf "$(command -v kmod)" /run/bootrig/insmod 2>/dev/null && bootrig_insmod_cmd=/run/bootrig/insmod
+fi
+
 # Copies stdin to the console (or stdout when there is no console).
 bootrig_emit() {
 	if [ "$bootrig_console" = yes ]; then
@@ -56,7 +63,7 @@ bootrig_insmod() {
 		bootrig_say "insmod $bootrig_name already-loaded"
 		return 0
 	fi
-	bootrig_out=$(insmod "$bootrig_path" "$@" 2>&1)
+	bootrig_out=$("$bootrig_insmod_cmd" "$bootrig_path" "$@" 2>&1)
 	bootrig_rc=$?
 	if [ "$bootrig_rc" -ne 0 ] && bootrig_loaded "$bootrig_kname"; then
 		# Loaded by someone else (udev) between the check and insmod.

@@ -138,6 +138,7 @@ pub fn udhcpc_script_addition(dest: &str) -> crate::initrd::add::Addition {
 pub fn required_commands(spec: &StanzaSpec) -> Vec<String> {
     let mut cmds: Vec<String> = ["sh", "cat", "printf"].map(String::from).to_vec();
     if !spec.modules.is_empty() {
+        // Or `kmod`, which the stanza falls back to (dracut images have no insmod link).
         cmds.push("insmod".into());
     }
     match &spec.network {
