@@ -112,6 +112,7 @@ fn patch(e: &Env, base: &Path, out: &Path, p: &Plan, expected: Flavor) {
             },
         },
         then: Then::PowerOff,
+        tools_dir: None,
     })
     .unwrap();
     additions.extend(flavor::place(detected, &tree, &text, &Placement::default()).unwrap());

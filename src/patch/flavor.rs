@@ -480,7 +480,7 @@ pub fn lookup<'t>(tree: &'t Tree, p: &[u8]) -> Option<(Vec<u8>, &'t Node)> {
     for _ in 0..40 {
         let comps = path::components(&current);
         let (last, parents) = comps.split_last()?;
-        let (dir, _) = tree.resolve_dir(parents).ok()?;
+        let dir = tree.resolve_dir(parents).0.ok()?;
         let key = path::join(&dir, last);
         let node = tree.get(&key)?;
         if node.kind != Kind::Symlink {

@@ -88,6 +88,9 @@ pub struct StanzaSpec {
     pub modules: Vec<ModuleLoad>,
     pub network: Network,
     pub then: Then,
+    /// A directory put first on `PATH` inside the stanza: bootrig's own tools (busybox applets),
+    /// so the stanza does not depend on what the base image happens to have.
+    pub tools_dir: Option<String>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -123,8 +126,19 @@ pub fn render(spec: &StanzaSpec) -> Result<String, StanzaError> {
         .filter(|l| !l.starts_with("# shellcheck shell="))
         .collect::<Vec<_>>()
         .join("\n");
+    let path = match &spec.tools_dir {
+        Some(dir) => format!(
+            "PATH={}:\"$PATH\"; export PATH\n",
+            quote(checked(
+                "tools directory",
+                dir,
+                "a directory such as /usr/lib/bootrig/bin"
+            )?)
+        ),
+        None => String::new(),
+    };
     Ok(format!(
-        "{BEGIN_MARK}: loads the planned modules and brings up the network (bootrig build)\n(\n{functions}\n\n{PLAN_MARK}\n{}\n)\n{END_MARK}\n",
+        "{BEGIN_MARK}: loads the planned modules and brings up the network (bootrig build)\n(\n{path}{functions}\n\n{PLAN_MARK}\n{}\n)\n{END_MARK}\n",
         calls.join("\n")
     ))
 }
@@ -297,6 +311,19 @@ mod tests {
     use std::io::Write;
     use std::process::{Command, Stdio};
 
+    #[test]
+    fn tools_dir_goes_first_on_path_inside_the_subshell() {
+        let mut s = spec();
+        s.tools_dir = Some("/usr/lib/bootrig/bin".into());
+        let text = render(&s).unwrap();
+        let open = text.find("\n(\n").unwrap();
+        let path = text
+            .find("PATH='/usr/lib/bootrig/bin':\"$PATH\"; export PATH")
+            .unwrap();
+        assert!(path > open && path < text.find("bootrig_begin").unwrap());
+        assert!(!render(&spec()).unwrap().contains("export PATH"));
+    }
+
     fn spec() -> StanzaSpec {
         StanzaSpec {
             modules: vec![
@@ -320,6 +347,7 @@ mod tests {
                 },
             },
             then: Then::PowerOff,
+            tools_dir: None,
         }
     }
 
