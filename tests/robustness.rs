@@ -4,7 +4,7 @@
 //! truncations, zeroed and maxed header fields inside compressed and uncompressed archives,
 //! spliced segments. Every case must end in a tree or a typed error, never a panic.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use bootrig::initrd::codec::{self, Compression};
@@ -235,4 +235,61 @@ fn truncated_compressed_segments_are_errors() {
             );
         }
     }
+}
+
+/// The distribution images images/fixtures made with mkinitramfs and dracut, corrupted: the
+/// reader must stay typed on full-size real archives too (a few hundred cases: each one
+/// decompresses megabytes).
+#[test]
+fn corrupt_distribution_images_give_trees_or_typed_errors() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("images/cache/initrds");
+    let manifest = std::fs::read_to_string(dir.join("manifest"))
+        .expect("no fixture images: run images/setup first");
+    let mut rng = Rng(0x2545f4914f6cdd1d);
+    let mut cases = 0;
+    for line in manifest.lines().filter(|l| !l.starts_with('#')) {
+        let file = line.split('\t').last().unwrap();
+        if file.contains("most") {
+            continue; // the 37 MB benchmark image: same codecs, only slower
+        }
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        assert!(read_big(&bytes).is_ok(), "pristine {file} must read");
+        for round in 0..24 {
+            let mut m = bytes.clone();
+            match round % 4 {
+                0 => {
+                    let i = rng.below(m.len());
+                    m[i] ^= 1 << rng.below(8);
+                }
+                1 => m.truncate(rng.below(m.len())),
+                2 => {
+                    let at = rng.below(m.len());
+                    let from = rng.below(bytes.len());
+                    let to = (from + 1 + rng.below(65536)).min(bytes.len());
+                    m.splice(at..at, bytes[from..to].iter().copied());
+                }
+                _ => {
+                    let at = rng.below(m.len());
+                    let end = (at + 4 + rng.below(512)).min(m.len());
+                    m[at..end].fill(if round % 8 == 3 { 0 } else { 0xff });
+                }
+            }
+            cases += 1;
+            let label = format!("{file} round {round}");
+            if let Err(e) = std::panic::catch_unwind(|| read_big(&m))
+                .unwrap_or_else(|_| panic!("{label}: reader panicked"))
+            {
+                assert!(e.to_string().starts_with("mutant.img"), "{label}: {e}");
+            }
+        }
+    }
+    assert!(cases >= 150, "{cases}");
+}
+
+fn read_big(bytes: &[u8]) -> Result<usize, ImageError> {
+    let opts = ReadOptions {
+        max_output: 512 << 20,
+    };
+    read_tree_from(bytes, Path::new("mutant.img"), DataPolicy::SizeOnly, &opts)
+        .map(|(t, _)| t.len())
 }
