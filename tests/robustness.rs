@@ -248,7 +248,7 @@ fn corrupt_distribution_images_give_trees_or_typed_errors() {
     let mut rng = Rng(0x2545f4914f6cdd1d);
     let mut cases = 0;
     for line in manifest.lines().filter(|l| !l.starts_with('#')) {
-        let file = line.split('\t').last().unwrap();
+        let file = line.split('\t').next_back().unwrap();
         if file.contains("most") {
             continue; // the 37 MB benchmark image: same codecs, only slower
         }
