@@ -152,6 +152,8 @@ pub enum AddError {
     SourceType { path: PathBuf, kind: &'static str },
     #[error("destination {dest:?}: {why}")]
     Dest { dest: String, why: String },
+    #[error("{image}: changed while bootrig was reading it; run again when nothing writes to it")]
+    Changed { image: PathBuf },
     #[error("{image}: the output would replace the input; write to another file")]
     SameFile { image: PathBuf },
     #[error("--compress {0}: bootrig reads {0} but does not write it; choose gzip, zstd, xz, lz4 or none")]
@@ -429,20 +431,26 @@ fn overlay(
         path: out.to_owned(),
         source,
     };
-    let file = image::open(image)?;
+    // The original bytes are copied on a second thread (copy_file_range: no user-space copy)
+    // while this one verifies the image and reads its structure.
+    let mut copy_from = image::open(image)?;
+    let mut copy_to = output.file().try_clone().map_err(out_err)?;
+    let copier = std::thread::spawn(move || io::copy(&mut copy_from, &mut copy_to));
     let mut tree = Tree::new(DataPolicy::SizeOnly);
-    let (segments, copied) = {
-        let mut writer = output.writer();
-        let segments = {
-            let mut input = Input::with_tee(file, &mut writer);
-            let segments = walk(&mut input, image, &opts.read, false, |seg, entry, len| {
-                tree.apply(seg.index, entry, len)
-            })?;
-            (segments, input.offset())
-        };
-        writer.flush().map_err(out_err)?;
-        segments
-    };
+    let mut input = Input::new(image::open(image)?);
+    let walked = walk(&mut input, image, &opts.read, false, |seg, entry, len| {
+        tree.apply(seg.index, entry, len)
+    });
+    let copied = copier
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the copying thread panicked")))
+        .map_err(out_err)?;
+    let segments = walked?;
+    if copied != input.offset() {
+        return Err(AddError::Changed {
+            image: image.to_owned(),
+        });
+    }
     let mut notes = Vec::new();
     let entries = place(&mut tree, sources, opts.dir_mtime, &mut notes)?;
     let compression = opts

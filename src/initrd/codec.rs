@@ -435,14 +435,18 @@ const GZIP_RESERVED: u8 = 0xe0;
 /// One gzip member: the header subset lib/decompress_inflate.c parses, raw deflate, trailer.
 struct GzipMember {
     inflate: flate2::Decompress,
-    crc: flate2::Crc,
+    // crc32fast, not flate2::Crc: with the zlib-rs backend flate2's CRC is zlib-rs's portable
+    // braid loop, measured at 12% of an overlay's time; crc32fast uses PCLMULQDQ.
+    crc: crc32fast::Hasher,
+    len: u32,
 }
 
 impl GzipMember {
     fn new() -> Self {
         GzipMember {
             inflate: flate2::Decompress::new(false),
-            crc: flate2::Crc::new(),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
         }
     }
 }
@@ -507,6 +511,8 @@ impl Inflate for GzipMember {
         let produced = (self.inflate.total_out() - out0) as usize;
         let status = status?;
         self.crc.update(&output[..produced]);
+        // ISIZE is the length modulo 2^32 (RFC 1952).
+        self.len = self.len.wrapping_add(produced as u32);
         Ok(Step {
             consumed,
             produced,
@@ -521,15 +527,15 @@ impl Inflate for GzipMember {
         input.read_framing(self.codec(), &mut trailer, "gzip trailer (CRC32, ISIZE)")?;
         let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
         let isize = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
-        if crc != self.crc.sum() || isize != self.crc.amount() {
+        if crc != self.crc.clone().finalize() || isize != self.len {
             return Err(invalid_data(CodecError::Corrupt {
                 codec: self.codec(),
                 offset: at,
                 detail: format!(
                     "trailer says CRC32 {crc:#010x} / {isize} bytes, the data has {:#010x} / {} \
                      (the kernel does not check the trailer and would unpack the damaged data)",
-                    self.crc.sum(),
-                    self.crc.amount()
+                    self.crc.clone().finalize(),
+                    self.len
                 ),
             }));
         }

@@ -91,8 +91,6 @@ pub enum ImageError {
         compression: &'static str,
         detail: String,
     },
-    #[error("{path}: copying the original bytes: {source}")]
-    Copy { path: PathBuf, source: io::Error },
 }
 
 /// Where an entry comes from.
@@ -107,7 +105,7 @@ pub struct SegmentRef {
 /// With `keep_data` false, regular files' data is read and dropped (the entry's data is empty).
 /// Returns the segments found.
 pub fn walk<R: Read>(
-    input: &mut Input<'_, R>,
+    input: &mut Input<R>,
     image: &Path,
     opts: &ReadOptions,
     keep_data: bool,
@@ -184,7 +182,12 @@ pub fn walk<R: Read>(
             }
             uncompressed_len = input.offset() - offset;
         } else {
-            let decoder = codec::decoder(compression, &mut *input, budget);
+            // The cpio reader asks for headers a hundred bytes at a time; a buffer between keeps
+            // the decompressor on its fast path (large output windows).
+            let decoder = io::BufReader::with_capacity(
+                256 << 10,
+                codec::decoder(compression, &mut *input, budget),
+            );
             let mut reader = cpio::Reader::new(decoder);
             loop {
                 match read_entry(&mut reader, keep_data) {
@@ -201,12 +204,6 @@ pub fn walk<R: Read>(
             uncompressed_len = reader.position();
             budget = budget.saturating_sub(uncompressed_len);
         }
-        if let Some(source) = input.take_tee_error() {
-            return Err(ImageError::Copy {
-                path: image.to_owned(),
-                source,
-            });
-        }
         segments.push(Segment {
             index,
             offset,
@@ -215,12 +212,6 @@ pub fn walk<R: Read>(
             uncompressed_len,
             entries,
             padding_before,
-        });
-    }
-    if let Some(source) = input.take_tee_error() {
-        return Err(ImageError::Copy {
-            path: image.to_owned(),
-            source,
         });
     }
     if segments.is_empty() {

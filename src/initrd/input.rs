@@ -1,23 +1,20 @@
 //! The raw bytes of an initrd as the segment walker sees them: a buffered reader that knows its
-//! offset in the file, can peek ahead across its buffer boundary, and can copy every byte it
-//! consumes to a second writer (overlay mode copies the original while verifying it).
+//! offset in the file and can peek ahead across its buffer boundary.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 
 const CAPACITY: usize = 1 << 20;
 
-pub struct Input<'t, R> {
+pub struct Input<R> {
     inner: R,
     buf: Vec<u8>,
     start: usize,
     end: usize,
     offset: u64,
     eof: bool,
-    tee: Option<&'t mut dyn Write>,
-    tee_error: Option<io::Error>,
 }
 
-impl<'t, R: Read> Input<'t, R> {
+impl<R: Read> Input<R> {
     pub fn new(inner: R) -> Self {
         Self {
             inner,
@@ -26,16 +23,7 @@ impl<'t, R: Read> Input<'t, R> {
             end: 0,
             offset: 0,
             eof: false,
-            tee: None,
-            tee_error: None,
         }
-    }
-
-    /// Every consumed byte is also written to `tee`, in order.
-    pub fn with_tee(inner: R, tee: &'t mut dyn Write) -> Self {
-        let mut input = Self::new(inner);
-        input.tee = Some(tee);
-        input
     }
 
     /// Offset in the file of the next byte to be consumed.
@@ -60,11 +48,6 @@ impl<'t, R: Read> Input<'t, R> {
         }
         let have = (self.end - self.start).min(n);
         Ok(&self.buf[self.start..self.start + have])
-    }
-
-    /// The first error the copy to the tee met, if any.
-    pub fn take_tee_error(&mut self) -> Option<io::Error> {
-        self.tee_error.take()
     }
 
     /// Consumes a run of NUL bytes (the kernel skips them between segments); returns how many.
@@ -108,7 +91,7 @@ fn read_retrying<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-impl<R: Read> Read for Input<'_, R> {
+impl<R: Read> Read for Input<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let n = {
             let buf = self.fill_buf()?;
@@ -121,7 +104,7 @@ impl<R: Read> Read for Input<'_, R> {
     }
 }
 
-impl<R: Read> BufRead for Input<'_, R> {
+impl<R: Read> BufRead for Input<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.start == self.end && !self.eof {
             self.start = 0;
@@ -135,14 +118,6 @@ impl<R: Read> BufRead for Input<'_, R> {
 
     fn consume(&mut self, amt: usize) {
         let amt = amt.min(self.end - self.start);
-        if let Some(tee) = self.tee.as_mut() {
-            // A failed copy is remembered and reported by the walker (consume cannot fail).
-            if self.tee_error.is_none() {
-                if let Err(e) = tee.write_all(&self.buf[self.start..self.start + amt]) {
-                    self.tee_error = Some(e);
-                }
-            }
-        }
         self.start += amt;
         self.offset += amt as u64;
     }
