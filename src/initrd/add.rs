@@ -410,6 +410,21 @@ fn place(
     Ok(entries)
 }
 
+/// Compresses one in-memory archive as one segment.
+fn write_segment(
+    compression: Compression,
+    data: &[u8],
+    level: Option<u32>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    if compression == Compression::Gzip {
+        return out.write_all(&codec::gzip_member(data, level.unwrap_or(6))?);
+    }
+    let mut enc = codec::encoder(compression, out, level)?;
+    enc.write_all(data)?;
+    enc.finish()
+}
+
 fn default_compression(segments: &[Segment]) -> Compression {
     segments
         .iter()
@@ -460,9 +475,7 @@ fn overlay(
     let mut writer = output.writer();
     let padding = padding_after(&segments, copied);
     writer.write_all(&vec![0u8; padding]).map_err(out_err)?;
-    let mut enc = codec::encoder(compression, &mut writer, opts.level).map_err(out_err)?;
-    enc.write_all(&archive.bytes).map_err(out_err)?;
-    enc.finish().map_err(out_err)?;
+    write_segment(compression, &archive.bytes, opts.level, &mut writer).map_err(out_err)?;
     writer.flush().map_err(out_err)?;
     drop(writer);
     let output_len = output.file().metadata().map_err(out_err)?.len();
@@ -549,9 +562,7 @@ fn repack(
             )
             .map_err(out_err)?;
         } else {
-            let mut enc = codec::encoder(compression, &mut writer, opts.level).map_err(out_err)?;
-            enc.write_all(&archive.bytes).map_err(out_err)?;
-            enc.finish().map_err(out_err)?;
+            write_segment(compression, &archive.bytes, opts.level, &mut writer).map_err(out_err)?;
         }
         writer.flush().map_err(out_err)?;
     }

@@ -930,13 +930,24 @@ pub fn gzip_members_parallel(
     })
 }
 
-fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 3),
-        flate2::Compression::new(level),
-    );
-    gz.write_all(data)?;
-    gz.finish()
+/// One gzip member of `data`, compressed whole with libdeflate: for data already in memory it
+/// gives zlib -9-class ratio at better than zlib -6 speed (measured on the 132 MB cpio of a
+/// MODULES=most image: see README "Performance"). Streaming writes use flate2.
+pub fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let level = check_level("gzip", level, 0..=9, "0..=9")?;
+    let lvl = libdeflater::CompressionLvl::new(level as i32).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("gzip level {level}: {e:?}"),
+        )
+    })?;
+    let mut compressor = libdeflater::Compressor::new(lvl);
+    let mut out = vec![0u8; compressor.gzip_compress_bound(data.len())];
+    let n = compressor
+        .gzip_compress(data, &mut out)
+        .map_err(|e| io::Error::other(format!("gzip: {e:?}")))?;
+    out.truncate(n);
+    Ok(out)
 }
 
 /// Shared count of bytes consumed, for callers that need a segment's compressed length while
