@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::codec::{self, Compression};
-use super::cpio::{Entry, Format, Header, Kind};
+use super::cpio::{self, Entry, Format, Header, Kind};
 use super::image::{self, walk, ImageError, ReadOptions, Segment};
 use super::input::Input;
 use super::pack;
@@ -453,8 +453,16 @@ fn overlay(
     let copier = std::thread::spawn(move || io::copy(&mut copy_from, &mut copy_to));
     let mut tree = Tree::new(DataPolicy::SizeOnly);
     let mut input = Input::new(image::open(image)?);
+    let level = opts.level.unwrap_or(6);
+    let may_speculate = opts.compress.is_none_or(|c| c == Compression::Gzip);
+    let mut speculation: Option<Speculation> = None;
+    let mut seen = 0usize;
     let walked = walk(&mut input, image, &opts.read, false, |seg, entry, len| {
-        tree.apply(seg.index, entry, len)
+        tree.apply(seg.index, entry, len);
+        seen += 1;
+        if seen == SPECULATE_AFTER && may_speculate {
+            speculation = Speculation::start(&tree, sources, opts.dir_mtime, level);
+        }
     });
     let copied = copier
         .join()
@@ -471,11 +479,25 @@ fn overlay(
     let compression = opts
         .compress
         .unwrap_or_else(|| default_compression(&segments));
-    let archive = pack::archive(&entries).map_err(out_err)?;
     let mut writer = output.writer();
     let padding = padding_after(&segments, copied);
     writer.write_all(&vec![0u8; padding]).map_err(out_err)?;
-    write_segment(compression, &archive.bytes, opts.level, &mut writer).map_err(out_err)?;
+    let (dirs, files) = split_dirs(&entries);
+    let precompressed = match speculation {
+        Some(s) if compression == Compression::Gzip => s.finish(&files),
+        _ => None,
+    };
+    match precompressed {
+        Some(tail) => {
+            let head = pack::entries_bytes(&dirs, 1).map_err(out_err)?;
+            let member = codec::gzip_member_with_tail(&head, &tail, level).map_err(out_err)?;
+            writer.write_all(&member).map_err(out_err)?;
+        }
+        None => {
+            let archive = pack::archive(&entries).map_err(out_err)?;
+            write_segment(compression, &archive.bytes, opts.level, &mut writer).map_err(out_err)?;
+        }
+    }
     writer.flush().map_err(out_err)?;
     drop(writer);
     let output_len = output.file().metadata().map_err(out_err)?.len();
@@ -487,6 +509,50 @@ fn overlay(
         compression,
         output_len,
     })
+}
+
+/// Entries seen before an overlay guesses where its additions will land. Top-level symlinks
+/// (`lib -> usr/lib`) come first in distribution images; later ones only cost the guess.
+const SPECULATE_AFTER: usize = 64;
+
+/// Inode numbers of the precompressed part, apart from the directories written before it.
+const TAIL_FIRST_INO: u32 = 1 << 20;
+
+/// The overlay segment's bulk compressed on another core while the image is still being
+/// verified: the non-directory additions placed against the tree seen so far. Only where they
+/// land depends on the image (its symlinks), not on which parent directories exist, so the guess
+/// is checked against the final placement and used only when identical.
+struct Speculation {
+    files: Vec<Entry>,
+    handle: std::thread::JoinHandle<io::Result<codec::DeflatedTail>>,
+}
+
+impl Speculation {
+    fn start(tree: &Tree, sources: &[SourceEntry], dir_mtime: u32, level: u32) -> Option<Self> {
+        let mut guess = tree.clone();
+        let entries = place(&mut guess, sources, dir_mtime, &mut Vec::new()).ok()?;
+        let (_, files) = split_dirs(&entries);
+        let mut bytes = pack::entries_bytes(&files, TAIL_FIRST_INO).ok()?;
+        let mut trailer = cpio::Writer::new(Vec::new());
+        trailer.write_trailer().ok()?;
+        bytes.extend_from_slice(&trailer.into_inner());
+        let handle = std::thread::spawn(move || codec::deflate_tail(&bytes, level));
+        Some(Self { files, handle })
+    }
+
+    /// The precompressed tail, when the guess matches the real placement.
+    fn finish(self, files: &[Entry]) -> Option<codec::DeflatedTail> {
+        let tail = self.handle.join().ok()?.ok()?;
+        (self.files == files).then_some(tail)
+    }
+}
+
+/// Directory entries first (they are small and depend on what the image has), the rest after.
+fn split_dirs(entries: &[Entry]) -> (Vec<Entry>, Vec<Entry>) {
+    entries
+        .iter()
+        .cloned()
+        .partition(|e| e.kind() == Kind::Directory)
 }
 
 /// NUL bytes to put between the original image and the appended segment. The kernel skips NULs

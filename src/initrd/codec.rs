@@ -950,6 +950,60 @@ pub fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The final part of a deflate stream, compressed ahead of the part that goes before it.
+pub struct DeflatedTail {
+    /// Raw deflate blocks, the last one final.
+    pub deflate: Vec<u8>,
+    pub crc: crc32fast::Hasher,
+    pub len: u64,
+}
+
+/// Compresses `data` as the final part of a deflate stream (libdeflate, raw deflate).
+pub fn deflate_tail(data: &[u8], level: u32) -> io::Result<DeflatedTail> {
+    let level = check_level("gzip", level, 0..=9, "0..=9")?;
+    let lvl = libdeflater::CompressionLvl::new(level as i32).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("gzip level {level}: {e:?}"),
+        )
+    })?;
+    let mut compressor = libdeflater::Compressor::new(lvl);
+    let mut out = vec![0u8; compressor.deflate_compress_bound(data.len())];
+    let n = compressor
+        .deflate_compress(data, &mut out)
+        .map_err(|e| io::Error::other(format!("deflate: {e:?}")))?;
+    out.truncate(n);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(data);
+    Ok(DeflatedTail {
+        deflate: out,
+        crc,
+        len: data.len() as u64,
+    })
+}
+
+/// One gzip member holding `head` then the data of `tail`: `head` is deflated ending in a sync
+/// flush (a non-final empty stored block, byte-aligned), so the tail's blocks continue the same
+/// stream, as pigz joins its parts. Lets a caller compress the bulk before it knows the head.
+pub fn gzip_member_with_tail(head: &[u8], tail: &DeflatedTail, level: u32) -> io::Result<Vec<u8>> {
+    let level = check_level("gzip", level, 0..=9, "0..=9")?;
+    // RFC 1952 header: no flags (the kernel accepts only FNAME), mtime 0, OS Unix.
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(level));
+    enc.write_all(head)?;
+    // flush() is a sync flush; never finish(): that would end the stream before the tail.
+    enc.flush()?;
+    out.extend_from_slice(enc.get_ref());
+    out.extend_from_slice(&tail.deflate);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(head);
+    crc.combine(&tail.crc);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    // ISIZE: the length modulo 2^32.
+    out.extend_from_slice(&((head.len() as u64 + tail.len) as u32).to_le_bytes());
+    Ok(out)
+}
+
 /// Shared count of bytes consumed, for callers that need a segment's compressed length while
 /// a decoder owns the input.
 #[derive(Clone, Default)]
@@ -990,5 +1044,53 @@ impl<R: BufRead> BufRead for CountingReader<R> {
     fn consume(&mut self, amt: usize) {
         self.inner.consume(amt);
         self.count.0.set(self.count.0.get() + amt as u64);
+    }
+}
+
+#[cfg(test)]
+mod tail_tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn head_and_precompressed_tail_make_one_member() {
+        let head: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let tail_data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(7919) >> 5) as u8)
+            .collect();
+        let tail = deflate_tail(&tail_data, 6).unwrap();
+        let member = gzip_member_with_tail(&head, &tail, 6).unwrap();
+        let mut expected = head.clone();
+        expected.extend_from_slice(&tail_data);
+        // Our decoder reads it as one segment and checks CRC and ISIZE.
+        let mut input = &member[..];
+        let mut got = Vec::new();
+        decoder(Compression::Gzip, &mut input, u64::MAX)
+            .read_to_end(&mut got)
+            .unwrap();
+        assert_eq!(got, expected);
+        assert!(input.is_empty(), "one member, consumed whole");
+        // And so does gzip(1).
+        let mut child = std::process::Command::new("gzip")
+            .args(["-dc"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&member).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, expected);
+    }
+
+    #[test]
+    fn empty_head_is_fine() {
+        let tail = deflate_tail(b"tail only", 1).unwrap();
+        let member = gzip_member_with_tail(b"", &tail, 1).unwrap();
+        let mut got = Vec::new();
+        decoder(Compression::Gzip, &member[..], u64::MAX)
+            .read_to_end(&mut got)
+            .unwrap();
+        assert_eq!(got, b"tail only");
     }
 }

@@ -42,6 +42,22 @@ pub fn archive(entries: &[Entry]) -> io::Result<Archive> {
     })
 }
 
+/// Serializes `entries` without a trailer, numbering inodes from `first_ino` (a part of an
+/// archive that another part completes).
+pub fn entries_bytes(entries: &[Entry], first_ino: u32) -> io::Result<Vec<u8>> {
+    let mut writer = cpio::Writer::new(Vec::new());
+    let mut next_ino = first_ino;
+    for e in entries {
+        let mut e = e.clone();
+        if e.header.ino == 0 {
+            e.header.ino = next_ino;
+            next_ino = next_ino.saturating_add(1);
+        }
+        writer.write_entry(&e)?;
+    }
+    Ok(writer.into_inner())
+}
+
 fn is_hardlinked(counts: &[u32], inode: Option<usize>) -> bool {
     inode.is_some_and(|i| counts[i] > 1)
 }
