@@ -75,17 +75,8 @@ pub enum ElfError {
         root: PathBuf,
         source: io::Error,
     },
-    #[error("{binary}: library {soname} (needed by {needed_by}) not found under {root}; searched {}{}; install the package that provides it",
-        join_paths(searched), describe_skipped(skipped))]
-    NotFound {
-        binary: PathBuf,
-        soname: String,
-        needed_by: PathBuf,
-        root: PathBuf,
-        searched: Vec<PathBuf>,
-        /// Candidates of another class or machine, with why each was skipped.
-        skipped: Vec<(PathBuf, String)>,
-    },
+    #[error(transparent)]
+    NotFound(Box<NotFound>),
     #[error("{path}: {why} (needed by {needed_by}); ld.so stops here too")]
     BadLibrary {
         path: PathBuf,
@@ -96,6 +87,20 @@ pub enum ElfError {
     Relative { path: PathBuf },
     #[error("{path}: include loop or more than {MAX_CONF_DEPTH} nested includes in ld.so.conf")]
     ConfLoop { path: PathBuf },
+}
+
+/// A library `ld.so` would not find: which, for whom, and where it was looked for.
+#[derive(Debug, Error)]
+#[error("{binary}: library {soname} (needed by {needed_by}) not found under {root}; searched {}{}; install the package that provides it",
+    join_paths(searched), describe_skipped(skipped))]
+pub struct NotFound {
+    pub binary: PathBuf,
+    pub soname: String,
+    pub needed_by: PathBuf,
+    pub root: PathBuf,
+    pub searched: Vec<PathBuf>,
+    /// Candidates of another class or machine, with why each was skipped.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 fn join_paths(paths: &[PathBuf]) -> String {
@@ -169,6 +174,16 @@ pub fn parse(data: &[u8], path: &Path) -> Result<ElfInfo, ElfError> {
         path: path.to_owned(),
         offset,
         what: what.to_owned(),
+    };
+    // `object` reads headers in place and needs them aligned: copy a misaligned input.
+    let words: Vec<u64>;
+    let data = if data.as_ptr().align_offset(8) == 0 {
+        data
+    } else {
+        let mut buf = vec![0u64; data.len().div_ceil(8)];
+        object::pod::bytes_of_slice_mut(&mut buf)[..data.len()].copy_from_slice(data);
+        words = buf;
+        &object::pod::bytes_of_slice(&words)[..data.len()]
     };
     match data.get(EI_CLASS) {
         Some(&elf::ELFCLASS32) => parse_as::<elf::FileHeader32<Endianness>>(data, path),
@@ -577,14 +592,14 @@ impl<'a> Resolver<'a> {
             }
             return Ok((candidate.clone(), real, info));
         }
-        Err(ElfError::NotFound {
+        Err(ElfError::NotFound(Box::new(NotFound {
             binary: binary.to_owned(),
             soname: needed.to_owned(),
             needed_by: requester.path.clone(),
             root: self.root.to_owned(),
             searched: candidates,
             skipped,
-        })
+        })))
     }
 
     /// Directories for a name `objects[by]` needs, in ld.so's order.
@@ -1113,15 +1128,10 @@ mod tests {
         with_runpath.runpath = Some("/deps");
         root.write("/bin/rn", &with_runpath.bytes());
         match root.closure(&["/bin/rn"]) {
-            Err(ElfError::NotFound {
-                binary,
-                soname,
-                needed_by,
-                ..
-            }) => {
-                assert_eq!(binary, Path::new("/bin/rn"));
-                assert_eq!(soname, "liby.so.1");
-                assert_eq!(needed_by, Path::new("/usr/lib/libmid.so.1"));
+            Err(ElfError::NotFound(nf)) => {
+                assert_eq!(nf.binary, Path::new("/bin/rn"));
+                assert_eq!(nf.soname, "liby.so.1");
+                assert_eq!(nf.needed_by, Path::new("/usr/lib/libmid.so.1"));
             }
             other => panic!("expected liby.so.1 not found, got {other:?}"),
         }
@@ -1338,6 +1348,17 @@ mod tests {
         );
     }
 
+    #[test]
+    fn misaligned_input_parses_like_aligned() {
+        let data = Synth::exe(&["libc.so.6"]).bytes();
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&data);
+        assert_eq!(
+            parse(&shifted[1..], Path::new("x")).unwrap(),
+            parse(&data, Path::new("x")).unwrap()
+        );
+    }
+
     /// A deterministic generator: the cases are the same on every run.
     struct XorShift(u64);
 
@@ -1374,6 +1395,20 @@ mod tests {
             let size = u64::from_le_bytes(ph[32..40].try_into().unwrap()) as usize;
             if kind == elf::PT_DYNAMIC || kind == elf::PT_INTERP {
                 hot.push(off..off + size);
+            }
+            if kind == elf::PT_DYNAMIC {
+                // The string table too: in a PIE's first segment its address is its offset.
+                let entry = |i: usize| {
+                    let e = &original[off + i * 16..off + i * 16 + 16];
+                    let word =
+                        |r: std::ops::Range<usize>| u64::from_le_bytes(e[r].try_into().unwrap());
+                    (word(0..8), word(8..16) as usize)
+                };
+                let entries: Vec<_> = (0..size / 16).map(entry).collect();
+                let get = |tag: u32| entries.iter().find(|e| e.0 == u64::from(tag)).unwrap().1;
+                let (strtab, strsz) = (get(elf::DT_STRTAB), get(elf::DT_STRSZ));
+                assert!(strtab + strsz <= original.len());
+                hot.push(strtab..strtab + strsz);
             }
         }
         let interesting: [u64; 8] = [0, 1, 0x7f, 0xff, 0xffff, 0xffff_ffff, u64::MAX, 1 << 40];
@@ -1416,6 +1451,7 @@ mod tests {
             }
         }
         // Both outcomes happen: the mutations reach the parser's checks.
+        eprintln!("mutants: {ok} parsed, {errors} rejected");
         assert!(ok > 100 && errors > 100, "ok {ok}, errors {errors}");
     }
 }
