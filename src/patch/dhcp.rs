@@ -19,9 +19,9 @@
 //! ISC dhclient (Debian's `isc-dhcp-client`) needs, besides itself and its libraries: its
 //! configuration, a leases file in a writable directory, a directory for its pid file, and
 //! `dhclient-script`, which applies the lease with iproute2's `ip` (busybox's `ip` lacks
-//! `valid_lft`/`label`) and `hostname`. dhclient runs the script with
-//! `PATH=/usr/sbin:/sbin:/bin:/usr/sbin:/usr/bin`, so the tools go to `/usr/sbin`, searched
-//! first. The script sources hook directories only when they exist; none are added, so
+//! `valid_lft`/`label`) and `hostname`. Debian's dhclient runs the script with the `PATH` built
+//! into it, `/usr/sbin:/sbin:/bin:/usr/sbin:/usr/bin`, so the tools go to `/usr/sbin`, searched
+//! first: a busybox `ip` elsewhere in the base cannot shadow them. The script sources hook directories only when they exist; none are added, so
 //! `run-parts` is not needed. On a lease with DNS servers it rewrites `/etc/resolv.conf` with
 //! `readlink`, `rm` and `cat`, and reads `/etc/fstab` (an empty one is provided if the base has
 //! none — the shell exits on the failed redirection otherwise).
