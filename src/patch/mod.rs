@@ -2,5 +2,7 @@
 //! the binaries it needs with their libraries, the DHCP client and its files.
 
 pub mod base;
+pub mod dhcp;
+pub mod elf;
 pub mod flavor;
 pub mod stanza;

@@ -1,0 +1,477 @@
+//! DHCP in the initrd: the IPoIB client-identifier, and ISC dhclient with everything it needs.
+//!
+//! An InfiniBand port has no 6-byte MAC for DHCP's `chaddr`, so RFC 4390 makes the client
+//! identifier (option 61) the RFC 4361 form: type 0xff, a 4-byte IAID, then a DUID. Mellanox
+//! (NVIDIA) FlexBoot and the manual build it from the port GUID with a fixed 12-byte prefix:
+//!
+//! ```text
+//! ff          type 255: RFC 4361 node-specific identifier
+//! 00:00:00:00 IAID 0
+//! 00:02       DUID type 2: DUID-EN, vendor-assigned, based on an enterprise number (RFC 3315 9.3)
+//! 00:00:02:c9 enterprise number 0x2c9 = 713 — the digits of Mellanox's IEEE OUI 00:02:c9
+//!             (its IANA enterprise number is 33049; the firmware uses this value regardless)
+//! 00          first byte of the DUID-EN identifier
+//! 00:02:c9:03:00:00:10:39   the 8-byte port GUID, the rest of the identifier
+//! ```
+//!
+//! so GUID `0002:c903:0000:1039` gives `ff:00:00:00:00:00:02:00:00:02:c9:00:00:02:c9:03:00:00:10:39`.
+//!
+//! ISC dhclient (Debian's `isc-dhcp-client`) needs, besides itself and its libraries: its
+//! configuration, a leases file in a writable directory, a directory for its pid file, and
+//! `dhclient-script`, which applies the lease with iproute2's `ip` (busybox's `ip` lacks
+//! `valid_lft`/`label`) and `hostname`. Debian's dhclient runs the script with the `PATH` built
+//! into it, `/usr/sbin:/sbin:/bin:/usr/sbin:/usr/bin`, so the tools go to `/usr/sbin`, searched
+//! first: a busybox `ip` elsewhere in the base cannot shadow them. The script sources hook directories only when they exist; none are added, so
+//! `run-parts` is not needed. On a lease with DNS servers it rewrites `/etc/resolv.conf` with
+//! `readlink`, `rm` and `cat`, and reads `/etc/fstab` (an empty one is provided if the base has
+//! none — the shell exits on the failed redirection otherwise).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::elf::{self, ElfError};
+use crate::initrd::add::Addition;
+
+/// Where Debian installs dhclient and its script.
+pub const DHCLIENT: &str = "/sbin/dhclient";
+pub const DHCLIENT_SCRIPT: &str = "/sbin/dhclient-script";
+/// Paths in the image.
+pub const DHCLIENT_CONF: &str = "/etc/dhcp/dhclient.conf";
+pub const DHCLIENT_LEASES: &str = "/var/lib/dhcp/dhclient.leases";
+/// The manual's (and older ISC releases') lease directory: a symlink to Debian's.
+pub const LEGACY_LEASES_DIR: &str = "/var/state/dhcp";
+/// The pid file's directory (`-pf /run/dhclient.pid`).
+pub const RUN_DIR: &str = "/run";
+/// The directory the script's tools go to: first in dhclient's `PATH` for the script.
+const TOOLS_DIR: &str = "/usr/sbin";
+/// The tools dhclient-script runs that bootrig copies from the host, and where to look for them.
+const SCRIPT_TOOLS: &[&str] = &["ip", "hostname"];
+const TOOL_SEARCH: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+/// What the script runs that any initrd base already has (busybox applets or coreutils).
+pub const BASE_COMMANDS: &[&str] = &["sh", "readlink", "rm", "cat"];
+
+/// Longest client-identifier: option 61's length is one byte.
+const CLIENT_ID_MAX: usize = 255;
+/// Linux interface names: at most IFNAMSIZ - 1 bytes.
+const IFNAME_MAX: usize = 15;
+
+#[derive(Debug, Error)]
+pub enum DhcpError {
+    #[error("GUID {input:?}: {why}; write it as 0002:c903:0000:1039, 0002c90300001039 or 00:02:c9:03:00:00:10:39")]
+    Guid { input: String, why: String },
+    #[error("client-identifier {input:?}: {why}; write it as colon-separated hex bytes, e.g. ff:00:00:00:00:00:02:00:00:02:c9:00:00:02:c9:03:00:00:10:39")]
+    ClientId { input: String, why: String },
+    #[error("interface {name:?}: {why}")]
+    Interface { name: String, why: String },
+    #[error("{path} not found under {root}: install isc-dhcp-client on the host (or the root) to use dhclient")]
+    Missing { path: String, root: PathBuf },
+    #[error("{path}: not a #! script as Debian's dhclient-script is")]
+    Script { path: PathBuf },
+    #[error("dhclient-script calls {tool}, not found under {root} in {}; install iproute2 / hostname", TOOL_SEARCH.join(", "))]
+    Tool { tool: &'static str, root: PathBuf },
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+}
+
+/// The RFC 4390 client-identifier for an IPoIB port with this GUID (see the module docs).
+pub fn client_id_from_guid(guid: &str) -> Result<String, DhcpError> {
+    let guid_bytes = parse_guid(guid)?;
+    let mut id = Vec::with_capacity(20);
+    id.push(0xff);
+    id.extend_from_slice(&[0, 0, 0, 0]);
+    id.extend_from_slice(&[0x00, 0x02]);
+    id.extend_from_slice(&0x2c9u32.to_be_bytes());
+    id.push(0x00);
+    id.extend_from_slice(&guid_bytes);
+    Ok(hex_colon(&id))
+}
+
+/// Checks a client-identifier given as is; returns it as lower-case colon-separated bytes.
+/// Accepts `ff:00:..` (one or two hex digits per byte) or bare hex (`ff0000..`).
+pub fn parse_client_id(s: &str) -> Result<String, DhcpError> {
+    let err = |why: String| DhcpError::ClientId {
+        input: s.to_owned(),
+        why,
+    };
+    let bytes = if s.contains(':') {
+        s.split(':')
+            .enumerate()
+            .map(|(i, part)| {
+                if part.is_empty() || part.len() > 2 {
+                    return Err(err(format!(
+                        "byte {} is {part:?}, not 1-2 hex digits",
+                        i + 1
+                    )));
+                }
+                u8::from_str_radix(part, 16)
+                    .map_err(|_| err(format!("byte {} ({part:?}) is not hex", i + 1)))
+            })
+            .collect::<Result<Vec<u8>, _>>()?
+    } else {
+        hex_bytes(s).map_err(err)?
+    };
+    // Option 61: a type byte and at least one byte of identifier (RFC 2132 9.14).
+    if bytes.len() < 2 {
+        return Err(err(format!(
+            "{} byte(s); a client-identifier is a type byte and at least one more",
+            bytes.len()
+        )));
+    }
+    if bytes.len() > CLIENT_ID_MAX {
+        return Err(err(format!(
+            "{} bytes; DHCP options hold at most {CLIENT_ID_MAX}",
+            bytes.len()
+        )));
+    }
+    Ok(hex_colon(&bytes))
+}
+
+/// busybox udhcpc's argument sending this client-identifier: `-x 0x3d:<hex>`, the whole
+/// option 61 value (type byte included) as hex.
+pub fn udhcpc_client_id_arg(client_id: &str) -> Result<String, DhcpError> {
+    let id = parse_client_id(client_id)?;
+    Ok(format!("-x 0x3d:{}", id.replace(':', "")))
+}
+
+/// A dhclient.conf for `interface`, sending `client_id` (checked with [`parse_client_id`]).
+pub fn dhclient_conf(interface: &str, client_id: Option<&str>) -> Result<String, DhcpError> {
+    check_interface(interface)?;
+    let client_id = client_id.map(parse_client_id).transpose()?;
+    let mut conf = String::new();
+    // Infallible: writing to a String.
+    let _ = writeln!(conf, "# Generated by bootrig for {interface} in an initrd.");
+    conf.push_str("# One attempt of up to 60 s (dhclient -1 exits when it fails).\n");
+    conf.push_str("timeout 60;\n");
+    let _ = writeln!(conf, "interface \"{interface}\" {{");
+    if let Some(id) = client_id {
+        conf.push_str("  # RFC 4390 client-identifier (option 61).\n");
+        let _ = writeln!(conf, "  send dhcp-client-identifier {id};");
+    }
+    conf.push_str(
+        "  request subnet-mask, broadcast-address, routers, interface-mtu,\n          \
+         domain-name, domain-name-servers, domain-search, host-name;\n",
+    );
+    conf.push_str("}\n");
+    Ok(conf)
+}
+
+/// Everything ISC dhclient needs in the image, with the paths to run it by:
+/// `<binary> -v -1 -cf <conf> -lf <leases> -sf <script> -pf /run/dhclient.pid <interface>`.
+#[derive(Debug, Clone)]
+pub struct DhclientSetup {
+    pub additions: Vec<Addition>,
+    /// Added only where the base has nothing at that path (e.g. `/etc/fstab`).
+    pub if_absent: Vec<Addition>,
+    pub binary: String,
+    pub conf: String,
+    pub script: String,
+    pub leases: String,
+    /// Commands the script runs that the base must provide (see [`BASE_COMMANDS`]).
+    pub base_commands: Vec<String>,
+}
+
+/// Collects ISC dhclient, Debian's dhclient-script and the tools and files they need from the
+/// system under `root` (usually `/`), for `interface`, optionally sending `client_id`.
+pub fn dhclient_files(
+    root: &Path,
+    interface: &str,
+    client_id: Option<&str>,
+) -> Result<DhclientSetup, DhcpError> {
+    let conf = dhclient_conf(interface, client_id)?;
+    for path in [DHCLIENT, DHCLIENT_SCRIPT] {
+        if elf::resolve_in_root(root, Path::new(path)).is_err() {
+            return Err(DhcpError::Missing {
+                path: path.to_owned(),
+                root: root.to_owned(),
+            });
+        }
+    }
+    let script_real = elf::resolve_in_root(root, Path::new(DHCLIENT_SCRIPT))
+        .map(|p| root.join(p.strip_prefix("/").unwrap_or(&p)))
+        .map_err(|source| ElfError::Read {
+            path: PathBuf::from(DHCLIENT_SCRIPT),
+            source,
+        })?;
+    let script = std::fs::read(&script_real).map_err(|source| ElfError::Read {
+        path: script_real.clone(),
+        source,
+    })?;
+    if !script.starts_with(b"#!") {
+        return Err(DhcpError::Script { path: script_real });
+    }
+
+    let mut additions = Vec::new();
+    // dhclient and its libraries at their own paths.
+    let files = elf::closure(&[PathBuf::from(DHCLIENT)], root)?;
+    additions.extend(elf::additions(root, &files)?);
+    // The script's tools at TOOLS_DIR, their libraries at their own paths.
+    for &tool in SCRIPT_TOOLS {
+        let found = TOOL_SEARCH
+            .iter()
+            .map(|dir| Path::new(dir).join(tool))
+            .find(|p| {
+                elf::resolve_in_root(root, p)
+                    .is_ok_and(|real| root.join(real.strip_prefix("/").unwrap_or(&real)).is_file())
+            })
+            .ok_or_else(|| DhcpError::Tool {
+                tool,
+                root: root.to_owned(),
+            })?;
+        let files = elf::closure(std::slice::from_ref(&found), root)?;
+        let mut adds = elf::additions(root, &files)?;
+        // The first file is the tool itself (an ELF: no #! chain in front of it).
+        if let Some(first) = adds.first_mut() {
+            first.dest = format!("{TOOLS_DIR}/{tool}").into_bytes();
+        }
+        additions.extend(adds);
+    }
+    // The script itself; its #! shell is the base's (see BASE_COMMANDS).
+    additions.push(Addition::bytes(DHCLIENT_SCRIPT, script, 0o755));
+    additions.push(Addition::bytes(DHCLIENT_CONF, conf.into_bytes(), 0o644));
+    additions.push(Addition::dir("/var/lib/dhcp", 0o755));
+    additions.push(Addition::bytes(DHCLIENT_LEASES, Vec::new(), 0o644));
+    additions.push(Addition::symlink(LEGACY_LEASES_DIR, "../lib/dhcp"));
+    additions.push(Addition::dir(RUN_DIR, 0o755));
+    dedup_by_dest(&mut additions);
+    Ok(DhclientSetup {
+        additions,
+        if_absent: vec![Addition::bytes("/etc/fstab", Vec::new(), 0o644)],
+        binary: DHCLIENT.to_owned(),
+        conf: DHCLIENT_CONF.to_owned(),
+        script: DHCLIENT_SCRIPT.to_owned(),
+        leases: DHCLIENT_LEASES.to_owned(),
+        base_commands: BASE_COMMANDS.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+/// Keeps the first addition for each destination (shared libraries repeat across tools).
+fn dedup_by_dest(additions: &mut Vec<Addition>) {
+    let mut seen = std::collections::HashSet::new();
+    additions.retain(|a| seen.insert(a.dest.clone()));
+}
+
+fn check_interface(name: &str) -> Result<(), DhcpError> {
+    let err = |why: &str| DhcpError::Interface {
+        name: name.to_owned(),
+        why: why.to_owned(),
+    };
+    if name.is_empty() || name.len() > IFNAME_MAX {
+        return Err(err("Linux interface names are 1 to 15 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'))
+    {
+        return Err(err(
+            "only letters, digits, '_', '-', '.' and '@' are accepted (e.g. eth0, ib0)",
+        ));
+    }
+    Ok(())
+}
+
+/// The 8 bytes of a GUID in any of the accepted forms.
+fn parse_guid(guid: &str) -> Result<[u8; 8], DhcpError> {
+    let err = |why: String| DhcpError::Guid {
+        input: guid.to_owned(),
+        why,
+    };
+    let groups: Vec<&str> = guid.split(':').collect();
+    let group_len = match groups.len() {
+        1 => 16,
+        4 => 4,
+        8 => 2,
+        n => {
+            return Err(err(format!(
+                "{n} colon-separated groups (expected 1, 4 or 8)"
+            )))
+        }
+    };
+    if let Some((i, g)) = groups
+        .iter()
+        .enumerate()
+        .find(|(_, g)| g.len() != group_len)
+    {
+        return Err(err(format!(
+            "group {} is {g:?}: {} hex digits where {group_len} belong",
+            i + 1,
+            g.len()
+        )));
+    }
+    let bytes = hex_bytes(&groups.concat()).map_err(err)?;
+    // Infallible: the groups hold 16 hex digits in every accepted form.
+    bytes.try_into().map_err(|_| DhcpError::Guid {
+        input: guid.to_owned(),
+        why: "not 8 bytes".into(),
+    })
+}
+
+/// Bytes from an even number of hex digits.
+fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
+    if let Some((i, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        return Err(format!("{c:?} at position {} is not a hex digit", i + 1));
+    }
+    if s.len() % 2 != 0 {
+        return Err(format!("{} hex digits: an odd number", s.len()));
+    }
+    // Every char is an ASCII hex digit, so byte slicing is on char boundaries.
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn hex_colon(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANUAL_GUID: &str = "0002:c903:0000:1039";
+    const MANUAL_ID: &str = "ff:00:00:00:00:00:02:00:00:02:c9:00:00:02:c9:03:00:00:10:39";
+
+    fn bytes_of(id: &str) -> Vec<u8> {
+        id.split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn manual_example() {
+        assert_eq!(client_id_from_guid(MANUAL_GUID).unwrap(), MANUAL_ID);
+    }
+
+    /// Each RFC 4361 field of the manual's identifier, taken apart.
+    #[test]
+    fn manual_example_fields() {
+        let id = bytes_of(&client_id_from_guid(MANUAL_GUID).unwrap());
+        assert_eq!(id.len(), 20);
+        assert_eq!(id[0], 0xff, "type 255: IAID + DUID follow");
+        assert_eq!(&id[1..5], &[0, 0, 0, 0], "IAID");
+        assert_eq!(u16::from_be_bytes([id[5], id[6]]), 2, "DUID-EN");
+        assert_eq!(
+            u32::from_be_bytes(id[7..11].try_into().unwrap()),
+            713,
+            "enterprise number 0x2c9"
+        );
+        assert_eq!(id[11], 0x00, "identifier's leading byte");
+        assert_eq!(
+            &id[12..],
+            &[0x00, 0x02, 0xc9, 0x03, 0x00, 0x00, 0x10, 0x39],
+            "port GUID"
+        );
+        // The same bytes as the manual's literal, field by field.
+        assert_eq!(id, bytes_of(MANUAL_ID));
+    }
+
+    #[test]
+    fn guid_forms_agree_and_other_guids_differ() {
+        for form in [
+            "0002c90300001039",
+            "00:02:c9:03:00:00:10:39",
+            "0002:C903:0000:1039",
+        ] {
+            assert_eq!(client_id_from_guid(form).unwrap(), MANUAL_ID, "{form}");
+        }
+        let other = client_id_from_guid("f452:1403:0011:2233").unwrap();
+        assert!(other.ends_with(":00:f4:52:14:03:00:11:22:33"), "{other}");
+        assert!(other.starts_with("ff:00:00:00:00:00:02:00:00:02:c9:00:"));
+    }
+
+    #[test]
+    fn bad_guids_are_clear_errors() {
+        for (guid, says) in [
+            ("0002:c903:0000", "3 colon-separated groups"),
+            ("0002:c903:0000:103", "group 4 is \"103\": 3 hex digits"),
+            (
+                "0002c9030000103",
+                "group 1 is \"0002c9030000103\": 15 hex digits",
+            ),
+            ("0002c903000010399", "17 hex digits"),
+            (
+                "0002:c9g3:0000:1039",
+                "'g' at position 7 is not a hex digit",
+            ),
+            ("", "group 1 is \"\""),
+            ("00:02:c9:03:00:00:10:3", "group 8"),
+        ] {
+            let err = client_id_from_guid(guid).unwrap_err();
+            assert!(matches!(err, DhcpError::Guid { .. }), "{guid}");
+            let msg = err.to_string();
+            assert!(msg.contains(says), "{guid}: {msg}");
+            assert!(
+                msg.contains("0002:c903:0000:1039"),
+                "names the accepted form: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_ids_given_as_is() {
+        assert_eq!(
+            parse_client_id(&MANUAL_ID.to_uppercase()).unwrap(),
+            MANUAL_ID
+        );
+        assert_eq!(parse_client_id("1:2:a").unwrap(), "01:02:0a");
+        assert_eq!(
+            parse_client_id("01525400123456").unwrap(),
+            "01:52:54:00:12:34:56"
+        );
+        for (bad, says) in [
+            ("ff", "1 byte(s)"),
+            ("ff::00", "byte 2 is \"\""),
+            ("ff:100", "byte 2 is \"100\""),
+            ("ff:zz", "byte 2 (\"zz\") is not hex"),
+            ("fff", "odd number"),
+            ("", "0 byte(s)"),
+        ] {
+            let msg = parse_client_id(bad).unwrap_err().to_string();
+            assert!(msg.contains(says), "{bad}: {msg}");
+        }
+        let long = vec!["00"; 256].join(":");
+        assert!(parse_client_id(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("256 bytes"));
+    }
+
+    #[test]
+    fn udhcpc_argument() {
+        assert_eq!(
+            udhcpc_client_id_arg(MANUAL_ID).unwrap(),
+            "-x 0x3d:ff000000000002000002c9000002c90300001039"
+        );
+        assert_eq!(udhcpc_client_id_arg("1:2").unwrap(), "-x 0x3d:0102");
+    }
+
+    #[test]
+    fn conf_for_ib0_sends_the_identifier() {
+        let conf = dhclient_conf("ib0", Some(MANUAL_ID)).unwrap();
+        assert!(
+            conf.contains(&format!("  send dhcp-client-identifier {MANUAL_ID};\n")),
+            "{conf}"
+        );
+        assert!(conf.contains("interface \"ib0\" {"), "{conf}");
+        let plain = dhclient_conf("eth0", None).unwrap();
+        assert!(!plain.contains("dhcp-client-identifier"), "{plain}");
+        assert!(matches!(
+            dhclient_conf("eth0\"; evil", None),
+            Err(DhcpError::Interface { .. })
+        ));
+        assert!(matches!(
+            dhclient_conf("averyveryverylongname", None),
+            Err(DhcpError::Interface { .. })
+        ));
+        assert!(matches!(
+            dhclient_conf("ib0", Some("zz")),
+            Err(DhcpError::ClientId { .. })
+        ));
+    }
+}
