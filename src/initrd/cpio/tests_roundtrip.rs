@@ -132,7 +132,7 @@ proptest! {
             expected.push(trailer);
             prop_assert_eq!(writer.position() % 4, 0);
             let mut bytes = writer.into_inner();
-            bytes.extend(std::iter::repeat(0).take(4 * words));
+            bytes.extend(std::iter::repeat_n(0, 4 * words));
             let position = bytes.len() as u64;
             writer = Writer::with_offset(bytes, position);
         }
