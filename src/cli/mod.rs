@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod build;
+pub mod check;
 pub mod doctor;
 pub mod initrd;
 pub mod modules;
@@ -67,6 +69,10 @@ pub enum Command {
     /// Plan and vet kernel modules for a target kernel.
     #[command(subcommand)]
     Modules(modules::ModulesCommand),
+    /// Build a scenario's patched initrd (and plan.json beside it).
+    Build(build::BuildArgs),
+    /// Build each scenario, boot it directly in QEMU and judge the console.
+    Check(check::CheckArgs),
     /// Check this host for what bootrig needs, and say how to get what is missing.
     Doctor(doctor::DoctorArgs),
 }
@@ -89,6 +95,8 @@ pub fn run(command: Command) -> CliResult {
     match command {
         Command::Initrd(cmd) => initrd::run(cmd),
         Command::Modules(cmd) => modules::run(cmd),
+        Command::Build(args) => build::run(args),
+        Command::Check(args) => check::run(args),
         Command::Doctor(args) => doctor::run(args),
     }
 }

@@ -1,0 +1,89 @@
+//! `bootrig build SCENARIO -o OUT`: the patched initrd and its plan.json.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{print_out, CliError, CliResult, Outcome};
+use crate::build::{build, BuildError, BuildOptions};
+use crate::initrd::add::AddMode;
+use crate::patch::stanza::Then;
+use crate::scenario::Scenario;
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Scenario file (TOML).
+    scenario: PathBuf,
+    /// Output initrd; plan.json is written beside it.
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+    /// Overrides the scenario's [initrd] mode.
+    #[arg(long, value_enum)]
+    mode: Option<AddMode>,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Power the guest off when the stanza is done, instead of letting the boot go on.
+    #[arg(long)]
+    test_mode: bool,
+    /// Machine-readable result.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Entry point for `bootrig build`.
+pub fn run(args: BuildArgs) -> CliResult {
+    let scenario = Scenario::load(&args.scenario)?;
+    let mut opts = BuildOptions::new(&args.output);
+    opts.mode = args.mode;
+    opts.force = args.force;
+    opts.then = if args.test_mode {
+        Then::PowerOff
+    } else {
+        Then::Continue
+    };
+    match build(&scenario, &opts) {
+        Ok(result) => {
+            if args.json {
+                let text =
+                    serde_json::to_string_pretty(&result).map_err(|e| CliError(e.to_string()))?;
+                print_out(&format!("{text}\n"))?;
+            } else {
+                let modules: Vec<&str> = result
+                    .expectation
+                    .modules
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect();
+                print_out(&format!(
+                    "{}: {} ({}), flavor {}, modules in load order: {}\nplan: {}\n",
+                    result.image.display(),
+                    if result.reused {
+                        "reused from cache"
+                    } else {
+                        "built"
+                    },
+                    &result.key[..16],
+                    result.flavor,
+                    if modules.is_empty() {
+                        "none".to_string()
+                    } else {
+                        modules.join(" ")
+                    },
+                    result.plan_path.display()
+                ))?;
+            }
+            Ok(Outcome::Pass)
+        }
+        Err(BuildError::Plan {
+            rendered, scenario, ..
+        }) => {
+            eprintln!(
+                "bootrig: {}: the module plan has errors; nothing was built:\n{rendered}",
+                scenario.display()
+            );
+            Ok(Outcome::Fail)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
