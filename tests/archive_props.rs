@@ -7,31 +7,16 @@ use std::io::Write;
 
 use bootrig::initrd::add::{add, AddMode, AddOptions, Addition};
 use bootrig::initrd::codec::{self, Compression};
-use bootrig::initrd::cpio::{Entry, Format, Header, Kind};
+use bootrig::initrd::cpio::{Entry, Kind};
 use bootrig::initrd::image::{read_tree, ReadOptions};
 use bootrig::initrd::pack;
 use bootrig::initrd::tree::{DataPolicy, Tree};
 use proptest::prelude::*;
 
 fn entry(name: Vec<u8>, mode: u32, data: Vec<u8>) -> Entry {
-    Entry {
-        header: Header {
-            format: Format::Newc,
-            ino: 0,
-            mode,
-            uid: 0,
-            gid: 0,
-            nlink: 1,
-            mtime: 0,
-            dev_major: 0,
-            dev_minor: 0,
-            rdev_major: 0,
-            rdev_minor: 0,
-            check: 0,
-        },
-        name,
-        data,
-    }
+    let mut e = Entry::new(name, mode, data);
+    e.header.nlink = 1;
+    e
 }
 
 /// Component names, odd ones included: spaces, UTF-8, a high byte, a leading dash.

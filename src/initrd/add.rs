@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::codec::{self, Compression};
-use super::cpio::{self, Entry, Format, Header, Kind};
+use super::cpio::{self, Entry, Kind};
 use super::image::{self, walk, ImageError, ReadOptions, Segment};
 use super::input::Input;
 use super::pack;
@@ -303,24 +303,9 @@ fn load_one(
 }
 
 fn new_entry(mode: u32, mtime: u32, data: Vec<u8>) -> Entry {
-    Entry {
-        header: Header {
-            format: Format::Newc,
-            ino: 0,
-            mode,
-            uid: 0,
-            gid: 0,
-            nlink: if mode & 0o170000 == 0o040000 { 2 } else { 1 },
-            mtime,
-            dev_major: 0,
-            dev_minor: 0,
-            rdev_major: 0,
-            rdev_minor: 0,
-            check: 0,
-        },
-        name: Vec::new(),
-        data,
-    }
+    let mut e = Entry::new(Vec::new(), mode, data);
+    e.header.mtime = mtime;
+    e
 }
 
 /// Resolves each source's destination against `tree` as the kernel will, creating missing parent

@@ -930,10 +930,8 @@ pub fn gzip_members_parallel(
     })
 }
 
-/// One gzip member of `data`, compressed whole with libdeflate: for data already in memory it
-/// gives zlib -9-class ratio at better than zlib -6 speed (measured on the 132 MB cpio of a
-/// MODULES=most image: see README "Performance"). Streaming writes use flate2.
-pub fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+/// libdeflate at a gzip level (0..=9; libdeflate's own go to 12, unused here).
+fn libdeflate_compressor(level: u32) -> io::Result<libdeflater::Compressor> {
     let level = check_level("gzip", level, 0..=9, "0..=9")?;
     let lvl = libdeflater::CompressionLvl::new(level as i32).map_err(|e| {
         io::Error::new(
@@ -941,7 +939,14 @@ pub fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
             format!("gzip level {level}: {e:?}"),
         )
     })?;
-    let mut compressor = libdeflater::Compressor::new(lvl);
+    Ok(libdeflater::Compressor::new(lvl))
+}
+
+/// One gzip member of `data`, compressed whole with libdeflate: for data already in memory it
+/// gives zlib -9-class ratio at better than zlib -6 speed (measured on the 132 MB cpio of a
+/// MODULES=most image: see README "Performance"). Streaming writes use flate2.
+pub fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut compressor = libdeflate_compressor(level)?;
     let mut out = vec![0u8; compressor.gzip_compress_bound(data.len())];
     let n = compressor
         .gzip_compress(data, &mut out)
@@ -960,14 +965,7 @@ pub struct DeflatedTail {
 
 /// Compresses `data` as the final part of a deflate stream (libdeflate, raw deflate).
 pub fn deflate_tail(data: &[u8], level: u32) -> io::Result<DeflatedTail> {
-    let level = check_level("gzip", level, 0..=9, "0..=9")?;
-    let lvl = libdeflater::CompressionLvl::new(level as i32).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("gzip level {level}: {e:?}"),
-        )
-    })?;
-    let mut compressor = libdeflater::Compressor::new(lvl);
+    let mut compressor = libdeflate_compressor(level)?;
     let mut out = vec![0u8; compressor.deflate_compress_bound(data.len())];
     let n = compressor
         .deflate_compress(data, &mut out)

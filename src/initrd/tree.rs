@@ -513,27 +513,11 @@ fn climbs_above_root(depth: usize, target: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::initrd::cpio::{Format, Header};
 
     fn entry(name: &str, mode: u32, data: &[u8]) -> Entry {
-        Entry {
-            header: Header {
-                format: Format::Newc,
-                ino: 0,
-                mode,
-                uid: 0,
-                gid: 0,
-                nlink: 1,
-                mtime: 0,
-                dev_major: 0,
-                dev_minor: 0,
-                rdev_major: 0,
-                rdev_minor: 0,
-                check: 0,
-            },
-            name: name.as_bytes().to_vec(),
-            data: data.to_vec(),
-        }
+        let mut e = Entry::new(name, mode, data.to_vec());
+        e.header.nlink = 1;
+        e
     }
     fn dir(name: &str) -> Entry {
         entry(name, 0o040755, b"")

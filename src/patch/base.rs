@@ -13,7 +13,7 @@ use thiserror::Error;
 use super::stanza::{udhcpc_script_addition, UDHCPC_SCRIPT_DEFAULT_PATH};
 use crate::initrd::add::{self, AddError, AddMode, AddOptions, Addition};
 use crate::initrd::codec::{self, Compression};
-use crate::initrd::cpio::{Entry, Format, Header};
+use crate::initrd::cpio::Entry;
 use crate::initrd::pack;
 
 /// The base's /init.
@@ -171,24 +171,10 @@ pub fn write_busybox_base(busybox: &Path, out: &Path) -> Result<(), BaseError> {
 }
 
 fn node(name: &str, mode: u32, rdev: (u32, u32)) -> Entry {
-    Entry {
-        header: Header {
-            format: Format::Newc,
-            ino: 0,
-            mode,
-            uid: 0,
-            gid: 0,
-            nlink: if mode & 0o170000 == 0o040000 { 2 } else { 1 },
-            mtime: 0,
-            dev_major: 0,
-            dev_minor: 0,
-            rdev_major: rdev.0,
-            rdev_minor: rdev.1,
-            check: 0,
-        },
-        name: name.as_bytes().to_vec(),
-        data: Vec::new(),
-    }
+    let mut e = Entry::new(name, mode, Vec::new());
+    e.header.rdev_major = rdev.0;
+    e.header.rdev_minor = rdev.1;
+    e
 }
 
 /// A dynamically linked busybox would find no libc in the base: refuse it now, not at boot.

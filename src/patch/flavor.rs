@@ -764,7 +764,7 @@ mod shell {
 mod tests {
     use super::*;
     use crate::initrd::add::Source;
-    use crate::initrd::cpio::{Entry, Format, Header};
+    use crate::initrd::cpio::Entry;
     use crate::initrd::tree::DataPolicy;
 
     /// A tree from (path, kind, content): "d" directory, "f" file, "l" symlink (content = target).
@@ -777,24 +777,8 @@ mod tests {
                 "x" => 0o100755,
                 _ => 0o100644,
             };
-            let entry = Entry {
-                header: Header {
-                    format: Format::Newc,
-                    ino: 0,
-                    mode,
-                    uid: 0,
-                    gid: 0,
-                    nlink: 1,
-                    mtime: 0,
-                    dev_major: 0,
-                    dev_minor: 0,
-                    rdev_major: 0,
-                    rdev_minor: 0,
-                    check: 0,
-                },
-                name: name.as_bytes().to_vec(),
-                data: content.as_bytes().to_vec(),
-            };
+            let mut entry = Entry::new(name.as_bytes(), mode, content.as_bytes().to_vec());
+            entry.header.nlink = 1;
             t.apply(0, entry, content.len() as u64);
         }
         t

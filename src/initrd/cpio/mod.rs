@@ -128,6 +128,24 @@ impl Entry {
         self.c_name() == TRAILER
     }
 
+    /// A new-format entry owned by root with mtime 0: nlink 2 for a directory, else 1.
+    pub fn new(name: impl Into<Vec<u8>>, mode: u32, data: Vec<u8>) -> Entry {
+        let nlink = if Kind::from_mode(mode) == Kind::Directory {
+            2
+        } else {
+            1
+        };
+        Entry {
+            header: Header {
+                mode,
+                nlink,
+                ..Header::default()
+            },
+            name: name.into(),
+            data,
+        }
+    }
+
     /// The trailer GNU cpio writes: nlink 1, everything else 0, format "070701".
     pub fn trailer() -> Entry {
         Entry {
