@@ -68,8 +68,10 @@ impl<W: Write> LegacyWriter<W> {
         if self.block.is_empty() {
             return Ok(());
         }
-        self.compressed
-            .resize(lz4_flex::block::get_maximum_output_size(self.block.len()), 0);
+        self.compressed.resize(
+            lz4_flex::block::get_maximum_output_size(self.block.len()),
+            0,
+        );
         let n = lz4_flex::block::compress_into(&self.block, &mut self.compressed)
             .map_err(|e| io::Error::other(format!("lz4 block compression failed: {e}")))?;
         // n <= get_maximum_output_size(<= 8 MiB), far below u32::MAX.
@@ -170,7 +172,7 @@ impl<R: BufRead> LegacyReader<R> {
                 return Ok(Word::End);
             }
             self.consume(4);
-            return Ok(classify(value, at)?);
+            return classify(value, at);
         }
         while have < 4 {
             let buffered = self.input.fill_buf()?;
@@ -353,7 +355,11 @@ mod tests {
         let first = u32::from_le_bytes(packed[4..8].try_into().unwrap()) as usize;
         let second_at = 8 + first;
         let second = u32::from_le_bytes(packed[second_at..second_at + 4].try_into().unwrap());
-        assert_eq!(second_at + 4 + second as usize, packed.len(), "exactly two blocks");
+        assert_eq!(
+            second_at + 4 + second as usize,
+            packed.len(),
+            "exactly two blocks"
+        );
         assert_eq!(decode_all(&packed).unwrap(), (data, packed.len()));
     }
 
@@ -361,7 +367,10 @@ mod tests {
     fn concatenated_streams_are_one_segment_like_the_kernel() {
         let mut both = compress(b"first ");
         both.extend(compress(b"second"));
-        assert_eq!(decode_all(&both).unwrap(), (b"first second".to_vec(), both.len()));
+        assert_eq!(
+            decode_all(&both).unwrap(),
+            (b"first second".to_vec(), both.len())
+        );
     }
 
     #[test]
@@ -412,7 +421,9 @@ mod tests {
         // A 1-byte buffer forces every peek to straddle.
         let mut reader = io::BufReader::with_capacity(1, io::Cursor::new(&image));
         let mut out = Vec::new();
-        LegacyReader::new(&mut reader).read_to_end(&mut out).unwrap();
+        LegacyReader::new(&mut reader)
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, b"payload");
         let mut rest = Vec::new();
         reader.read_to_end(&mut rest).unwrap();
