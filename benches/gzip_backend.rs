@@ -3,6 +3,9 @@
 //! zlib-rs backend (bootrig's dependency, through `initrd::codec`), miniz_oxide used directly,
 //! the system `gzip`, and `gzip_members_parallel` on 2 threads.
 //!
+//! The parallel run splits the buffer at 8 MiB boundaries, which is fine for timing; a real
+//! repack must give each member a complete cpio archive (see `gzip_members_parallel`).
+//!
 //! Run: `cargo bench --bench gzip_backend` (needs images/setup to have filled images/cache).
 
 use std::io::{Read, Write};

@@ -886,6 +886,11 @@ pub fn encoder<'a, W: Write + 'a>(
 /// Compresses each chunk as its own gzip member on its own thread (at most `threads` at once)
 /// and writes the members in order. The kernel unpacks each member as a segment, and
 /// `gzip -dc` reads their concatenation.
+///
+/// Each chunk must be a COMPLETE newc archive (ending in its TRAILER!!! and padding): after
+/// every compressed segment init/initramfs.c requires the cpio parser to be back in its Reset
+/// state ("junk at the end of compressed archive"), and it forgets hard-link state at each
+/// trailer, so hard-linked entries must share a chunk.
 pub fn gzip_members_parallel(
     chunks: &[&[u8]],
     level: u32,
