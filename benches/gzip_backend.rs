@@ -1,10 +1,11 @@
 //! Pick the gzip backend by measurement: level-6 compression and decompression of a ~150 MB
 //! cpio-like buffer (the real module tree of the cached kernel, concatenated) with flate2's
-//! zlib-rs backend (bootrig's dependency, through `initrd::codec`), miniz_oxide used directly,
-//! the system `gzip`, and `gzip_members_parallel` on 2 threads.
+//! zlib-rs backend (bootrig's streaming writer and every reader, through `initrd::codec`),
+//! libdeflate (`codec::gzip_member`: what bootrig uses for gzip it writes from memory),
+//! miniz_oxide used directly, the system `gzip`, and `gzip_members_parallel` on 2 threads.
 //!
 //! The parallel run splits the buffer at 8 MiB boundaries, which is fine for timing; a real
-//! repack must give each member a complete cpio archive (see `gzip_members_parallel`).
+//! repack splits on entry boundaries (see `gzip_members_parallel`).
 //!
 //! Run: `cargo bench --bench gzip_backend` (needs images/setup to have filled images/cache).
 
@@ -155,6 +156,16 @@ fn main() {
     assert!(plain == input, "flate2 round trip");
     rows.push(Row {
         name: "flate2 (zlib-rs)",
+        compressed: packed.len(),
+        compress,
+        decompress,
+    });
+
+    let (packed, compress) = timed(|| codec::gzip_member(&input, LEVEL).unwrap());
+    let (plain, decompress) = timed(|| decode_members(&packed));
+    assert!(plain == input, "libdeflate round trip");
+    rows.push(Row {
+        name: "libdeflate",
         compressed: packed.len(),
         compress,
         decompress,
