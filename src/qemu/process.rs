@@ -21,10 +21,28 @@ pub struct GroupChild {
 }
 
 impl GroupChild {
-    /// Spawns `command` as the leader of a new process group.
+    /// Spawns `command` as the leader of a new process group. The child also gets SIGKILL when
+    /// bootrig dies (PR_SET_PDEATHSIG): its own group is out of reach of the terminal's Ctrl-C,
+    /// and a killed bootrig runs no Drop, so this is what keeps a QEMU from outliving it.
     pub fn spawn(command: &mut Command) -> io::Result<Self> {
         use std::os::unix::process::CommandExt;
         command.process_group(0);
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs between fork and exec and calls only prctl, getppid and
+        // _exit, which are async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                use nix::libc;
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() != parent.as_raw() {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
         let mut attempts = 0;
         let child = loop {
             match command.spawn() {
@@ -129,6 +147,63 @@ mod tests {
     fn alive(pid: u32) -> bool {
         // Signal 0 checks existence; a reaped child is gone, an unreaped zombie would still count.
         nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok()
+    }
+
+    /// A helper process (this test binary, re-run) starts a grandchild through GroupChild, then
+    /// is killed as Ctrl-C would kill it; the grandchild must not survive it.
+    #[test]
+    fn child_dies_with_bootrig_on_a_signal() {
+        if std::env::var_os("BOOTRIG_PDEATH_HELPER").is_some() {
+            let child = GroupChild::spawn(Command::new("sleep").arg("300")).unwrap();
+            println!("grandchild {}", child.id());
+            std::mem::forget(child); // no Drop: only the kernel's death signal can help
+            thread::sleep(Duration::from_secs(300));
+            return;
+        }
+        let mut helper = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "qemu::process::tests::child_dies_with_bootrig_on_a_signal",
+                "--nocapture",
+            ])
+            .env("BOOTRIG_PDEATH_HELPER", "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(helper.stdout.take().unwrap());
+        let mut line = String::new();
+        let grandchild = loop {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+                "helper ended early"
+            );
+            if let Some(pid) = line.trim().strip_prefix("grandchild ") {
+                break pid.parse::<u32>().unwrap();
+            }
+        };
+        assert!(alive(grandchild));
+        nix::sys::signal::kill(Pid::from_raw(helper.id() as i32), Signal::SIGINT).unwrap();
+        helper.wait().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // The grandchild is reparented and reaped by init (or is a zombie until then).
+        while alive_not_zombie(grandchild) && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !alive_not_zombie(grandchild),
+            "the grandchild outlived its parent"
+        );
+    }
+
+    fn alive_not_zombie(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
     }
 
     #[test]
