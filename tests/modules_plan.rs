@@ -54,8 +54,8 @@ fn error_kinds(p: &Plan) -> Vec<(ErrorKind, String)> {
 
 /// The IB list of the FlexBoot manual, exactly as printed ("• ib_addr.ko", …).
 fn manual_ib_list() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/flexboot-diskless-manual.txt");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/flexboot-diskless-manual.txt");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}: the manual is the test's input", path.display()));
     let start = text
