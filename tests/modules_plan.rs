@@ -8,28 +8,9 @@ use std::process::Command;
 use bootrig::kmod::compress::{compress, Compression};
 use bootrig::kmod::{plan, ErrorKind, ModuleStatus, Plan, PlanRequest};
 
-struct Env {
-    kernel: PathBuf,
-    modules: PathBuf,
-    release: String,
-}
+mod common;
 
-fn env() -> Env {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("images/cache/env"))
-        .unwrap_or_else(|_| panic!("images/cache/env missing: run images/setup first"));
-    let get = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("{key} not in images/cache/env: run images/setup first"))
-            .to_string()
-    };
-    Env {
-        kernel: get("BOOTRIG_KERNEL").into(),
-        modules: get("BOOTRIG_MODULES").into(),
-        release: get("BOOTRIG_KERNEL_RELEASE"),
-    }
-}
+use common::{cache_env as env, CacheEnv as Env};
 
 fn run(e: &Env, dirs: &[&Path], list: &[&str], resolve: bool) -> Plan {
     plan(&PlanRequest {

@@ -18,33 +18,12 @@ use bootrig::patch::flavor::{self, Flavor, Placement};
 use bootrig::patch::stanza::{self, DhcpClient, ModuleLoad, Network, StanzaSpec, Then};
 use bootrig::qemu::process::GroupChild;
 
-struct Env {
-    root: PathBuf,
-    kernel: PathBuf,
-    modules: PathBuf,
-    release: String,
-}
+mod common;
 
-fn env() -> Env {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    let text = std::fs::read_to_string(root.join("images/cache/env"))
-        .unwrap_or_else(|_| panic!("images/cache/env missing: run images/setup first"));
-    let get = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("{key} not in images/cache/env: run images/setup first"))
-            .to_string()
-    };
-    Env {
-        kernel: get("BOOTRIG_KERNEL").into(),
-        modules: get("BOOTRIG_MODULES").into(),
-        release: get("BOOTRIG_KERNEL_RELEASE"),
-        root,
-    }
-}
+use common::{cache_env as env, CacheEnv as Env};
 
-fn fixture(e: &Env, name: &str) -> PathBuf {
-    let p = e.root.join("images/cache/initrds").join(name);
+fn fixture(name: &str) -> PathBuf {
+    let p = common::fixtures_dir().join(name);
     assert!(
         p.exists(),
         "{}: missing; run images/setup first",
@@ -267,7 +246,7 @@ fn busybox_base_loads_the_plan_and_gets_a_dhcp_address() {
 fn initramfs_tools_premount_hook_loads_the_plan_and_gets_a_dhcp_address() {
     let e = env();
     let dir = tempfile::tempdir().unwrap();
-    let base = fixture(&e, "mkinitramfs-gzip.img");
+    let base = fixture("mkinitramfs-gzip.img");
     // virtio_net is in the image's /conf/modules: load_modules has loaded it (and its
     // dependencies) before init-premount, so the stanza must report it already loaded.
     let p = resolve_plan(&e, &["virtio_net", "ib_uverbs", "ib_cm", "ib_umad"]);
@@ -291,14 +270,13 @@ fn initramfs_tools_premount_hook_loads_the_plan_and_gets_a_dhcp_address() {
 /// Every image images/setup made: detected as what made it, and placed where it runs.
 #[test]
 fn real_images_detect_and_place() {
-    let e = env();
-    let manifest = std::fs::read_to_string(e.root.join("images/cache/initrds/manifest"))
+    let manifest = std::fs::read_to_string(common::fixtures_dir().join("manifest"))
         .expect("images/cache/initrds/manifest missing: run images/setup first");
     let mut checked = 0;
     for line in manifest.lines().filter(|l| !l.starts_with('#')) {
         let cols: Vec<&str> = line.split('\t').collect();
         let (tool, file) = (cols[1], cols[4]);
-        let tree = tree_of(&fixture(&e, file));
+        let tree = tree_of(&fixture(file));
         let detected = flavor::detect(&tree);
         let adds = flavor::place(detected, &tree, "true\n", &Placement::default()).unwrap();
         let dests: Vec<String> = adds
