@@ -3,9 +3,25 @@
 //! and `BOOTRIG modules-end`, `BOOTRIG addr eth0 10.0.2.15/24`, `BOOTRIG done`), read back from a
 //! transcript. Kernel messages may interleave; only lines that start with the marker count.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 const MARK: &str = "BOOTRIG ";
+
+/// One console line and when it was complete, measured from the moment the guest was started
+/// (QEMU resumed). Every stage after the console reads these: phases, causes, reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsoleLine {
+    #[serde(serialize_with = "seconds")]
+    pub at: Duration,
+    /// The line without its end (`\r\n` or `\n`); ANSI sequences are kept as the guest sent them.
+    pub text: String,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
 
 /// What the stanza reported for one module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
