@@ -63,6 +63,7 @@ bootrig_insmod() {
 		bootrig_say "insmod $bootrig_name already-loaded"
 		return 0
 	fi
+	bootrig_klines=$(dmesg 2>/dev/null | wc -l)
 	bootrig_out=$("$bootrig_insmod_cmd" "$bootrig_path" "$@" 2>&1)
 	bootrig_rc=$?
 	if [ "$bootrig_rc" -ne 0 ] && bootrig_loaded "$bootrig_kname"; then
@@ -73,6 +74,13 @@ bootrig_insmod() {
 	bootrig_say "insmod $bootrig_name rc=$bootrig_rc"
 	if [ -n "$bootrig_out" ]; then
 		printf '%s\n' "$bootrig_out" | bootrig_emit
+	fi
+	if [ "$bootrig_rc" -ne 0 ]; then
+		# The kernel says why ("Unknown symbol", "version magic") at a level the console log
+		# level hides: show what it logged during this insmod.
+		bootrig_say "kernel-log-begin $bootrig_name"
+		dmesg 2>/dev/null | tail -n "+$((bootrig_klines + 1))" | bootrig_emit
+		bootrig_say "kernel-log-end $bootrig_name"
 	fi
 }
 
@@ -166,6 +174,13 @@ bootrig_done() {
 		set -- $bootrig_printk
 		echo "$1" >/proc/sys/kernel/printk 2>/dev/null
 	fi
+}
+
+# Interactive mode: a shell on the console for the harness's commands ([[expect.shell]]); when
+# it exits, the machine powers off. The prompt is fixed so the harness can wait for it.
+bootrig_shell() {
+	bootrig_say "shell"
+	PS1='BOOTRIG-SHELL# ' sh -i </dev/console >/dev/console 2>&1
 }
 
 # Test mode: power the machine off. The pause lets the serial port drain the lines above.

@@ -40,6 +40,13 @@ pub struct Insmod {
     pub result: InsmodResult,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DhcpRun {
+    pub interface: String,
+    pub client: String,
+    pub rc: i32,
+}
+
 /// One line of `/proc/modules`: `name size refcount deps state address`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProcModule {
@@ -59,6 +66,14 @@ pub struct Evidence {
     /// Interface and its IPv4 address with prefix (None: the stanza found none).
     pub addrs: Vec<(String, Option<String>)>,
     pub done: bool,
+    /// DHCP client runs: interface, client, exit status.
+    pub dhcp: Vec<DhcpRun>,
+    /// Interfaces the stanza waited for and never saw.
+    pub missing_interfaces: Vec<String>,
+    /// What the kernel logged during each failed insmod (module, lines).
+    pub kernel_logs: Vec<(String, Vec<String>)>,
+    /// The stanza opened a shell on the console for the harness.
+    pub shell: bool,
     /// Protocol lines that did not parse (kept for the report, never ignored silently).
     pub garbled: Vec<String>,
 }
@@ -67,10 +82,19 @@ pub struct Evidence {
 pub fn parse(transcript: &str) -> Evidence {
     let mut ev = Evidence::default();
     let mut in_modules: Option<Vec<ProcModule>> = None;
+    let mut in_kernel_log: Option<(String, Vec<String>)> = None;
     for raw in transcript.lines() {
         let line = raw
             .trim_end_matches(['\r', '\n'])
             .trim_start_matches(|c: char| c.is_control());
+        if let Some((_, lines)) = in_kernel_log.as_mut() {
+            if line.starts_with("BOOTRIG kernel-log-end") {
+                ev.kernel_logs.extend(in_kernel_log.take());
+            } else {
+                lines.push(line.to_string());
+            }
+            continue;
+        }
         if let Some(mods) = in_modules.as_mut() {
             if line.starts_with("BOOTRIG modules-end") {
                 ev.proc_modules = in_modules.take();
@@ -98,6 +122,19 @@ pub fn parse(transcript: &str) -> Evidence {
                 }),
                 Err(_) => ev.garbled.push(line.to_string()),
             },
+            ["kernel-log-begin", name] => in_kernel_log = Some((name.to_string(), Vec::new())),
+            ["dhcp", iface, client, rc] if rc.starts_with("rc=") => match rc[3..].parse() {
+                Ok(rc) => ev.dhcp.push(DhcpRun {
+                    interface: iface.to_string(),
+                    client: client.to_string(),
+                    rc,
+                }),
+                Err(_) => ev.garbled.push(line.to_string()),
+            },
+            ["interface", iface, "missing"] => ev.missing_interfaces.push(iface.to_string()),
+            ["static", _, rc] if rc.starts_with("rc=") => {}
+            ["shell"] => ev.shell = true,
+            ["poweroff-failed"] => {}
             ["addr", iface, "none"] => ev.addrs.push((iface.to_string(), None)),
             ["addr", iface, cidr] => ev.addrs.push((iface.to_string(), Some(cidr.to_string()))),
             _ => ev.garbled.push(line.to_string()),
@@ -158,12 +195,18 @@ BOOTRIG insmod failover rc=0\r
 [    2.0] virtio_net virtio0 eth0: renamed\r
 BOOTRIG insmod virtio_net already-loaded\r
 BOOTRIG insmod ib_core rc=1\r
+insmod: can't insert 'ib_core.ko': unknown symbol in module, or unknown parameter\r
+BOOTRIG kernel-log-begin ib_core\r
+[    2.1] ib_core: Unknown symbol foo (err -2)\r
+BOOTRIG kernel-log-end ib_core\r
 BOOTRIG modules-begin\r
 ib_core 434176 0 - Live 0xffffffffc0100000\r
 net_failover 24576 1 virtio_net, Live 0xffffffffc00f0000\r
 failover 16384 1 net_failover, Live 0xffffffffc00e0000\r
 BOOTRIG modules-end\r
+BOOTRIG dhcp eth0 udhcpc rc=0\r
 BOOTRIG addr eth0 10.0.2.15/24\r
+BOOTRIG interface ib0 missing\r
 BOOTRIG addr ib0 none\r
 BOOTRIG done\r
 ";
@@ -183,6 +226,15 @@ BOOTRIG done\r
         assert_eq!(ev.address("eth0"), Some("10.0.2.15/24"));
         assert_eq!(ev.address("ib0"), None);
         assert!(ev.garbled.is_empty(), "{:?}", ev.garbled);
+        assert_eq!(
+            ev.kernel_logs,
+            [(
+                "ib_core".to_string(),
+                vec!["[    2.1] ib_core: Unknown symbol foo (err -2)".to_string()]
+            )]
+        );
+        assert_eq!(ev.dhcp[0].rc, 0);
+        assert_eq!(ev.missing_interfaces, ["ib0"]);
     }
 
     #[test]

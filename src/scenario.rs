@@ -51,6 +51,8 @@ pub struct Scenario {
     pub kernel: Kernel,
     pub initrd: Initrd,
     pub network: Network,
+    pub boot: Boot,
+    pub expect: Expect,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +130,131 @@ pub struct Network {
     pub guid: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// SeaBIOS, legacy BIOS.
+    Bios,
+    /// OVMF.
+    Uefi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// The NIC's iPXE ROM netboots: DHCP, a bootrig-made script, kernel and initrd fetched.
+    Ipxe,
+    /// QEMU loads kernel and initrd itself (`-kernel`/`-initrd`): checks an initrd alone.
+    Direct,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Nic {
+    #[serde(rename = "virtio-net-pci")]
+    VirtioNetPci,
+    #[serde(rename = "e1000e")]
+    E1000e,
+    #[serde(rename = "e1000")]
+    E1000,
+}
+
+impl Nic {
+    /// QEMU's device name.
+    pub fn device(self) -> &'static str {
+        match self {
+            Nic::VirtioNetPci => "virtio-net-pci",
+            Nic::E1000e => "e1000e",
+            Nic::E1000 => "e1000",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fetch {
+    /// QEMU user-mode network's TFTP server.
+    Tftp,
+    /// bootrig's own HTTP server on loopback.
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccelChoice {
+    /// KVM when a bounded probe shows it works, else TCG.
+    Auto,
+    Tcg,
+    Kvm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MachineType {
+    Q35,
+    Pc,
+}
+
+/// How the scenario boots.
+#[derive(Debug, Clone, Serialize)]
+pub struct Boot {
+    pub firmware: Firmware,
+    pub method: Method,
+    pub nic: Nic,
+    pub fetch: Fetch,
+    pub accel: AccelChoice,
+    pub machine: MachineType,
+    pub memory_mib: u32,
+    /// Extra kernel command line.
+    pub append: String,
+    /// Pass `initrd=NAME` on the kernel command line in the iPXE script (UEFI needs it); false
+    /// reproduces the classic mistake.
+    pub ipxe_initrd_arg: bool,
+}
+
+/// One command for a shell in the guest, and what its output must show.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellStep {
+    pub command: String,
+    /// Regular expressions that must all match the command's output.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// Expected exit status [0].
+    #[serde(default)]
+    pub status: i32,
+}
+
+/// What a passing boot shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expect {
+    /// The planned modules are in /proc/modules, loaded in plan order.
+    pub modules_in_order: bool,
+    /// The interface must have an address within this subnet (any address when None, when the
+    /// scenario configures the network).
+    pub address: Option<String>,
+    /// The classified failure that is this scenario's expected outcome.
+    pub failure: Option<String>,
+    /// The whole boot.
+    #[serde(with = "humantime_serde_secs")]
+    pub timeout: std::time::Duration,
+    /// Per-phase limits: phase name (as `verdict::phases` names it) and its limit.
+    pub phase_timeouts: Vec<(String, std::time::Duration)>,
+    /// Regular expressions that must match some console line.
+    pub console: Vec<String>,
+    /// Regular expressions no console line may match.
+    pub not_console: Vec<String>,
+    pub shell: Vec<ShellStep>,
+}
+
+mod humantime_serde_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
 // The file's shape, strictly: unknown keys are errors.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +264,41 @@ struct RawScenario {
     initrd: RawInitrd,
     #[serde(default)]
     network: RawNetwork,
+    #[serde(default)]
+    boot: RawBoot,
+    #[serde(default)]
+    expect: RawExpect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoot {
+    firmware: Option<Firmware>,
+    method: Option<Method>,
+    nic: Option<Nic>,
+    fetch: Option<Fetch>,
+    accel: Option<AccelChoice>,
+    machine: Option<MachineType>,
+    memory: Option<u32>,
+    append: Option<String>,
+    ipxe_initrd_arg: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    modules_in_order: Option<bool>,
+    address: Option<String>,
+    failure: Option<String>,
+    timeout: Option<String>,
+    #[serde(default)]
+    phases: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    console: Vec<String>,
+    #[serde(default)]
+    not_console: Vec<String>,
+    #[serde(default)]
+    shell: Vec<ShellStep>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,7 +386,33 @@ const KEYS: &[&str] = &[
     "gateway",
     "guid",
     "client_id",
+    "boot",
+    "firmware",
+    "method",
+    "nic",
+    "fetch",
+    "accel",
+    "machine",
+    "memory",
+    "append",
+    "ipxe_initrd_arg",
+    "expect",
+    "modules_in_order",
+    "address",
+    "failure",
+    "timeout",
+    "phases",
+    "console",
+    "not_console",
+    "shell",
+    "command",
+    "patterns",
+    "status",
 ];
+
+/// Default whole-boot limit: a TCG boot of a 40 MB distribution initrd over TFTP under UEFI
+/// takes about a minute here; twice that leaves room without hiding a hang for long.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl Scenario {
     /// Reads and validates a scenario file.
@@ -312,6 +500,13 @@ impl Scenario {
                     .into(),
             ));
         }
+        let boot = boot_from(raw.boot);
+        let expect = expect_from(raw.expect, &interface, &addressing).map_err(invalid)?;
+        if boot.method == Method::Direct && !boot.ipxe_initrd_arg {
+            return Err(invalid(
+                "[boot] ipxe_initrd_arg applies to method = \"ipxe\" only".into(),
+            ));
+        }
         Ok(Scenario {
             path: path.to_owned(),
             name: raw.name,
@@ -337,8 +532,85 @@ impl Scenario {
                 client_id: net.client_id,
                 guid: net.guid,
             },
+            boot,
+            expect,
         })
     }
+
+    /// The scenario's id in reports: its file name without `.toml`.
+    pub fn stem(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.name.clone())
+    }
+}
+
+fn boot_from(raw: RawBoot) -> Boot {
+    Boot {
+        firmware: raw.firmware.unwrap_or(Firmware::Bios),
+        method: raw.method.unwrap_or(Method::Ipxe),
+        nic: raw.nic.unwrap_or(Nic::VirtioNetPci),
+        fetch: raw.fetch.unwrap_or(Fetch::Tftp),
+        accel: raw.accel.unwrap_or(AccelChoice::Auto),
+        machine: raw.machine.unwrap_or(MachineType::Q35),
+        memory_mib: raw.memory.unwrap_or(1024),
+        append: raw.append.unwrap_or_default(),
+        ipxe_initrd_arg: raw.ipxe_initrd_arg.unwrap_or(true),
+    }
+}
+
+fn duration(key: &str, text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("[expect] {key} = {text:?}: {e}; write e.g. \"120s\" or \"2m\""))?;
+    if d.is_zero() {
+        return Err(format!("[expect] {key} = {text:?}: must be more than zero"));
+    }
+    Ok(d)
+}
+
+fn expect_from(raw: RawExpect, interface: &str, addressing: &Addressing) -> Result<Expect, String> {
+    let timeout = match &raw.timeout {
+        Some(t) => duration("timeout", t)?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let mut phase_timeouts = Vec::new();
+    for (phase, limit) in &raw.phases {
+        phase_timeouts.push((phase.clone(), duration(&format!("phases.{phase}"), limit)?));
+    }
+    if let Some(subnet) = &raw.address {
+        validate_cidr(subnet).map_err(|m| format!("[expect] address = {subnet:?}: {m}"))?;
+        if matches!(addressing, Addressing::None) {
+            return Err(format!(
+                "[expect] address: [network] configures no address on {interface}; set dhcp or static"
+            ));
+        }
+    }
+    for pattern in raw
+        .console
+        .iter()
+        .chain(&raw.not_console)
+        .chain(raw.shell.iter().flat_map(|s| &s.patterns))
+    {
+        regex::Regex::new(pattern).map_err(|e| {
+            format!("[expect] pattern {pattern:?} is not a regular expression: {e}")
+        })?;
+    }
+    for step in &raw.shell {
+        if step.command.trim().is_empty() || step.command.contains('\n') {
+            return Err("[[expect.shell]] command: one non-empty line".into());
+        }
+    }
+    Ok(Expect {
+        modules_in_order: raw.modules_in_order.unwrap_or(true),
+        address: raw.address,
+        failure: raw.failure,
+        timeout,
+        phase_timeouts,
+        console: raw.console,
+        not_console: raw.not_console,
+        shell: raw.shell,
+    })
 }
 
 fn validate_cidr(cidr: &str) -> Result<(), String> {

@@ -80,6 +80,8 @@ pub enum Then {
     Continue,
     /// Test mode: power the machine off.
     PowerOff,
+    /// Test mode with a shell on the console for the harness, then power off.
+    Shell,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +119,10 @@ pub fn render(spec: &StanzaSpec) -> Result<String, StanzaError> {
         calls.push(format!("bootrig_addrs {}", quote(interface)));
     }
     calls.push("bootrig_done".into());
-    if spec.then == Then::PowerOff {
+    if spec.then == Then::Shell {
+        calls.push("bootrig_shell".into());
+    }
+    if spec.then != Then::Continue {
         calls.push("bootrig_poweroff".into());
     }
 
@@ -154,6 +159,8 @@ pub fn required_commands(spec: &StanzaSpec) -> Vec<String> {
     if !spec.modules.is_empty() {
         // Or `kmod`, which the stanza falls back to (dracut images have no insmod link).
         cmds.push("insmod".into());
+        // The kernel's log of a failed insmod.
+        cmds.extend(["dmesg", "tail", "wc"].map(String::from));
     }
     match &spec.network {
         Network::None => {}
@@ -170,7 +177,7 @@ pub fn required_commands(spec: &StanzaSpec) -> Vec<String> {
         }
         Network::Static { .. } => cmds.extend(["ip", "sleep"].map(String::from)),
     }
-    if spec.then == Then::PowerOff {
+    if spec.then != Then::Continue {
         cmds.extend(["sleep", "poweroff"].map(String::from));
     }
     cmds.sort();

@@ -1,0 +1,3 @@
+//! `bootrig run`: netboot each scenario in QEMU, drive its serial console, and judge it.
+
+pub mod serial;
