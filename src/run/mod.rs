@@ -1,3 +1,6 @@
 //! `bootrig run`: netboot each scenario in QEMU, drive its serial console, and judge it.
 
+pub mod drive;
+pub mod interrupt;
+pub mod judge;
 pub mod serial;

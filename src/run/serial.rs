@@ -178,14 +178,14 @@ impl SerialConsole {
     pub fn expect_any(&mut self, needles: &[Regex], wait: Duration) -> Result<Seen, SerialError> {
         let until = Instant::now() + wait;
         loop {
-            let mut any: Vec<ReadUntil> = needles.iter().cloned().map(ReadUntil::Regex).collect();
-            any.push(ReadUntil::EOF);
+            // No EOF needle: with EOF in the list, rexpect prefers it over a match already in
+            // the buffer. EOF with no match comes back as an error instead.
+            let any: Vec<ReadUntil> = needles.iter().cloned().map(ReadUntil::Regex).collect();
             match self.session.exp_any(any) {
                 Ok((_, text)) => {
                     return Ok(match needles.iter().position(|r| r.is_match(&text)) {
                         Some(index) => Seen::Match { index, text },
-                        // Only EOF matches nothing: it returns what was left unread.
-                        None => Seen::Closed,
+                        None => Seen::Nothing,
                     });
                 }
                 Err(rexpect::error::Error::EOF { .. }) => return Ok(Seen::Closed),

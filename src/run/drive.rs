@@ -1,0 +1,371 @@
+//! Driving one boot on its serial console until it ends: the stanza finishes and the guest powers
+//! off, a fatal line appears (a panic, firmware that found nothing to boot), QEMU goes away, a
+//! phase or the whole boot runs out of time, or the user interrupts. When the scenario asks for
+//! shell steps, they are typed into the shell the stanza opens.
+
+use std::time::Duration;
+
+use crate::console::ConsoleLine;
+use crate::scenario::ShellStep;
+
+use super::interrupt::Interrupt;
+use super::judge::ShellOutcome;
+use super::serial::{needle, shell_command, Seen, SerialConsole, SerialError, TICK};
+
+/// Lines after which nothing good follows. The classifier says what they mean; the driver only
+/// stops waiting (after [`AFTERMATH`], to keep the lines that explain them).
+const FATAL: &[&str] = &[
+    r"Kernel panic - not syncing",
+    // SeaBIOS after every boot device failed (iPXE gave up: no DHCP offer, no boot file).
+    r"No bootable device",
+    // OVMF's boot manager after every boot option failed.
+    r"No bootable option or device was found",
+    // bootrig's iPXE script when a fetch or the boot failed.
+    r"bootrig: .*failed",
+];
+const DONE: &str = r"BOOTRIG done\r?\n";
+const SHELL: &str = r"BOOTRIG shell\r?\n";
+const PROMPT: &str = r"BOOTRIG-SHELL# ";
+
+/// How long output keeps being collected after a fatal line.
+pub const AFTERMATH: Duration = Duration::from_secs(3);
+/// How long the guest may take to power off after the stanza is done.
+pub const POWEROFF_GRACE: Duration = Duration::from_secs(20);
+/// How long one shell step may take.
+pub const SHELL_STEP: Duration = Duration::from_secs(30);
+
+/// How the boot ended, as the driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The stanza reported done (and the shell steps ran); the guest powered off or was stopped.
+    Finished,
+    /// A fatal line: the text that matched.
+    Fatal(String),
+    /// QEMU reported a guest panic (pvpanic) without a console line saying so.
+    Panicked,
+    /// The console closed before the stanza finished: QEMU exited.
+    Closed,
+    /// A phase, or the whole boot (`phase` is where it was), took longer than allowed.
+    TimedOut {
+        phase: Option<String>,
+        limit: Duration,
+        whole: bool,
+    },
+    /// The user asked bootrig to stop.
+    Interrupted,
+}
+
+/// What the driver needs from the rest of the run, besides the console.
+pub trait Watch {
+    /// The phase the boot is in and when it began, from the lines so far.
+    fn phase(&mut self, lines: &[ConsoleLine]) -> Option<(String, Duration)>;
+    /// The limit for a phase, if it has one.
+    fn phase_limit(&self, phase: &str) -> Option<Duration>;
+    /// Whether QEMU signalled a guest panic (QMP GUEST_PANICKED).
+    fn guest_panicked(&mut self) -> bool;
+    /// Called about once per [`TICK`] with the current phase and the time since the guest started.
+    fn progress(&mut self, phase: Option<&str>, elapsed: Duration);
+}
+
+/// Drives the console until the boot ends. `shell` steps run when the stanza opens its shell.
+pub fn drive(
+    console: &mut SerialConsole,
+    watch: &mut dyn Watch,
+    total: Duration,
+    shell: &[ShellStep],
+    interrupt: &Interrupt,
+) -> Result<(End, Vec<ShellOutcome>), SerialError> {
+    let mut needles = vec![needle(DONE)?, needle(SHELL)?];
+    for f in FATAL {
+        needles.push(needle(f)?);
+    }
+    let mut answers = Vec::new();
+    loop {
+        if interrupt.requested() {
+            return Ok((End::Interrupted, answers));
+        }
+        let seen = console.expect_any(&needles, TICK)?;
+        let lines = console.lines();
+        let phase = watch.phase(&lines);
+        let elapsed = console.elapsed();
+        watch.progress(phase.as_ref().map(|(p, _)| p.as_str()), elapsed);
+        match seen {
+            Seen::Match { index: 0, .. } if shell.is_empty() => {
+                wait_closed(console, POWEROFF_GRACE, interrupt)?;
+                return Ok((End::Finished, answers));
+            }
+            // Done with shell steps to come: the shell line follows.
+            Seen::Match { index: 0, .. } => {}
+            Seen::Match { index: 1, .. } => {
+                answers = run_shell(console, shell)?;
+                console.send_line("exit")?;
+                wait_closed(console, POWEROFF_GRACE, interrupt)?;
+                return Ok((End::Finished, answers));
+            }
+            Seen::Match { text, .. } => {
+                wait_closed(console, AFTERMATH, interrupt)?;
+                return Ok((End::Fatal(text), answers));
+            }
+            Seen::Closed => return Ok((End::Closed, answers)),
+            Seen::Nothing => {}
+        }
+        if watch.guest_panicked() {
+            wait_closed(console, AFTERMATH, interrupt)?;
+            return Ok((End::Panicked, answers));
+        }
+        if elapsed > total {
+            return Ok((
+                End::TimedOut {
+                    phase: phase.map(|(p, _)| p),
+                    limit: total,
+                    whole: true,
+                },
+                answers,
+            ));
+        }
+        if let Some((name, began)) = &phase {
+            if let Some(limit) = watch.phase_limit(name) {
+                if elapsed.saturating_sub(*began) > limit {
+                    return Ok((
+                        End::TimedOut {
+                            phase: Some(name.clone()),
+                            limit,
+                            whole: false,
+                        },
+                        answers,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn run_shell(
+    console: &mut SerialConsole,
+    steps: &[ShellStep],
+) -> Result<Vec<ShellOutcome>, SerialError> {
+    let prompt = needle(PROMPT)?;
+    let mut answers = Vec::new();
+    let mut alive = matches!(
+        console.expect_any(std::slice::from_ref(&prompt), SHELL_STEP)?,
+        Seen::Match { .. }
+    );
+    for step in steps {
+        let got = if alive {
+            shell_command(console, &step.command, SHELL_STEP)?
+        } else {
+            None
+        };
+        alive = got.is_some();
+        answers.push(ShellOutcome {
+            command: step.command.clone(),
+            status: got.as_ref().map(|(_, rc)| *rc),
+            output: got.map(|(out, _)| out),
+        });
+    }
+    Ok(answers)
+}
+
+/// Keeps reading until the console closes or `grace` passes.
+fn wait_closed(
+    console: &mut SerialConsole,
+    grace: Duration,
+    interrupt: &Interrupt,
+) -> Result<(), SerialError> {
+    let until = console.elapsed() + grace;
+    // A needle nothing matches: only EOF or the bound ends the wait.
+    let never = needle(r"\A\z[^\s\S]")?;
+    while console.elapsed() < until && !interrupt.requested() {
+        if console.expect_any(std::slice::from_ref(&never), TICK)? == Seen::Closed {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Instant;
+
+    struct FakeWatch {
+        limit: Option<Duration>,
+        ticks: usize,
+    }
+
+    impl Watch for FakeWatch {
+        fn phase(&mut self, lines: &[ConsoleLine]) -> Option<(String, Duration)> {
+            lines
+                .iter()
+                .rev()
+                .find(|l| l.text.starts_with("phase "))
+                .map(|l| (l.text[6..].to_string(), l.at))
+        }
+        fn phase_limit(&self, _: &str) -> Option<Duration> {
+            self.limit
+        }
+        fn guest_panicked(&mut self) -> bool {
+            false
+        }
+        fn progress(&mut self, _: Option<&str>, _: Duration) {
+            self.ticks += 1;
+        }
+    }
+
+    fn start() -> (SerialConsole, UnixStream, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, guest) = UnixStream::pair().unwrap();
+        let log = std::fs::File::create(dir.path().join("c.log")).unwrap();
+        (
+            SerialConsole::start(ours, log, Instant::now()).unwrap(),
+            guest,
+            dir,
+        )
+    }
+
+    fn watch(limit: Option<Duration>) -> FakeWatch {
+        FakeWatch { limit, ticks: 0 }
+    }
+
+    #[test]
+    fn done_then_poweroff_finishes() {
+        let (mut c, mut guest, _d) = start();
+        guest
+            .write_all(b"phase kernel\r\nBOOTRIG begin\r\nBOOTRIG done\r\n")
+            .unwrap();
+        drop(guest);
+        let mut w = watch(None);
+        let (end, shell) = drive(
+            &mut c,
+            &mut w,
+            Duration::from_secs(30),
+            &[],
+            &Interrupt::never(),
+        )
+        .unwrap();
+        assert_eq!(end, End::Finished);
+        assert!(shell.is_empty());
+        assert!(w.ticks >= 1);
+    }
+
+    #[test]
+    fn a_panic_ends_the_boot_with_its_line() {
+        let (mut c, mut guest, _d) = start();
+        guest
+            .write_all(b"VFS: Unable to mount root fs on unknown-block(0,0)\r\n[ 1.0] Kernel panic - not syncing: VFS\r\n")
+            .unwrap();
+        drop(guest);
+        let (end, _) = drive(
+            &mut c,
+            &mut watch(None),
+            Duration::from_secs(30),
+            &[],
+            &Interrupt::never(),
+        )
+        .unwrap();
+        assert_eq!(end, End::Fatal("Kernel panic - not syncing".into()));
+        assert!(c.lines().iter().any(|l| l.text.starts_with("VFS")));
+    }
+
+    #[test]
+    fn a_silent_phase_times_out_and_names_the_phase() {
+        let (mut c, mut guest, _d) = start();
+        guest.write_all(b"phase ipxe-dhcp\r\n").unwrap();
+        let (end, _) = drive(
+            &mut c,
+            &mut watch(Some(Duration::from_millis(300))),
+            Duration::from_secs(30),
+            &[],
+            &Interrupt::never(),
+        )
+        .unwrap();
+        assert_eq!(
+            end,
+            End::TimedOut {
+                phase: Some("ipxe-dhcp".into()),
+                limit: Duration::from_millis(300),
+                whole: false
+            }
+        );
+        let (end, _) = drive(
+            &mut c,
+            &mut watch(None),
+            Duration::from_millis(200),
+            &[],
+            &Interrupt::never(),
+        )
+        .unwrap();
+        assert!(matches!(end, End::TimedOut { whole: true, .. }), "{end:?}");
+    }
+
+    #[test]
+    fn an_interrupt_stops_the_wait_and_a_closed_console_ends_it() {
+        let (mut c, _guest, _d) = start();
+        let stop = Interrupt::never();
+        stop.request();
+        let (end, _) = drive(
+            &mut c,
+            &mut watch(None),
+            Duration::from_secs(30),
+            &[],
+            &stop,
+        )
+        .unwrap();
+        assert_eq!(end, End::Interrupted);
+        let (mut c, guest, _d) = start();
+        drop(guest);
+        let (end, _) = drive(
+            &mut c,
+            &mut watch(None),
+            Duration::from_secs(30),
+            &[],
+            &Interrupt::never(),
+        )
+        .unwrap();
+        assert_eq!(end, End::Closed);
+    }
+
+    #[test]
+    fn shell_steps_run_after_done() {
+        let (mut c, guest, _d) = start();
+        let mut w = guest.try_clone().unwrap();
+        let fake = std::thread::spawn(move || {
+            w.write_all(b"BOOTRIG done\r\nBOOTRIG shell\r\nBOOTRIG-SHELL# ")
+                .unwrap();
+            let mut r = std::io::BufReader::new(guest);
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            w.write_all(
+                format!(
+                    "{}\r\nhello\r\nBOOTRIG shell-rc=0\r\nBOOTRIG-SHELL# ",
+                    line.trim_end()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line.trim_end(), "exit");
+            // The guest powers off: the console closes.
+        });
+        let steps = vec![ShellStep {
+            command: "echo hello".into(),
+            patterns: vec!["hello".into()],
+            status: 0,
+        }];
+        let (end, answers) = drive(
+            &mut c,
+            &mut watch(None),
+            Duration::from_secs(30),
+            &steps,
+            &Interrupt::never(),
+        )
+        .unwrap();
+        fake.join().unwrap();
+        assert_eq!(end, End::Finished);
+        assert_eq!(answers[0].status, Some(0));
+        assert_eq!(answers[0].output.as_deref(), Some("hello"));
+    }
+}

@@ -1,0 +1,257 @@
+//! A scenario's `[expect]` against what the boot showed: the plan's module checks
+//! (`verdict::judge`), the address and its subnet, console patterns, the guest shell's answers;
+//! then the outcome, where an expected failure that happened is a pass and anything else a fail.
+
+use std::net::Ipv4Addr;
+
+use regex::Regex;
+
+use crate::console::{ConsoleLine, Evidence};
+use crate::scenario::{Expect, ShellStep};
+use crate::verdict::{self, Expectation, Finding};
+
+/// What one `[[expect.shell]]` step got.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShellOutcome {
+    pub command: String,
+    /// None: the guest never answered.
+    pub output: Option<String>,
+    pub status: Option<i32>,
+}
+
+/// Everything `[expect]` asks about that the console can answer. Empty: all good.
+pub fn findings(
+    expect: &Expect,
+    plan: &Expectation,
+    lines: &[ConsoleLine],
+    evidence: &Evidence,
+    shell: &[(ShellStep, ShellOutcome)],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let module_checks = verdict::judge(evidence, plan);
+    for finding in module_checks.findings {
+        let about_modules = matches!(
+            finding,
+            Finding::OutOfOrder { .. }
+                | Finding::DependencyLoadedLater { .. }
+                | Finding::NotLoaded { .. }
+                | Finding::InsmodFailed { .. }
+                | Finding::NoModuleList
+        );
+        if about_modules && !expect.modules_in_order {
+            continue;
+        }
+        out.push(finding.to_string());
+    }
+    if let (Some(subnet), Some(interface)) = (&expect.address, &plan.interface) {
+        if let Some(addr) = evidence.address(interface) {
+            match within(addr, subnet) {
+                Some(true) => {}
+                Some(false) => out.push(format!("{interface} has {addr}, not within {subnet}")),
+                None => out.push(format!(
+                    "{interface} reported {addr:?}, not an IPv4 address"
+                )),
+            }
+        }
+    }
+    for pattern in &expect.console {
+        match Regex::new(pattern) {
+            Ok(re) if lines.iter().any(|l| re.is_match(&l.text)) => {}
+            Ok(_) => out.push(format!("no console line matches {pattern:?}")),
+            Err(e) => out.push(format!("console pattern {pattern:?}: {e}")),
+        }
+    }
+    for pattern in &expect.not_console {
+        match Regex::new(pattern) {
+            Ok(re) => {
+                if let Some(line) = lines.iter().find(|l| re.is_match(&l.text)) {
+                    out.push(format!(
+                        "console line matches {pattern:?}, which must not appear: {:?}",
+                        line.text
+                    ));
+                }
+            }
+            Err(e) => out.push(format!("console pattern {pattern:?}: {e}")),
+        }
+    }
+    for (step, got) in shell {
+        match (&got.output, got.status) {
+            (Some(output), Some(status)) => {
+                if status != step.status {
+                    out.push(format!(
+                        "shell: `{}` exited {status}, expected {}",
+                        step.command, step.status
+                    ));
+                }
+                for pattern in &step.patterns {
+                    match Regex::new(pattern) {
+                        Ok(re) if re.is_match(output) => {}
+                        Ok(_) => out.push(format!(
+                            "shell: output of `{}` does not match {pattern:?}",
+                            step.command
+                        )),
+                        Err(e) => out.push(format!("shell pattern {pattern:?}: {e}")),
+                    }
+                }
+            }
+            _ => out.push(format!("shell: `{}` got no answer", step.command)),
+        }
+    }
+    out
+}
+
+/// Whether `addr` ("10.0.2.15/24" or "10.0.2.15") lies within `subnet` ("10.0.2.0/24").
+pub fn within(addr: &str, subnet: &str) -> Option<bool> {
+    let ip: Ipv4Addr = addr.split('/').next()?.parse().ok()?;
+    let (net, len) = subnet.split_once('/')?;
+    let net: Ipv4Addr = net.parse().ok()?;
+    let len: u32 = len.parse().ok().filter(|l| *l <= 32)?;
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Some(u32::from(ip) & mask == u32::from(net) & mask)
+}
+
+/// The outcome: with an expected failure, exactly that cause passes; otherwise no cause and no
+/// finding passes. The reason says why it failed, if it did.
+pub fn decide(
+    expected_failure: Option<&str>,
+    cause: Option<&str>,
+    findings: &[String],
+) -> (bool, Option<String>) {
+    match (expected_failure, cause) {
+        (Some(want), Some(got)) if want == got => (true, None),
+        (Some(want), Some(got)) => (
+            false,
+            Some(format!("expected the failure {want:?}, got {got:?}")),
+        ),
+        (Some(want), None) => (
+            false,
+            Some(format!(
+                "expected the failure {want:?}, but the boot showed no classified failure"
+            )),
+        ),
+        (None, Some(got)) => (false, Some(format!("boot failed: {got}"))),
+        (None, None) if findings.is_empty() => (true, None),
+        (None, None) => (false, Some(findings.join("; "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console;
+    use crate::scenario::Scenario;
+    use std::path::Path;
+    use std::time::Duration;
+
+    #[test]
+    fn subnet_containment() {
+        assert_eq!(within("10.0.2.15/24", "10.0.2.0/24"), Some(true));
+        assert_eq!(within("10.0.3.15/24", "10.0.2.0/24"), Some(false));
+        assert_eq!(within("10.77.0.42", "10.77.0.0/16"), Some(true));
+        assert_eq!(within("192.0.2.1", "0.0.0.0/0"), Some(true));
+        assert_eq!(within("fe80::1/64", "10.0.2.0/24"), None);
+        assert_eq!(within("10.0.2.15", "10.0.2.0/33"), None);
+    }
+
+    #[test]
+    fn expected_failure_passes_only_when_it_is_the_cause() {
+        assert_eq!(
+            decide(Some("unknown-symbol"), Some("unknown-symbol"), &[]),
+            (true, None)
+        );
+        assert!(!decide(Some("unknown-symbol"), Some("kernel-panic"), &[]).0);
+        assert!(!decide(Some("unknown-symbol"), None, &[]).0);
+        assert!(!decide(None, Some("timeout"), &[]).0);
+        assert!(decide(None, None, &[]).0);
+        let (pass, why) = decide(None, None, &["eth0 has no IPv4 address".into()]);
+        assert!(!pass);
+        assert_eq!(why.unwrap(), "eth0 has no IPv4 address");
+    }
+
+    fn scenario(expect: &str) -> Scenario {
+        let text = format!(
+            "name = \"t\"\n[kernel]\nimage = \"k\"\nmodules = \"m\"\n[initrd]\nload = []\n[network]\ndhcp = \"udhcpc\"\n[expect]\n{expect}\n"
+        );
+        Scenario::parse(&text, Path::new("/s/t.toml")).unwrap()
+    }
+
+    fn lines(text: &str) -> Vec<ConsoleLine> {
+        text.lines()
+            .map(|t| ConsoleLine {
+                at: Duration::ZERO,
+                text: t.into(),
+            })
+            .collect()
+    }
+
+    const BOOT: &str = "Run /init as init process\nBOOTRIG begin\nBOOTRIG modules-begin\nBOOTRIG modules-end\nBOOTRIG addr eth0 10.0.2.15/24\nBOOTRIG done\n";
+
+    #[test]
+    fn address_subnet_and_patterns_are_checked() {
+        let plan = Expectation {
+            modules: vec![],
+            interface: Some("eth0".into()),
+        };
+        let ev = console::parse(BOOT);
+        let ok = scenario("address = \"10.0.2.0/24\"\nconsole = [\"^Run /init\"]\nnot_console = [\"Kernel panic\"]");
+        assert_eq!(
+            findings(&ok.expect, &plan, &lines(BOOT), &ev, &[]),
+            Vec::<String>::new()
+        );
+        let bad = scenario(
+            "address = \"10.77.0.0/24\"\nconsole = [\"login:\"]\nnot_console = [\"^BOOTRIG done\"]",
+        );
+        let f = findings(&bad.expect, &plan, &lines(BOOT), &ev, &[]);
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert!(f[0].contains("not within 10.77.0.0/24"), "{f:?}");
+        assert!(f[1].contains("login:"), "{f:?}");
+        assert!(f[2].contains("must not appear"), "{f:?}");
+    }
+
+    #[test]
+    fn shell_steps_check_status_and_output() {
+        let s = scenario("[[expect.shell]]\ncommand = \"uname -r\"\npatterns = [\"^6\\\\.1\"]\n[[expect.shell]]\ncommand = \"false\"\n");
+        let plan = Expectation::default();
+        let ev = console::parse(BOOT);
+        let answered = vec![
+            (
+                s.expect.shell[0].clone(),
+                ShellOutcome {
+                    command: "uname -r".into(),
+                    output: Some("5.10.0".into()),
+                    status: Some(0),
+                },
+            ),
+            (
+                s.expect.shell[1].clone(),
+                ShellOutcome {
+                    command: "false".into(),
+                    output: None,
+                    status: None,
+                },
+            ),
+        ];
+        let f = findings(&s.expect, &plan, &lines(BOOT), &ev, &answered);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].contains("does not match"), "{f:?}");
+        assert!(f[1].contains("no answer"), "{f:?}");
+    }
+
+    #[test]
+    fn module_checks_can_be_switched_off() {
+        let plan = Expectation {
+            modules: vec![verdict::ExpectedModule {
+                name: "mlx4_core".into(),
+                depends: vec![],
+            }],
+            interface: None,
+        };
+        let ev = console::parse(BOOT);
+        let on = scenario("modules_in_order = true");
+        assert!(findings(&on.expect, &plan, &lines(BOOT), &ev, &[])
+            .iter()
+            .any(|f| f.contains("mlx4_core")));
+        let off = scenario("modules_in_order = false");
+        assert!(findings(&off.expect, &plan, &lines(BOOT), &ev, &[]).is_empty());
+    }
+}
