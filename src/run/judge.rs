@@ -19,14 +19,35 @@ pub struct ShellOutcome {
     pub status: Option<i32>,
 }
 
-/// Everything `[expect]` asks about that the console can answer. Empty: all good.
+/// What `[expect]` found wrong, in two kinds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// About the boot itself (modules, address): moot when a failure is expected.
+    pub boot: Vec<String>,
+    /// The scenario's explicit assertions (console patterns, shell steps): always checked.
+    pub asserted: Vec<String>,
+}
+
+impl Findings {
+    pub fn all(&self) -> Vec<String> {
+        self.boot.iter().chain(&self.asserted).cloned().collect()
+    }
+}
+
+/// Everything `[expect]` asks about that the console can answer.
 pub fn findings(
     expect: &Expect,
     plan: &Expectation,
     lines: &[ConsoleLine],
     evidence: &Evidence,
     shell: &[(ShellStep, ShellOutcome)],
-) -> Vec<String> {
+) -> Findings {
+    let boot = boot_findings(expect, plan, evidence);
+    let asserted = asserted_findings(expect, lines, shell);
+    Findings { boot, asserted }
+}
+
+fn boot_findings(expect: &Expect, plan: &Expectation, evidence: &Evidence) -> Vec<String> {
     let mut out = Vec::new();
     let module_checks = verdict::judge(evidence, plan);
     for finding in module_checks.findings {
@@ -54,6 +75,15 @@ pub fn findings(
             }
         }
     }
+    out
+}
+
+fn asserted_findings(
+    expect: &Expect,
+    lines: &[ConsoleLine],
+    shell: &[(ShellStep, ShellOutcome)],
+) -> Vec<String> {
+    let mut out = Vec::new();
     for pattern in &expect.console {
         match Regex::new(pattern) {
             Ok(re) if lines.iter().any(|l| re.is_match(&l.text)) => {}
@@ -111,8 +141,20 @@ pub fn within(addr: &str, subnet: &str) -> Option<bool> {
 }
 
 /// The outcome: with an expected failure, exactly that cause passes; otherwise no cause and no
-/// finding passes. The reason says why it failed, if it did.
+/// finding passes. Explicit assertions must hold either way. The reason says why it failed.
 pub fn decide(
+    expected_failure: Option<&str>,
+    cause: Option<&str>,
+    findings: &Findings,
+) -> (bool, Option<String>) {
+    let (pass, why) = decide_cause(expected_failure, cause, &findings.boot);
+    if pass && !findings.asserted.is_empty() {
+        return (false, Some(findings.asserted.join("; ")));
+    }
+    (pass, why)
+}
+
+fn decide_cause(
     expected_failure: Option<&str>,
     cause: Option<&str>,
     findings: &[String],
@@ -155,15 +197,32 @@ mod tests {
 
     #[test]
     fn expected_failure_passes_only_when_it_is_the_cause() {
+        let none = Findings::default();
+        let no_addr = Findings {
+            boot: vec!["eth0 has no IPv4 address".into()],
+            asserted: vec![],
+        };
+        let pattern_missed = Findings {
+            boot: vec![],
+            asserted: vec!["no console line matches \"x\"".into()],
+        };
         assert_eq!(
-            decide(Some("unknown-symbol"), Some("unknown-symbol"), &[]),
+            decide(Some("unknown-symbol"), Some("unknown-symbol"), &no_addr),
             (true, None)
         );
-        assert!(!decide(Some("unknown-symbol"), Some("kernel-panic"), &[]).0);
-        assert!(!decide(Some("unknown-symbol"), None, &[]).0);
-        assert!(!decide(None, Some("timeout"), &[]).0);
-        assert!(decide(None, None, &[]).0);
-        let (pass, why) = decide(None, None, &["eth0 has no IPv4 address".into()]);
+        assert!(
+            !decide(
+                Some("unknown-symbol"),
+                Some("unknown-symbol"),
+                &pattern_missed
+            )
+            .0
+        );
+        assert!(!decide(Some("unknown-symbol"), Some("kernel-panic"), &none).0);
+        assert!(!decide(Some("unknown-symbol"), None, &none).0);
+        assert!(!decide(None, Some("timeout"), &none).0);
+        assert!(decide(None, None, &none).0);
+        let (pass, why) = decide(None, None, &no_addr);
         assert!(!pass);
         assert_eq!(why.unwrap(), "eth0 has no IPv4 address");
     }
@@ -196,12 +255,12 @@ mod tests {
         let ok = scenario("address = \"10.0.2.0/24\"\nconsole = [\"^Run /init\"]\nnot_console = [\"Kernel panic\"]");
         assert_eq!(
             findings(&ok.expect, &plan, &lines(BOOT), &ev, &[]),
-            Vec::<String>::new()
+            Findings::default()
         );
         let bad = scenario(
             "address = \"10.77.0.0/24\"\nconsole = [\"login:\"]\nnot_console = [\"^BOOTRIG done\"]",
         );
-        let f = findings(&bad.expect, &plan, &lines(BOOT), &ev, &[]);
+        let f = findings(&bad.expect, &plan, &lines(BOOT), &ev, &[]).all();
         assert_eq!(f.len(), 3, "{f:?}");
         assert!(f[0].contains("not within 10.77.0.0/24"), "{f:?}");
         assert!(f[1].contains("login:"), "{f:?}");
@@ -231,7 +290,7 @@ mod tests {
                 },
             ),
         ];
-        let f = findings(&s.expect, &plan, &lines(BOOT), &ev, &answered);
+        let f = findings(&s.expect, &plan, &lines(BOOT), &ev, &answered).asserted;
         assert_eq!(f.len(), 2, "{f:?}");
         assert!(f[0].contains("does not match"), "{f:?}");
         assert!(f[1].contains("no answer"), "{f:?}");
@@ -249,9 +308,13 @@ mod tests {
         let ev = console::parse(BOOT);
         let on = scenario("modules_in_order = true");
         assert!(findings(&on.expect, &plan, &lines(BOOT), &ev, &[])
+            .boot
             .iter()
             .any(|f| f.contains("mlx4_core")));
         let off = scenario("modules_in_order = false");
-        assert!(findings(&off.expect, &plan, &lines(BOOT), &ev, &[]).is_empty());
+        assert_eq!(
+            findings(&off.expect, &plan, &lines(BOOT), &ev, &[]),
+            Findings::default()
+        );
     }
 }
