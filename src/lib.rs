@@ -13,5 +13,6 @@ pub mod initrd;
 pub mod kmod;
 pub mod patch;
 pub mod qemu;
+pub mod report;
 pub mod scenario;
 pub mod verdict;
