@@ -20,9 +20,10 @@ pub enum ReportCommand {
 #[derive(Debug, Args)]
 pub struct MergeArgs {
     /// The merged JSON report to write.
+    #[arg(value_name = "OUT.json")]
     out: PathBuf,
     /// The reports to join (`report.json` of each shard).
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "IN.json")]
     inputs: Vec<PathBuf>,
     /// Also write the merged report as JUnit XML.
     #[arg(long, value_name = "OUT.xml")]
