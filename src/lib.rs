@@ -13,6 +13,7 @@ pub mod initrd;
 pub mod kmod;
 pub mod patch;
 pub mod qemu;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod verdict;

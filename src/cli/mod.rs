@@ -11,6 +11,7 @@ pub mod check;
 pub mod doctor;
 pub mod initrd;
 pub mod modules;
+pub mod report;
 
 /// What a command found, when it ran to the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,9 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Check this host for what bootrig needs, and say how to get what is missing.
     Doctor(doctor::DoctorArgs),
+    /// Join and convert run reports.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
 }
 
 /// Entry point of the binary.
@@ -98,6 +102,7 @@ pub fn run(command: Command) -> CliResult {
         Command::Build(args) => build::run(args),
         Command::Check(args) => check::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Report(cmd) => report::run(cmd),
     }
 }
 

@@ -1,0 +1,263 @@
+//! The report's data: plain strings and numbers only, so the orchestrator converts its own types
+//! at the boundary and `report merge` can read a report back without the rest of bootrig.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON layout; bumped whenever a reader of the old layout would misread the new.
+pub const SCHEMA: u32 = 1;
+
+/// One `bootrig run` (or one shard of it, or several merged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema: u32,
+    pub bootrig_version: String,
+    /// RFC 3339, UTC (`2024-05-01T12:00:00Z`); see [`super::time::rfc3339_utc`].
+    pub started: String,
+    pub host: String,
+    pub shard: Option<Shard>,
+    pub scenarios: Vec<ScenarioReport>,
+    #[serde(serialize_with = "finite")]
+    pub duration_seconds: f64,
+}
+
+/// Shard K of N (1-based); parsing and selection live in [`super::shard`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    /// Stable: the scenario file's path relative to the suite root.
+    pub id: String,
+    pub name: String,
+    pub file: String,
+    pub outcome: Outcome,
+    /// Why it was skipped, or the input error that stopped it.
+    pub reason: Option<String>,
+    pub cause: Option<CauseReport>,
+    /// The failure the scenario expects; when it is exactly what happened, the outcome is Pass.
+    pub expected_failure: Option<String>,
+    pub findings: Vec<String>,
+    pub phases: Vec<PhaseTiming>,
+    #[serde(serialize_with = "finite")]
+    pub duration_seconds: f64,
+    pub boot: BootSummary,
+    /// The last lines of the console, or the lines around the cause.
+    pub console_excerpt: String,
+    pub artifacts: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Skip,
+    /// The scenario could not be run as written (bad input, missing tool): not a verdict on the boot.
+    Error,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Skip => "SKIP",
+            Outcome::Error => "ERROR",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CauseReport {
+    /// Kebab-case id: `unknown-symbol`, `initrd-not-loaded`, `timeout`, …
+    pub kind: String,
+    pub summary: String,
+    pub phase: Option<String>,
+    /// The console lines that prove it.
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    pub name: String,
+    /// When the phase began, seconds from the guest's start.
+    #[serde(serialize_with = "finite")]
+    pub at_seconds: f64,
+    #[serde(serialize_with = "finite")]
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootSummary {
+    pub method: String,
+    pub firmware: String,
+    pub nic: String,
+    pub fetch: String,
+    pub accel: String,
+}
+
+/// Counts over a report's scenarios; always recomputed, never trusted from a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Totals {
+    pub tests: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub errors: usize,
+    #[serde(serialize_with = "finite")]
+    pub duration_seconds: f64,
+}
+
+impl RunReport {
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals {
+            tests: self.scenarios.len(),
+            duration_seconds: self.duration_seconds,
+            ..Totals::default()
+        };
+        for s in &self.scenarios {
+            match s.outcome {
+                Outcome::Pass => t.passed += 1,
+                Outcome::Fail => t.failed += 1,
+                Outcome::Skip => t.skipped += 1,
+                Outcome::Error => t.errors += 1,
+            }
+        }
+        t
+    }
+}
+
+impl Totals {
+    /// No failures and no errors (skips do not fail a run).
+    pub fn all_passed(&self) -> bool {
+        self.failed == 0 && self.errors == 0
+    }
+
+    /// `N passed, M failed, K skipped, E errors in T s`
+    pub fn summary_line(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped, {} errors in {:.1} s",
+            self.passed, self.failed, self.skipped, self.errors, self.duration_seconds
+        )
+    }
+}
+
+/// JSON has no NaN or infinity (serde_json would write `null`, which then fails to read back as
+/// a number): a clock glitch is written as 0.
+fn finite<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(if v.is_finite() { *v } else { 0.0 })
+}
+
+#[cfg(test)]
+pub(crate) mod sample {
+    //! Reports for tests across the report modules.
+    use super::*;
+
+    pub fn scenario(id: &str, outcome: Outcome) -> ScenarioReport {
+        let failed = matches!(outcome, Outcome::Fail);
+        ScenarioReport {
+            id: id.to_owned(),
+            name: format!("scenario {id}"),
+            file: format!("scenarios/{id}"),
+            outcome,
+            reason: match outcome {
+                Outcome::Skip => Some("needs KVM".into()),
+                Outcome::Error => Some("scenario.toml: unknown key `bogus`".into()),
+                _ => None,
+            },
+            cause: failed.then(|| CauseReport {
+                kind: "unknown-symbol".into(),
+                summary: "mlx4_ib: Unknown symbol ib_register_device".into(),
+                phase: Some("modules".into()),
+                evidence: vec![
+                    "[    3.1] mlx4_ib: Unknown symbol ib_register_device (err -2)".into(),
+                ],
+            }),
+            expected_failure: None,
+            findings: Vec::new(),
+            phases: vec![
+                PhaseTiming {
+                    name: "firmware".into(),
+                    at_seconds: 0.0,
+                    seconds: 1.5,
+                },
+                PhaseTiming {
+                    name: "kernel".into(),
+                    at_seconds: 1.5,
+                    seconds: 2.25,
+                },
+            ],
+            duration_seconds: 12.5,
+            boot: BootSummary {
+                method: "pxe".into(),
+                firmware: "uefi".into(),
+                nic: "mlx4".into(),
+                fetch: "tftp".into(),
+                accel: "tcg".into(),
+            },
+            console_excerpt: "Linux version 6.1.0\nBOOTRIG done\n".into(),
+            artifacts: Some(PathBuf::from("runs/1/x")),
+        }
+    }
+
+    pub fn run(scenarios: Vec<ScenarioReport>) -> RunReport {
+        RunReport {
+            schema: SCHEMA,
+            bootrig_version: "0.1.0".into(),
+            started: "2024-05-01T12:00:00Z".into(),
+            host: "ci-1".into(),
+            shard: None,
+            scenarios,
+            duration_seconds: 42.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample::*;
+    use super::*;
+
+    #[test]
+    fn totals_count_each_outcome() {
+        let r = run(vec![
+            scenario("a.toml", Outcome::Pass),
+            scenario("b.toml", Outcome::Fail),
+            scenario("c.toml", Outcome::Skip),
+            scenario("d.toml", Outcome::Error),
+            scenario("e.toml", Outcome::Pass),
+        ]);
+        let t = r.totals();
+        assert_eq!(
+            (t.tests, t.passed, t.failed, t.skipped, t.errors),
+            (5, 2, 1, 1, 1)
+        );
+        assert!(!t.all_passed());
+        assert_eq!(
+            t.summary_line(),
+            "2 passed, 1 failed, 1 skipped, 1 errors in 42.0 s"
+        );
+    }
+
+    #[test]
+    fn non_finite_times_serialise_as_zero() {
+        let mut r = run(vec![scenario("a.toml", Outcome::Pass)]);
+        r.duration_seconds = f64::NAN;
+        r.scenarios[0].phases[0].seconds = f64::INFINITY;
+        let back: RunReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.duration_seconds, 0.0);
+        assert_eq!(back.scenarios[0].phases[0].seconds, 0.0);
+    }
+
+    #[test]
+    fn outcome_serialises_lowercase() {
+        assert_eq!(serde_json::to_string(&Outcome::Error).unwrap(), "\"error\"");
+        let o: Outcome = serde_json::from_str("\"skip\"").unwrap();
+        assert_eq!(o, Outcome::Skip);
+    }
+}
