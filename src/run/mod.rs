@@ -4,3 +4,4 @@ pub mod drive;
 pub mod interrupt;
 pub mod judge;
 pub mod serial;
+pub mod suite;
