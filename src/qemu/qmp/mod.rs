@@ -11,6 +11,8 @@ mod message;
 mod reader;
 
 #[cfg(test)]
+mod fake_qemu_tests;
+#[cfg(test)]
 mod qapi_behaviour;
 
 use std::io::{self, BufRead, BufReader, Write};
