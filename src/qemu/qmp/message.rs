@@ -71,7 +71,8 @@ pub struct CommandFailure {
 #[derive(Debug, Clone)]
 pub(crate) enum Incoming {
     Greeting,
-    Event(QmpEvent),
+    /// Boxed: an event with its typed form is far larger than the other variants.
+    Event(Box<QmpEvent>),
     Return {
         id: Option<Value>,
         value: Value,
@@ -141,13 +142,13 @@ fn classify_object(
         let data = object
             .remove("data")
             .unwrap_or_else(|| Value::Object(Map::new()));
-        return Ok(Incoming::Event(QmpEvent {
+        return Ok(Incoming::Event(Box::new(QmpEvent {
             name,
             data,
             timestamp,
             received,
             typed,
-        }));
+        })));
     }
     if let Some(value) = object.remove("return") {
         return Ok(Incoming::Return {
@@ -190,7 +191,7 @@ mod tests {
 
     fn event(line: &str) -> QmpEvent {
         match classify(line.as_bytes(), T).unwrap() {
-            Incoming::Event(e) => e,
+            Incoming::Event(e) => *e,
             other => panic!("not an event: {other:?}"),
         }
     }

@@ -144,7 +144,7 @@ impl<R: BufRead> Reader<R> {
         match classified {
             Ok(Incoming::Event(event)) => {
                 // A dropped receiver only means nobody watches events any more.
-                let _ = self.events.send(event);
+                let _ = self.events.send(*event);
             }
             Ok(Incoming::Return { id, value }) => self.answer(at, id, Reply::Return(value)),
             Ok(Incoming::Error { id, failure }) => self.answer(at, id, Reply::Error(failure)),
