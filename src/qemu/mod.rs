@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod direct;
 pub mod process;
+pub mod qmp;
 
 use std::ffi::OsStr;
 use std::fmt;
