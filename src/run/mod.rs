@@ -5,3 +5,4 @@ pub mod interrupt;
 pub mod judge;
 pub mod serial;
 pub mod suite;
+pub mod target;

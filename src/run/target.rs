@@ -1,0 +1,154 @@
+//! What one boot is about, whatever asked for it: a scenario file (`bootrig run`) or a field
+//! initrd taken as it is (`bootrig repro`).
+
+use std::path::PathBuf;
+
+use crate::scenario::{Boot, Expect, Scenario};
+
+/// Kernel arguments bootrig always passes: the console it reads, and a panic that ends the boot
+/// (with `-no-reboot`, QEMU exits) instead of hanging until the timeout.
+pub const CONSOLE_ARGS: &str = "console=ttyS0,115200 panic=-1";
+/// Added for built scenarios: kernel messages below warnings would split the stanza's protocol
+/// lines; classic interface names, since udev in distribution images renames eth0.
+pub const SCENARIO_ARGS: &str = "loglevel=4 net.ifnames=0";
+
+#[derive(Debug, Clone)]
+pub enum InitrdSource {
+    /// Build the scenario's patched initrd.
+    Build(Box<Scenario>),
+    /// Boot this initrd unchanged.
+    Given(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Stable id in reports and the artifact directory's name.
+    pub id: String,
+    pub name: String,
+    /// The scenario file, if there is one.
+    pub file: Option<PathBuf>,
+    pub kernel: PathBuf,
+    pub initrd: InitrdSource,
+    pub boot: Boot,
+    pub expect: Expect,
+    /// The interface whose address is checked.
+    pub interface: Option<String>,
+    /// The kernel command line after [`CONSOLE_ARGS`].
+    pub append: String,
+    /// A console line that means the boot got where it should (repro); scenarios end on the
+    /// stanza's `BOOTRIG done` instead.
+    pub until: Option<String>,
+}
+
+impl Target {
+    /// A scenario as `bootrig run` boots it.
+    pub fn from_scenario(id: &str, scenario: Scenario) -> Self {
+        let mut append = SCENARIO_ARGS.to_string();
+        if !scenario.boot.append.is_empty() {
+            append.push(' ');
+            append.push_str(&scenario.boot.append);
+        }
+        let interface = match scenario.network.addressing {
+            crate::scenario::Addressing::None => None,
+            _ => Some(scenario.network.interface.clone()),
+        };
+        Self {
+            id: id.to_string(),
+            name: scenario.name.clone(),
+            file: Some(scenario.path.clone()),
+            kernel: scenario.kernel.image.clone(),
+            boot: scenario.boot.clone(),
+            expect: scenario.expect.clone(),
+            interface,
+            append,
+            until: None,
+            initrd: InitrdSource::Build(Box::new(scenario)),
+        }
+    }
+
+    /// The full kernel command line.
+    pub fn cmdline(&self) -> String {
+        if self.append.is_empty() {
+            CONSOLE_ARGS.to_string()
+        } else {
+            format!("{CONSOLE_ARGS} {}", self.append)
+        }
+    }
+
+    /// Why this target cannot run on this host, if it cannot: IPoIB needs a real adapter.
+    pub fn skip_reason(&self, sysfs: &std::path::Path) -> Option<String> {
+        let iface = self.interface.as_deref()?;
+        if !iface.starts_with("ib") {
+            return None;
+        }
+        let adapters = mellanox_functions(sysfs);
+        Some(if adapters.is_empty() {
+            format!(
+                "interface {iface} exists only on a real ConnectX adapter, and this host has none \
+                 (no PCI device with vendor 0x15b3 under {}); QEMU's emulated NICs give eth0 only",
+                sysfs.join("bus/pci/devices").display()
+            )
+        } else {
+            format!(
+                "interface {iface} needs the adapter ({}) passed through with VFIO, which this \
+                 version of bootrig does not do yet",
+                adapters.join(", ")
+            )
+        })
+    }
+}
+
+/// PCI functions of vendor 0x15b3 (Mellanox/NVIDIA) under `sysfs`.
+pub fn mellanox_functions(sysfs: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(sysfs.join("bus/pci/devices")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("vendor"))
+                .map(|v| v.trim() == "0x15b3")
+                .unwrap_or(false)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn target(iface: &str) -> Target {
+        let text = format!(
+            "name = \"t\"\n[kernel]\nimage = \"k\"\nmodules = \"m\"\n[initrd]\nload = []\n[network]\ninterface = \"{iface}\"\ndhcp = \"udhcpc\"\n[boot]\nappend = \"quiet\"\n"
+        );
+        Target::from_scenario("t", Scenario::parse(&text, Path::new("/s/t.toml")).unwrap())
+    }
+
+    #[test]
+    fn command_line_has_console_scenario_and_user_arguments() {
+        assert_eq!(
+            target("eth0").cmdline(),
+            "console=ttyS0,115200 panic=-1 loglevel=4 net.ifnames=0 quiet"
+        );
+    }
+
+    #[test]
+    fn ipoib_is_skipped_without_an_adapter_and_names_what_is_missing() {
+        let sysfs = tempfile::tempdir().unwrap();
+        let dev = sysfs.path().join("bus/pci/devices/0000:00:02.0");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("vendor"), "0x8086\n").unwrap();
+        assert_eq!(target("eth0").skip_reason(sysfs.path()), None);
+        let none = target("ib0").skip_reason(sysfs.path()).unwrap();
+        assert!(none.contains("has none"), "{none}");
+        let hca = sysfs.path().join("bus/pci/devices/0000:81:00.0");
+        std::fs::create_dir_all(&hca).unwrap();
+        std::fs::write(hca.join("vendor"), "0x15b3\n").unwrap();
+        let some = target("ib0").skip_reason(sysfs.path()).unwrap();
+        assert!(some.contains("0000:81:00.0") && some.contains("VFIO"), "{some}");
+    }
+}
