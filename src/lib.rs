@@ -3,6 +3,7 @@
 //! Data flows one way: scenario → plan → initrd → boot → console → verdict → report. Each module
 //! owns one concern; see `../shared/DESIGN.md` and README.md.
 
+pub mod boot;
 pub mod build;
 pub mod check;
 pub mod cli;

@@ -3,22 +3,8 @@
 
 use super::{install, Check, Host, Status};
 
-const SEABIOS: [&str; 2] = [
-    "/usr/share/seabios/bios-256k.bin",
-    "/usr/share/seabios/bios.bin",
-];
-/// OVMF code + variable-store templates, Debian 12's 4 MiB pair first.
-const OVMF_PAIRS: [(&str, &str); 2] = [
-    (
-        "/usr/share/OVMF/OVMF_CODE_4M.fd",
-        "/usr/share/OVMF/OVMF_VARS_4M.fd",
-    ),
-    (
-        "/usr/share/OVMF/OVMF_CODE.fd",
-        "/usr/share/OVMF/OVMF_VARS.fd",
-    ),
-];
-const IPXE_DIR: &str = "/usr/lib/ipxe/qemu";
+// The paths live with the code that boots with them: one list for doctor and the runs.
+use crate::qemu::firmware::{IPXE_DIR, OVMF_PAIRS, SEABIOS_PATHS as SEABIOS};
 /// NIC models and whether the default path (virtio-net) needs them. QEMU loads
 /// `efi-<model>.rom` (a combined BIOS + UEFI ROM) by default and `pxe-<model>.rom` for older
 /// machine types, so both count.

@@ -3,6 +3,8 @@
 
 pub mod accel;
 pub mod direct;
+pub mod firmware;
+pub mod machine;
 pub mod process;
 pub mod qmp;
 
