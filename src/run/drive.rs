@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use rexpect::reader::Regex;
+
 use crate::console::ConsoleLine;
 use crate::scenario::ShellStep;
 
@@ -75,7 +77,34 @@ pub fn drive(
     shell: &[ShellStep],
     interrupt: &Interrupt,
 ) -> Result<(End, Vec<ShellOutcome>), SerialError> {
-    let mut needles = vec![needle(DONE)?, needle(SHELL)?];
+    let goal = [needle(DONE)?, needle(SHELL)?];
+    drive_to(console, watch, total, &goal, shell, interrupt)
+}
+
+/// Drives a boot without bootrig's stanza (a field initrd) until a console line matches
+/// `until`; then the boot counts as finished.
+pub fn drive_until(
+    console: &mut SerialConsole,
+    watch: &mut dyn Watch,
+    total: Duration,
+    until: &Regex,
+    interrupt: &Interrupt,
+) -> Result<End, SerialError> {
+    // The second needle is never seen: there is no shell to wait for.
+    let goal = [until.clone(), needle(r"\A\z[^\s\S]")?];
+    drive_to(console, watch, total, &goal, &[], interrupt).map(|(end, _)| end)
+}
+
+/// `goal`: the "finished" needle, then the "shell opened" needle.
+fn drive_to(
+    console: &mut SerialConsole,
+    watch: &mut dyn Watch,
+    total: Duration,
+    goal: &[Regex; 2],
+    shell: &[ShellStep],
+    interrupt: &Interrupt,
+) -> Result<(End, Vec<ShellOutcome>), SerialError> {
+    let mut needles = goal.to_vec();
     for f in FATAL {
         needles.push(needle(f)?);
     }

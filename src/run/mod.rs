@@ -6,3 +6,4 @@ pub mod judge;
 pub mod serial;
 pub mod suite;
 pub mod target;
+pub mod boot;

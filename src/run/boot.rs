@@ -1,0 +1,705 @@
+//! One boot, end to end: the initrd (built, or given), the boot files, QEMU started paused with
+//! its serial console and QMP on sockets bootrig already listens on, resumed once both are
+//! connected (so no console byte is lost), driven until it ends, judged, and its evidence kept
+//! in the target's artifact directory:
+//!
+//! `console.log` (raw bytes), `console.qemu.log` (QEMU's own log of the port), `console.txt`
+//! (timestamped, ANSI removed), `qemu.cmdline`, `qemu.stderr`, `qmp.jsonl`, `http.log` (HTTP
+//! fetches), `boot/` (kernel, initrd, iPXE script, plan.json), `result.json`.
+
+use std::fs::{self, File};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::boot::http::HttpServer;
+use crate::boot::{ipxe, stage};
+use crate::build::{build, BuildOptions};
+use crate::console::{self, ConsoleLine};
+use crate::fsutil::write_atomic;
+use crate::patch::stanza::Then;
+use crate::qemu::accel::{self, Accel};
+use crate::qemu::firmware::{write_sercon_port, FirmwareFiles};
+use crate::qemu::machine::{
+    self, DirectKernel, MachineType, Network, NicModel, NicRom, UserNet, VmSpec,
+};
+use crate::qemu::process::GroupChild;
+use crate::qemu::qmp::{Qmp, QmpEvent};
+use crate::report::model::{BootSummary, CauseReport, Outcome, PhaseTiming, ScenarioReport};
+use crate::report::Progress;
+use crate::scenario::{AccelChoice, Boot, Fetch, Firmware, Method, Nic};
+use crate::verdict::cause::{classify, Cause, CauseKind};
+use crate::verdict::phases::{current, detect, durations, Phase};
+use crate::verdict::Expectation;
+
+use super::drive::{drive, End, Watch};
+use super::interrupt::Interrupt;
+use super::judge::{self, Findings};
+use super::serial::{accept_bounded, SerialConsole};
+use super::target::{InitrdSource, Target};
+
+/// How long QEMU may take to connect its sockets after it starts.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a clean QMP `quit` may take before QEMU is killed.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Console lines kept in a report around the cause, or at the end.
+const EXCERPT_LINES: usize = 60;
+
+/// What every boot of a run shares.
+pub struct Context<'a> {
+    pub qemu: PathBuf,
+    pub accel: &'a AccelResolver,
+    /// Overrides every scenario's `[boot] accel`.
+    pub accel_override: Option<AccelChoice>,
+    pub firmware: FirmwareFiles,
+    pub interrupt: Interrupt,
+    pub progress: &'a Progress,
+    /// Where built images are cached; None: bootrig's default.
+    pub build_cache: Option<PathBuf>,
+    /// The sysfs root hardware checks read.
+    pub sysfs: PathBuf,
+}
+
+/// Resolves `auto` once per run: the KVM probe takes a few seconds and its answer does not
+/// change between scenarios.
+pub struct AccelResolver {
+    qemu: PathBuf,
+    workdir: PathBuf,
+    auto: OnceLock<Accel>,
+}
+
+impl AccelResolver {
+    pub fn new(qemu: &Path, workdir: &Path) -> Self {
+        Self {
+            qemu: qemu.to_owned(),
+            workdir: workdir.to_owned(),
+            auto: OnceLock::new(),
+        }
+    }
+
+    pub fn resolve(&self, choice: AccelChoice) -> Accel {
+        match choice {
+            AccelChoice::Tcg => Accel::Tcg,
+            AccelChoice::Kvm => Accel::Kvm,
+            AccelChoice::Auto => *self.auto.get_or_init(|| {
+                accel::choose_auto(&self.qemu, accel::DEFAULT_TIMEOUT, &self.workdir)
+            }),
+        }
+    }
+}
+
+/// Setting a boot up failed: the scenario could not be run as written (an Error outcome).
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
+    #[error(transparent)]
+    Stage(#[from] stage::StageError),
+    #[error(transparent)]
+    Script(#[from] ipxe::ScriptError),
+    #[error(transparent)]
+    Http(#[from] crate::boot::http::HttpError),
+    #[error(transparent)]
+    Firmware(#[from] crate::qemu::firmware::FirmwareError),
+    #[error(transparent)]
+    Machine(#[from] machine::MachineError),
+    #[error(transparent)]
+    Output(#[from] crate::fsutil::OutputError),
+    #[error("starting {qemu}: {source}")]
+    Spawn {
+        qemu: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("QEMU did not start: {detail}")]
+    QemuStart { detail: String },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
+    move |source| SetupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Runs one target with its artifacts in `dir`, and reports it. Never fails: a setup problem
+/// is an Error outcome naming it.
+pub fn run_target(target: &Target, dir: &Path, ctx: &Context) -> ScenarioReport {
+    let started = Instant::now();
+    ctx.progress.started(&target.id);
+    let accel = ctx.accel.resolve(ctx.accel_override.unwrap_or(target.boot.accel));
+    let mut report = blank_report(target, dir, accel);
+    if let Some(reason) = target.skip_reason(&ctx.sysfs) {
+        report.outcome = Outcome::Skip;
+        report.reason = Some(reason);
+    } else {
+        match boot_and_judge(target, dir, ctx, accel, &mut report) {
+            Ok(()) => {}
+            Err(e) => {
+                report.outcome = Outcome::Error;
+                report.reason = Some(crate::cli::CliError::from(e).0);
+            }
+        }
+    }
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    if let Ok(json) = serde_json::to_vec_pretty(&report) {
+        // The report is also returned; a failed write loses only this copy.
+        let _ = write_atomic(&dir.join("result.json"), &json, true);
+    }
+    ctx.progress.finished(&report);
+    report
+}
+
+fn blank_report(target: &Target, dir: &Path, accel: Accel) -> ScenarioReport {
+    ScenarioReport {
+        id: target.id.clone(),
+        name: target.name.clone(),
+        file: target
+            .file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+        outcome: Outcome::Error,
+        reason: None,
+        cause: None,
+        expected_failure: target.expect.failure.clone(),
+        findings: Vec::new(),
+        phases: Vec::new(),
+        duration_seconds: 0.0,
+        boot: summary(&target.boot, accel),
+        console_excerpt: String::new(),
+        artifacts: Some(dir.to_owned()),
+    }
+}
+
+fn summary(boot: &Boot, accel: Accel) -> BootSummary {
+    let name = |v: &dyn erased::Kebab| v.kebab();
+    BootSummary {
+        method: name(&boot.method),
+        firmware: name(&boot.firmware),
+        nic: boot.nic.device().to_string(),
+        fetch: match boot.method {
+            Method::Ipxe => name(&boot.fetch),
+            Method::Direct => "-".into(),
+        },
+        accel: accel.qemu_name().to_string(),
+    }
+}
+
+mod erased {
+    /// A scenario enum's kebab-case name, as the scenario file spells it.
+    pub trait Kebab {
+        fn kebab(&self) -> String;
+    }
+    impl<T: serde::Serialize> Kebab for T {
+        fn kebab(&self) -> String {
+            serde_json::to_value(self)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// The files a boot needs, in `dir/boot`.
+struct Media {
+    boot_dir: PathBuf,
+    kernel: PathBuf,
+    initrd: PathBuf,
+    /// What the plan expects of the boot (no modules for a given initrd).
+    plan: Expectation,
+}
+
+fn prepare_media(target: &Target, dir: &Path, ctx: &Context) -> Result<Media, SetupError> {
+    let boot_dir = dir.join("boot");
+    fs::create_dir_all(&boot_dir).map_err(io_error(&boot_dir))?;
+    let (initrd_source, plan) = match &target.initrd {
+        InitrdSource::Build(scenario) => {
+            let built_at = dir.join("initrd.built");
+            let mut opts = BuildOptions::new(&built_at);
+            opts.force = true;
+            opts.then = if target.expect.shell.is_empty() {
+                Then::PowerOff
+            } else {
+                Then::Shell
+            };
+            if let Some(cache) = &ctx.build_cache {
+                opts.cache_dir = cache.clone();
+            }
+            let built = build(scenario, &opts)?;
+            let mut plan = built.expectation;
+            plan.interface = target.interface.clone();
+            (built.image, plan)
+        }
+        InitrdSource::Given(path) => (path.clone(), Expectation::default()),
+    };
+    let staged = stage::stage_files(&boot_dir, &target.kernel, &initrd_source)?;
+    if let InitrdSource::Build(_) = target.initrd {
+        // Staged (linked or copied); the build's own output is not needed twice.
+        let _ = fs::remove_file(&initrd_source);
+    }
+    Ok(Media {
+        boot_dir,
+        kernel: staged.kernel.path,
+        initrd: staged.initrd.path,
+        plan,
+    })
+}
+
+fn boot_and_judge(
+    target: &Target,
+    dir: &Path,
+    ctx: &Context,
+    accel: Accel,
+    report: &mut ScenarioReport,
+) -> Result<(), SetupError> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    ctx.progress.phase(&target.id, "build", Duration::ZERO);
+    let media = prepare_media(target, dir, ctx)?;
+    let boot = &target.boot;
+
+    // Sockets live in a short private directory: a Unix socket path must fit in 108 bytes.
+    let sockets = tempfile::Builder::new()
+        .prefix("bootrig-")
+        .tempdir()
+        .map_err(io_error(Path::new("/tmp")))?;
+    let serial_path = sockets.path().join("serial.sock");
+    let qmp_path = sockets.path().join("qmp.sock");
+    let serial_listener = UnixListener::bind(&serial_path).map_err(io_error(&serial_path))?;
+    let qmp_listener = UnixListener::bind(&qmp_path).map_err(io_error(&qmp_path))?;
+
+    let mut http = None;
+    let mut network_dir = None;
+    if boot.method == Method::Ipxe {
+        let fetch = match boot.fetch {
+            Fetch::Tftp => ipxe::Fetch::Tftp,
+            Fetch::Http => {
+                let server = HttpServer::start(&media.boot_dir)?;
+                let port = server.port();
+                http = Some(server);
+                ipxe::Fetch::Http { port }
+            }
+        };
+        let mut spec = ipxe::ScriptSpec::new(
+            fetch,
+            stage::KERNEL_NAME,
+            stage::INITRD_NAME,
+            &target.cmdline(),
+        );
+        spec.initrd_arg = boot.ipxe_initrd_arg;
+        stage::write_script(&media.boot_dir, &ipxe::render(&spec)?)?;
+        network_dir = Some(media.boot_dir.clone());
+    }
+
+    let vm = vm_spec(
+        target,
+        &media,
+        ctx,
+        accel,
+        dir,
+        network_dir,
+        &serial_path,
+        &qmp_path,
+    )?;
+    let args = vm.args()?;
+    let mut words = vec![ctx.qemu.display().to_string()];
+    words.extend(args.iter().cloned());
+    write_atomic(
+        &dir.join("qemu.cmdline"),
+        (machine::shell_words(&words) + "\n").as_bytes(),
+        true,
+    )?;
+
+    let stderr_path = dir.join("qemu.stderr");
+    let stderr = File::create(&stderr_path).map_err(io_error(&stderr_path))?;
+    let mut child = GroupChild::spawn(
+        Command::new(&ctx.qemu)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr),
+    )
+    .map_err(|source| SetupError::Spawn {
+        qemu: ctx.qemu.clone(),
+        source,
+    })?;
+    let qemu_start = |child: &mut GroupChild, what: String| {
+        let _ = child.kill();
+        let text = fs::read_to_string(&stderr_path).unwrap_or_default();
+        SetupError::QemuStart {
+            detail: format!("{what}; QEMU said: {}", text.trim()),
+        }
+    };
+
+    // QEMU connects the serial chardev first (it is first on the command line), then QMP.
+    let serial = match accept_bounded(&serial_listener, &serial_path, CONNECT_TIMEOUT, || {
+        matches!(child.wait_timeout(Duration::ZERO), Ok(None))
+    }) {
+        Ok(s) => s,
+        Err(e) => return Err(qemu_start(&mut child, e.to_string())),
+    };
+    let qmp_log = dir.join("qmp.jsonl");
+    let (mut qmp, events) = match Qmp::accept(&qmp_listener, &qmp_log, CONNECT_TIMEOUT, || {
+        !matches!(child.wait_timeout(Duration::ZERO), Ok(None))
+    }) {
+        Ok(pair) => pair,
+        Err(e) => return Err(qemu_start(&mut child, e.to_string())),
+    };
+    let raw_path = dir.join("console.log");
+    let raw = File::create(&raw_path).map_err(io_error(&raw_path))?;
+    let t0 = Instant::now();
+    let mut console = SerialConsole::start(serial, raw, t0).map_err(io_error(&serial_path))?;
+    if let Err(e) = qmp.cont() {
+        return Err(qemu_start(&mut child, format!("resuming the guest: {e}")));
+    }
+
+    let mut watch = BootWatch::new(target, ctx, events);
+    let until = match &target.until {
+        Some(p) => Some(super::serial::needle(p).map_err(|e| SetupError::QemuStart {
+            detail: e.to_string(),
+        })?),
+        None => None,
+    };
+    let driven = match &until {
+        Some(needle) => super::drive::drive_until(
+            &mut console,
+            &mut watch,
+            target.expect.timeout,
+            needle,
+            &ctx.interrupt,
+        )
+        .map(|end| (end, Vec::new())),
+        None => drive(
+            &mut console,
+            &mut watch,
+            target.expect.timeout,
+            &target.expect.shell,
+            &ctx.interrupt,
+        ),
+    };
+
+    // Stop QEMU: politely over QMP, then for sure.
+    if matches!(child.wait_timeout(Duration::ZERO), Ok(None)) {
+        let _ = qmp.quit(QUIT_TIMEOUT);
+        if !matches!(child.wait_timeout(QUIT_TIMEOUT), Ok(Some(_))) {
+            let _ = child.kill();
+        }
+    }
+    let status = child.wait_timeout(QUIT_TIMEOUT).ok().flatten();
+    drop(qmp);
+    let lines = console.finish();
+    watch.drain();
+    if let Some(mut server) = http {
+        server.stop();
+        let log: Vec<String> = server
+            .log()
+            .iter()
+            .filter_map(|r| serde_json::to_string(r).ok())
+            .collect();
+        write_atomic(&dir.join("http.log"), (log.join("\n") + "\n").as_bytes(), true)?;
+    }
+    write_atomic(
+        &dir.join("console.txt"),
+        timestamped(&lines).as_bytes(),
+        true,
+    )?;
+
+    let (end, answers) = match driven {
+        Ok(pair) => pair,
+        Err(e) => (End::Fatal(format!("console: {e}")), Vec::new()),
+    };
+    let killed_by_us = !matches!(end, End::Closed);
+    let cause = cause_of(&end, &lines, status, killed_by_us, watch.panicked);
+    let evidence = console::parse(&lines_text(&lines));
+    let shell: Vec<_> = target
+        .expect
+        .shell
+        .iter()
+        .cloned()
+        .zip(answers)
+        .collect();
+    let mut findings = judge::findings(&target.expect, &media.plan, &lines, &evidence, &shell);
+    if target.until.is_some() {
+        // A given initrd has no stanza: only the console and the cause speak.
+        findings.boot.clear();
+    }
+    if let End::Fatal(text) = &end {
+        if cause.is_none() {
+            findings.boot.push(format!("the boot stopped at {text:?}"));
+        }
+    }
+    let cause_id = cause.as_ref().map(|c| c.kind.id());
+    let (pass, why) = judge::decide(target.expect.failure.as_deref(), cause_id, &findings);
+    report.outcome = if end == End::Interrupted {
+        Outcome::Error
+    } else if pass {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    };
+    report.reason = if end == End::Interrupted {
+        Some("interrupted: bootrig was asked to stop (Ctrl-C or SIGTERM)".into())
+    } else {
+        why
+    };
+    report.findings = findings_list(&findings);
+    report.phases = phase_timings(&lines);
+    report.console_excerpt = excerpt(&lines, cause.as_ref());
+    report.cause = cause.map(|c| CauseReport {
+        kind: c.kind.id().to_string(),
+        summary: c.summary,
+        phase: c.phase.map(|p| p.name().to_string()),
+        evidence: c.evidence,
+    });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vm_spec(
+    target: &Target,
+    media: &Media,
+    ctx: &Context,
+    accel: Accel,
+    dir: &Path,
+    tftp_root: Option<PathBuf>,
+    serial: &Path,
+    qmp: &Path,
+) -> Result<VmSpec, SetupError> {
+    let boot = &target.boot;
+    let firmware = match boot.firmware {
+        // SeaBIOS mirrors its console (and the iPXE ROM's) to the serial port only when told.
+        Firmware::Bios => machine::Firmware::Bios {
+            sercon_port: Some(write_sercon_port(dir)?),
+        },
+        Firmware::Uefi => {
+            let pair = ctx.firmware.ovmf()?;
+            let vars_copy = pair.copy_vars(dir)?;
+            machine::Firmware::Uefi {
+                code: pair.code,
+                vars_copy,
+            }
+        }
+    };
+    let nic = match boot.nic {
+        Nic::VirtioNetPci => NicModel::VirtioNetPci,
+        Nic::E1000e => NicModel::E1000e,
+        Nic::E1000 => NicModel::E1000,
+    };
+    let (rom, bootindex, bootfile, direct) = match boot.method {
+        Method::Ipxe => (
+            NicRom::QemuDefault,
+            Some(1),
+            Some(stage::SCRIPT_NAME.to_string()),
+            None,
+        ),
+        Method::Direct => (
+            NicRom::Disabled,
+            None,
+            None,
+            Some(DirectKernel {
+                kernel: media.kernel.clone(),
+                initrd: media.initrd.clone(),
+                append: target.cmdline(),
+            }),
+        ),
+    };
+    Ok(VmSpec {
+        machine: match boot.machine {
+            crate::scenario::MachineType::Q35 => MachineType::Q35,
+            crate::scenario::MachineType::Pc => MachineType::Pc,
+        },
+        accel,
+        memory_mib: boot.memory_mib,
+        firmware,
+        network: Network::User(UserNet {
+            nic,
+            rom,
+            bootindex,
+            tftp_root,
+            bootfile,
+        }),
+        serial_socket: serial.to_owned(),
+        serial_log: dir.join("console.qemu.log"),
+        qmp_socket: qmp.to_owned(),
+        start_paused: true,
+        direct,
+    })
+}
+
+/// The boot's phases and limits for the driver, QMP events, and live progress.
+struct BootWatch<'a> {
+    id: String,
+    progress: &'a Progress,
+    events: Receiver<QmpEvent>,
+    limits: Vec<(String, Duration)>,
+    panicked: bool,
+}
+
+/// Phase limits when a scenario gives none: iPXE's own DHCP retries take under a minute, so a
+/// longer silence there is a network with no DHCP server.
+const DEFAULT_PHASE_LIMITS: &[(&str, Duration)] = &[("ipxe-dhcp", Duration::from_secs(90))];
+
+impl<'a> BootWatch<'a> {
+    fn new(target: &Target, ctx: &'a Context, events: Receiver<QmpEvent>) -> Self {
+        let mut limits: Vec<(String, Duration)> = DEFAULT_PHASE_LIMITS
+            .iter()
+            .map(|(p, d)| (p.to_string(), *d))
+            .collect();
+        for (phase, limit) in &target.expect.phase_timeouts {
+            limits.retain(|(p, _)| p != phase);
+            limits.push((phase.clone(), *limit));
+        }
+        Self {
+            id: target.id.clone(),
+            progress: ctx.progress,
+            events,
+            limits,
+            panicked: false,
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(event) = self.events.try_recv() {
+            if event.name == "GUEST_PANICKED" {
+                self.panicked = true;
+            }
+        }
+    }
+}
+
+impl Watch for BootWatch<'_> {
+    fn phase(&mut self, lines: &[ConsoleLine]) -> Option<(String, Duration)> {
+        detect(lines)
+            .last()
+            .map(|m| (m.phase.name().to_string(), m.at))
+    }
+
+    fn phase_limit(&self, phase: &str) -> Option<Duration> {
+        self.limits.iter().find(|(p, _)| p == phase).map(|(_, d)| *d)
+    }
+
+    fn guest_panicked(&mut self) -> bool {
+        self.drain();
+        self.panicked
+    }
+
+    fn progress(&mut self, phase: Option<&str>, elapsed: Duration) {
+        self.progress
+            .phase(&self.id, phase.unwrap_or("starting"), elapsed);
+    }
+}
+
+/// The cause: what the console proves first; otherwise what ended the boot.
+fn cause_of(
+    end: &End,
+    lines: &[ConsoleLine],
+    status: Option<std::process::ExitStatus>,
+    killed_by_us: bool,
+    panicked: bool,
+) -> Option<Cause> {
+    if let Some(c) = classify(lines) {
+        return Some(c);
+    }
+    let phase = current(&detect(lines));
+    match end {
+        End::TimedOut { phase: p, .. } => {
+            let phase = p
+                .as_deref()
+                .and_then(|name| Phase::ALL.iter().copied().find(|x| x.name() == name))
+                .unwrap_or(phase);
+            Some(Cause::timeout(phase, lines))
+        }
+        End::Panicked => Some(Cause {
+            kind: CauseKind::KernelPanic,
+            phase: Some(phase),
+            summary: "QEMU reported a guest panic (pvpanic)".into(),
+            evidence: lines
+                .iter()
+                .rev()
+                .take(5)
+                .rev()
+                .map(|l| l.text.clone())
+                .collect(),
+            detail: None,
+        }),
+        End::Closed if !killed_by_us => match status {
+            Some(s) if s.signal().is_some() => Some(Cause::qemu_crashed(s.signal()?, lines)),
+            Some(s) if s.code() != Some(0) => Some(Cause::qemu_exited(s.code()?, lines)),
+            // QEMU exited 0 before the stanza finished: the guest rebooted or powered off early.
+            Some(s) if !panicked => Some(Cause::qemu_exited(s.code().unwrap_or(0), lines))
+                .filter(|_| !has_done(lines)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn has_done(lines: &[ConsoleLine]) -> bool {
+    lines.iter().any(|l| l.text.trim_end() == "BOOTRIG done")
+}
+
+fn lines_text(lines: &[ConsoleLine]) -> String {
+    let mut s = String::new();
+    for l in lines {
+        s.push_str(&l.text);
+        s.push('\n');
+    }
+    s
+}
+
+fn timestamped(lines: &[ConsoleLine]) -> String {
+    let mut s = String::new();
+    for l in lines {
+        s.push_str(&format!(
+            "[{:9.3}] {}\n",
+            l.at.as_secs_f64(),
+            crate::report::text::strip_ansi(&l.text)
+        ));
+    }
+    s
+}
+
+fn findings_list(f: &Findings) -> Vec<String> {
+    f.all()
+}
+
+fn phase_timings(lines: &[ConsoleLine]) -> Vec<PhaseTiming> {
+    let end = lines.last().map(|l| l.at).unwrap_or_default();
+    durations(&detect(lines), end)
+        .into_iter()
+        .map(|span| PhaseTiming {
+            name: span.phase.name().to_string(),
+            at_seconds: span.start.as_secs_f64(),
+            seconds: span.duration.as_secs_f64(),
+        })
+        .collect()
+}
+
+/// The lines around the cause's first evidence line, or the last lines.
+fn excerpt(lines: &[ConsoleLine], cause: Option<&Cause>) -> String {
+    let clean: Vec<String> = lines
+        .iter()
+        .map(|l| crate::report::text::strip_ansi(&l.text).into_owned())
+        .collect();
+    let anchor = cause
+        .and_then(|c| c.evidence.first())
+        .and_then(|first| clean.iter().rposition(|l| l.contains(first.trim())));
+    let (from, to) = match anchor {
+        Some(i) => (
+            i.saturating_sub(EXCERPT_LINES / 2),
+            (i + EXCERPT_LINES / 2).min(clean.len()),
+        ),
+        None => (clean.len().saturating_sub(EXCERPT_LINES), clean.len()),
+    };
+    clean[from..to].join("\n")
+}
