@@ -112,6 +112,8 @@ pub fn phase_of(line: &str) -> Option<Phase> {
     if line.contains("Linux version ")
         || line.starts_with("EFI stub:")
         || line.starts_with("Decompressing Linux")
+        // The kernel's real-mode setup code, booted by a BIOS loader (iPXE on SeaBIOS).
+        || line.starts_with("Probing EDD")
     {
         return Some(Phase::Kernel);
     }
@@ -251,6 +253,7 @@ mod tests {
             ("tftp://10.0.2.2/vmlinuz... ok", Phase::BootFiles),
             ("bootrig: fetching kernel", Phase::BootFiles),
             ("EFI stub: Loaded initrd from command line option", Phase::Kernel),
+            ("Probing EDD (edd=off to disable)... o", Phase::Kernel),
             ("[    0.000000] Linux version 6.1.0-56-amd64", Phase::Kernel),
             ("[    2.5] anything the kernel logs", Phase::Kernel),
             ("[    1.815938] Run /init as init process", Phase::Init),
