@@ -204,6 +204,9 @@ fn ipxe_without_an_offer_is_a_firmware_no_dhcp_offer() {
                 client: "ipxe".into()
             })
         );
+        if file.contains("seabios") {
+            assert_eq!(c.evidence[1], "succeeded (http://ipxe.org/040ee119)");
+        }
         assert!(
             c.evidence[0].starts_with("Configuring (net0 52:54:00:12:34:56)"),
             "{file}: {:?}",

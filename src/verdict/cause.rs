@@ -670,13 +670,29 @@ fn ipxe_not_found(line: &str) -> bool {
         || line.contains("Error 0x2d")
 }
 
+/// SeaBIOS's serial console wraps at 80 columns: an iPXE message that long goes on in the
+/// next line ("…No configuration methods " / "succeeded (http://ipxe.org/040ee119)").
+const WRAP_COLUMNS: usize = 80;
+
+/// Line `i`, and the next one when `i` was wrapped.
+fn with_continuation(t: &Transcript, i: usize) -> Vec<usize> {
+    // Trailing blanks were trimmed: a wrapped line may be one or two columns short.
+    let wrapped = t.lines[i].chars().count() >= WRAP_COLUMNS - 2;
+    match t.lines.get(i + 1) {
+        Some(next) if wrapped && !next.trim().is_empty() => vec![i, i + 1],
+        _ => vec![i],
+    }
+}
+
 fn boot_file_not_found(t: &Transcript) -> Option<Found> {
-    let (i, line) = t.lines.iter().enumerate().find(|(_, l)| {
+    let Some((i, line)) = t.lines.iter().enumerate().find(|(_, l)| {
         ["tftp://", "http://", "https://"]
             .iter()
             .any(|s| l.trim_start().starts_with(s))
             && ipxe_not_found(l)
-    })?;
+    }) else {
+        return edk2_tftp_error(t);
+    };
     if kernel_started_after(t, i) {
         return None;
     }
@@ -687,7 +703,7 @@ fn boot_file_not_found(t: &Transcript) -> Option<Found> {
         .unwrap_or(line)
         .trim()
         .to_string();
-    let mut lines = vec![i];
+    let mut lines = with_continuation(t, i);
     // iPXE's closing "Could not boot…" line, if it printed one.
     lines.extend(
         t.lines
@@ -705,10 +721,35 @@ fn boot_file_not_found(t: &Transcript) -> Option<Found> {
     })
 }
 
+/// OVMF's own PXE (after iPXE, or instead of it): "NBP filename is X", then
+/// "PXE-E23: Client received TFTP error from server."
+fn edk2_tftp_error(t: &Transcript) -> Option<Found> {
+    let i = t.lines.iter().position(|l| l.contains("PXE-E23:"))?;
+    if kernel_started_after(t, i) {
+        return None;
+    }
+    let named = t.lines[..i]
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("NBP filename is "));
+    let url = named
+        .and_then(|n| t.lines[n].trim_start().strip_prefix("NBP filename is "))
+        .unwrap_or("the boot file")
+        .trim()
+        .to_string();
+    Some(Found {
+        summary: format!("the firmware's PXE got a TFTP error fetching {url}"),
+        lines: named.into_iter().chain([i]).collect(),
+        detail: Some(Detail::BootFile { url }),
+        phase: Some(Phase::BootFiles),
+    })
+}
+
 fn firmware_no_offer(t: &Transcript) -> Option<Found> {
     let (i, _) = t.lines.iter().enumerate().find(|(_, l)| {
         let l = l.trim_start();
+        // iPXE; OVMF's own PXE says "PXE-E16: No valid offer received."
         l.starts_with("No configuration methods succeeded")
+            || l.starts_with("PXE-E16:")
             || (l.starts_with("Configuring (net")
                 && (l.contains("timed out") || l.contains("No configuration methods")))
     })?;
@@ -717,7 +758,7 @@ fn firmware_no_offer(t: &Transcript) -> Option<Found> {
     }
     Some(Found {
         summary: "the firmware's iPXE got no DHCP offer".into(),
-        lines: vec![i],
+        lines: with_continuation(t, i),
         detail: Some(Detail::Dhcp {
             by: DhcpSide::Firmware,
             client: "ipxe".into(),
@@ -975,6 +1016,31 @@ mod tests {
         ]);
         assert_eq!(classify(&l), None);
         let cause = classify(&l[..1]).unwrap();
+        assert_eq!(cause.kind, CauseKind::NoDhcpOffer);
+        assert_eq!(cause.phase, Some(Phase::IpxeDhcp));
+    }
+
+    #[test]
+    fn ovmf_pxe_without_ipxe() {
+        let l = lines(&[
+            ">>Start PXE over IPv4.",
+            "  NBP filename is boot.efi",
+            "  PXE-E23: Client received TFTP error from server.",
+        ]);
+        let cause = classify(&l).unwrap();
+        assert_eq!(cause.kind, CauseKind::BootFileNotFound);
+        assert_eq!(cause.evidence.len(), 2);
+        assert_eq!(
+            cause.detail,
+            Some(Detail::BootFile {
+                url: "boot.efi".into()
+            })
+        );
+        let l = lines(&[
+            ">>Start PXE over IPv6.",
+            "  PXE-E16: No valid offer received.",
+        ]);
+        let cause = classify(&l).unwrap();
         assert_eq!(cause.kind, CauseKind::NoDhcpOffer);
         assert_eq!(cause.phase, Some(Phase::IpxeDhcp));
     }
