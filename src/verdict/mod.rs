@@ -2,6 +2,8 @@
 //! address) is trusted over the stanza's echo: a module counts as loaded only if the kernel lists
 //! it, and the order is read from `/proc/modules` (newest first), so a module that udev or
 //! dracut loaded before the stanza is judged by when it really loaded.
+pub mod cause;
+pub mod phases;
 
 use serde::Serialize;
 

@@ -1,0 +1,1093 @@
+//! Why a boot failed, read from its console: one typed cause with the lines that prove it.
+//! Reports and scenario files name causes by their kebab-case id
+//! (`expect.failure = "unknown-symbol"`), so the ids are stable.
+//!
+//! The console shows symptoms and causes together (a module fails, then the interface is
+//! missing, then DHCP finds no lease); [`RULES`] is ordered so the root cause wins.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::phases::{current, detect, phase_at, Phase, PhaseMark};
+use crate::console::ConsoleLine;
+use crate::kmod::suggest::nearest;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CauseKind {
+    KernelPanic,
+    /// The kernel found no initramfs with an init and fell back to mounting a root device.
+    InitrdNotLoaded,
+    UnknownSymbol,
+    /// The module is not loadable by this kernel for a reason other than its vermagic:
+    /// not an ELF module, truncated, or a signature that does not verify.
+    InvalidModuleFormat,
+    /// The module was built for another kernel: its vermagic differs (the kernel says
+    /// "version magic '…' should be '…'") or, with modversions, a symbol's CRC differs
+    /// ("disagrees about version of symbol"). Its own kind, not invalid-module-format,
+    /// because the fix differs: rebuild against this kernel rather than replace a bad file.
+    VermagicMismatch,
+    /// The kernel ignored (6.x) or refused (older kernels) a parameter it does not know.
+    UnknownParameter,
+    /// A known parameter with a value the module cannot parse: insmod fails (EINVAL).
+    InvalidParameter,
+    /// Nobody answered DHCP: the firmware's iPXE or the guest's client.
+    NoDhcpOffer,
+    BootFileNotFound,
+    Timeout,
+    QemuExited,
+    QemuCrashed,
+}
+
+impl CauseKind {
+    pub const ALL: [CauseKind; 12] = [
+        CauseKind::KernelPanic,
+        CauseKind::InitrdNotLoaded,
+        CauseKind::UnknownSymbol,
+        CauseKind::InvalidModuleFormat,
+        CauseKind::VermagicMismatch,
+        CauseKind::UnknownParameter,
+        CauseKind::InvalidParameter,
+        CauseKind::NoDhcpOffer,
+        CauseKind::BootFileNotFound,
+        CauseKind::Timeout,
+        CauseKind::QemuExited,
+        CauseKind::QemuCrashed,
+    ];
+
+    /// The stable id (the serde name).
+    pub fn id(self) -> &'static str {
+        match self {
+            CauseKind::KernelPanic => "kernel-panic",
+            CauseKind::InitrdNotLoaded => "initrd-not-loaded",
+            CauseKind::UnknownSymbol => "unknown-symbol",
+            CauseKind::InvalidModuleFormat => "invalid-module-format",
+            CauseKind::VermagicMismatch => "vermagic-mismatch",
+            CauseKind::UnknownParameter => "unknown-parameter",
+            CauseKind::InvalidParameter => "invalid-parameter",
+            CauseKind::NoDhcpOffer => "no-dhcp-offer",
+            CauseKind::BootFileNotFound => "boot-file-not-found",
+            CauseKind::Timeout => "timeout",
+            CauseKind::QemuExited => "qemu-exited",
+            CauseKind::QemuCrashed => "qemu-crashed",
+        }
+    }
+
+    /// Every valid id, for scenario validation messages.
+    pub fn ids() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.id()).collect()
+    }
+}
+
+impl fmt::Display for CauseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown failure kind {given:?}{}; valid kinds: {}", .suggestion.map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default(), CauseKind::ids().join(", "))]
+pub struct UnknownCauseKind {
+    pub given: String,
+    pub suggestion: Option<&'static str>,
+}
+
+impl FromStr for CauseKind {
+    type Err = UnknownCauseKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(kind) = Self::ALL.iter().find(|k| k.id() == s) {
+            return Ok(*kind);
+        }
+        let ids = Self::ids();
+        Err(UnknownCauseKind {
+            given: s.to_string(),
+            suggestion: nearest(s, &ids).first().copied(),
+        })
+    }
+}
+
+/// Which side sent DHCP requests nobody answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DhcpSide {
+    /// iPXE in the firmware, before any boot file.
+    Firmware,
+    /// The DHCP client in the guest's initrd.
+    Guest,
+}
+
+/// The specifics of a cause, for reports and for matching a scenario's expectation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "about")]
+pub enum Detail {
+    /// A module that did not load (or loaded with a parameter ignored), and the symbols or
+    /// parameters the kernel named.
+    Module {
+        module: String,
+        names: Vec<String>,
+    },
+    Dhcp {
+        by: DhcpSide,
+        /// `ipxe`, `udhcpc`, `dhclient`, `kernel` (ip= autoconfiguration).
+        client: String,
+    },
+    BootFile {
+        url: String,
+    },
+    Exit {
+        code: i32,
+    },
+    Signal {
+        signal: i32,
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cause {
+    pub kind: CauseKind,
+    /// The phase that failed.
+    pub phase: Option<Phase>,
+    pub summary: String,
+    /// The console lines proving it, verbatim but ANSI-stripped, in console order.
+    pub evidence: Vec<String>,
+    pub detail: Option<Detail>,
+}
+
+/// Lines of the console tail a cause without its own evidence shows.
+const TAIL_LINES: usize = 5;
+
+impl Cause {
+    /// The boot made no progress before the deadline; `phase` is where it hung.
+    pub fn timeout(phase: Phase, lines: &[ConsoleLine]) -> Cause {
+        Cause {
+            kind: CauseKind::Timeout,
+            phase: Some(phase),
+            summary: format!("timed out in the {phase} phase"),
+            evidence: tail(lines),
+            detail: None,
+        }
+    }
+
+    /// QEMU exited by itself before the boot was done.
+    pub fn qemu_exited(code: i32, lines: &[ConsoleLine]) -> Cause {
+        let phase = current(&detect(lines));
+        Cause {
+            kind: CauseKind::QemuExited,
+            phase: Some(phase),
+            summary: format!("QEMU exited with code {code} in the {phase} phase"),
+            evidence: tail(lines),
+            detail: Some(Detail::Exit { code }),
+        }
+    }
+
+    /// QEMU was killed by a signal bootrig did not send.
+    pub fn qemu_crashed(signal: i32, lines: &[ConsoleLine]) -> Cause {
+        let phase = current(&detect(lines));
+        let name = nix::sys::signal::Signal::try_from(signal)
+            .ok()
+            .map(|s| s.as_str().to_string());
+        let shown = name.clone().unwrap_or_else(|| format!("signal {signal}"));
+        Cause {
+            kind: CauseKind::QemuCrashed,
+            phase: Some(phase),
+            summary: format!("QEMU died of {shown} in the {phase} phase"),
+            evidence: tail(lines),
+            detail: Some(Detail::Signal { signal, name }),
+        }
+    }
+}
+
+/// The last few non-empty console lines, where a hang or an exit left the boot.
+fn tail(lines: &[ConsoleLine]) -> Vec<String> {
+    let mut last: Vec<String> = lines
+        .iter()
+        .rev()
+        .map(|l| clean(&l.text))
+        .filter(|l| !l.trim().is_empty())
+        .take(TAIL_LINES)
+        .collect();
+    last.reverse();
+    last
+}
+
+/// Removes terminal control from a console line: CSI (`ESC [ … final`), OSC (`ESC ] … BEL`),
+/// two- and three-byte escapes, backspaces (applied: iPXE erases its "Press Ctrl-B" prompt
+/// with them) and other C0 controls but tab. A carriage return inside the line means what
+/// follows was written over it: only the last non-empty stretch is kept.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                Some('[') => {
+                    // Parameters and intermediates (0x20-0x3f), then one final byte (0x40-0x7e).
+                    for c in chars.by_ref() {
+                        if ('\x40'..='\x7e').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' {
+                            break;
+                        }
+                        if c == '\x1b' && chars.peek() == Some(&'\\') {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                // ESC ( B and friends: one intermediate, one final.
+                Some('\x20'..='\x2f') => {
+                    chars.next();
+                }
+                _ => {}
+            },
+            '\x08' => {
+                out.pop();
+            }
+            '\r' => {
+                if chars.peek().is_some_and(|c| *c != '\r' && *c != '\n') {
+                    out.clear();
+                }
+            }
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A console line as evidence: stripped, without trailing blanks.
+fn clean(text: &str) -> String {
+    strip_ansi(text).trim_end().to_string()
+}
+
+/// The console, cleaned once, with its phases.
+struct Transcript {
+    lines: Vec<String>,
+    marks: Vec<PhaseMark>,
+}
+
+/// What a rule found: evidence line indices (any order, deduplicated later) and the rest.
+struct Found {
+    lines: Vec<usize>,
+    summary: String,
+    detail: Option<Detail>,
+    /// None: the phase the boot was in at the first evidence line.
+    phase: Option<Phase>,
+}
+
+struct Rule {
+    kind: CauseKind,
+    find: fn(&Transcript) -> Option<Found>,
+}
+
+/// The rules, most fundamental first: the first that matches is the cause.
+///  1. initrd-not-loaded: with no init to run the kernel panics; the panic is its consequence.
+///  2. vermagic-mismatch before invalid-module-format: insmod reports both as a format error
+///     ("Exec format error"), only the kernel's line tells them apart.
+///  3. module failures (format, symbol, parameter value) before anything later: a module that
+///     did not load leaves the interface missing and DHCP without a lease, and a failing init
+///     script may take init down and panic the kernel.
+///  4. firmware failures (boot file, iPXE DHCP) count only when no kernel started after them
+///     (iPXE may fail on one NIC and boot from the next); they exclude guest failures.
+///  5. a kernel panic not explained above.
+///  6. unknown-parameter: the kernel ignored it and the module loaded; it explains a missing
+///     interface or lease (a mistyped port type) but not a panic, so it ranks below it.
+///  7. the guest's DHCP client found no lease: a symptom of anything above, so last.
+const RULES: &[Rule] = &[
+    Rule {
+        kind: CauseKind::InitrdNotLoaded,
+        find: initrd_not_loaded,
+    },
+    Rule {
+        kind: CauseKind::VermagicMismatch,
+        find: vermagic_mismatch,
+    },
+    Rule {
+        kind: CauseKind::InvalidModuleFormat,
+        find: invalid_module_format,
+    },
+    Rule {
+        kind: CauseKind::UnknownSymbol,
+        find: unknown_symbol,
+    },
+    Rule {
+        kind: CauseKind::InvalidParameter,
+        find: invalid_parameter,
+    },
+    Rule {
+        kind: CauseKind::BootFileNotFound,
+        find: boot_file_not_found,
+    },
+    Rule {
+        kind: CauseKind::NoDhcpOffer,
+        find: firmware_no_offer,
+    },
+    Rule {
+        kind: CauseKind::KernelPanic,
+        find: kernel_panic,
+    },
+    Rule {
+        kind: CauseKind::UnknownParameter,
+        find: unknown_parameter,
+    },
+    Rule {
+        kind: CauseKind::NoDhcpOffer,
+        find: guest_no_offer,
+    },
+];
+
+/// The root cause the console shows, if it shows one. Timeouts and QEMU exits are not on the
+/// console: the orchestrator builds those with [`Cause::timeout`] and friends.
+pub fn classify(lines: &[ConsoleLine]) -> Option<Cause> {
+    let transcript = Transcript {
+        lines: lines.iter().map(|l| clean(&l.text)).collect(),
+        marks: detect(lines),
+    };
+    RULES.iter().find_map(|rule| {
+        let found = (rule.find)(&transcript)?;
+        let mut indices = found.lines;
+        indices.sort_unstable();
+        indices.dedup();
+        let phase = found
+            .phase
+            .or_else(|| indices.first().map(|&i| phase_at(&transcript.marks, i)));
+        Some(Cause {
+            kind: rule.kind,
+            phase,
+            summary: found.summary,
+            evidence: indices
+                .iter()
+                .filter_map(|&i| transcript.lines.get(i).cloned())
+                .collect(),
+            detail: found.detail,
+        })
+    })
+}
+
+// ---- reading lines ----
+
+/// A kernel message without its `[    1.234567] ` timestamp.
+fn kernel_message(line: &str) -> &str {
+    let trimmed = line.trim_start();
+    if let Some(rest) = trimmed.strip_prefix('[') {
+        if let Some((stamp, message)) = rest.split_once(']') {
+            if stamp
+                .trim()
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.')
+            {
+                return message.trim_start();
+            }
+        }
+    }
+    trimmed
+}
+
+/// `module: rest` as the kernel's module loader prefixes its messages.
+fn module_message(line: &str) -> Option<(&str, &str)> {
+    let (module, rest) = kernel_message(line).split_once(": ")?;
+    let valid = !module.is_empty()
+        && module
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    valid.then_some((module, rest))
+}
+
+/// Module names compare with `-` and `_` alike, as the kernel does.
+fn same_module(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| x == y || (x == b'-' || x == b'_') && (y == b'-' || y == b'_'))
+}
+
+/// The module an insmod error line is about and the error text: busybox
+/// (`insmod: can't insert '/lib/…/x.ko': reason`) and kmod
+/// (`insmod: ERROR: could not insert module /lib/…/x.ko: reason`).
+fn insmod_failure(line: &str) -> Option<(String, &str)> {
+    let (path, reason) = if let Some(rest) = line.strip_prefix("insmod: can't insert '") {
+        rest.split_once("': ")?
+    } else if let Some(rest) = line.strip_prefix("insmod: ERROR: could not insert module ") {
+        rest.rsplit_once(": ")?
+    } else {
+        return None;
+    };
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let module = file.split(".ko").next().unwrap_or(file);
+    Some((module.to_string(), reason))
+}
+
+/// `BOOTRIG insmod NAME rc=N` with N ≠ 0.
+fn failed_stanza_insmod(line: &str) -> Option<&str> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["BOOTRIG", "insmod", name, rc] if rc.starts_with("rc=") && *rc != "rc=0" => Some(name),
+        _ => None,
+    }
+}
+
+/// The stanza's and insmod's lines about `module` failing, to go with the kernel's.
+fn insmod_lines(t: &Transcript, module: &str) -> Vec<usize> {
+    t.lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            failed_stanza_insmod(l).is_some_and(|m| same_module(m, module))
+                || insmod_failure(l).is_some_and(|(m, _)| same_module(&m, module))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Kernel lines `module: <prefix>NAME<end>` for the first module that has any, with NAME.
+fn module_lines(
+    t: &Transcript,
+    prefix: &str,
+    end: &str,
+) -> Option<(String, Vec<usize>, Vec<String>)> {
+    let mut module: Option<String> = None;
+    let mut lines = Vec::new();
+    let mut names = Vec::new();
+    for (i, line) in t.lines.iter().enumerate() {
+        let Some((m, rest)) = module_message(line) else {
+            continue;
+        };
+        let Some(after) = rest.strip_prefix(prefix) else {
+            continue;
+        };
+        if module
+            .as_deref()
+            .is_some_and(|first| !same_module(first, m))
+        {
+            continue;
+        }
+        module.get_or_insert_with(|| m.to_string());
+        lines.push(i);
+        let name = after.split(end).next().unwrap_or(after).trim();
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    module.map(|m| (m, lines, names))
+}
+
+/// How many of a long list of kernel lines go into the evidence.
+const MODULE_EVIDENCE_LINES: usize = 5;
+
+fn module_found(
+    t: &Transcript,
+    module: String,
+    kernel: Vec<usize>,
+    names: Vec<String>,
+    what: &str,
+) -> Found {
+    let mut lines = insmod_lines(t, &module);
+    lines.extend(kernel.into_iter().take(MODULE_EVIDENCE_LINES));
+    let listed = match names.len() {
+        0 => String::new(),
+        1 => format!(" {}", names[0]),
+        n => format!(" {} and {} more", names[0], n - 1),
+    };
+    Found {
+        lines,
+        summary: format!("{module}: {what}{listed}"),
+        detail: Some(Detail::Module { module, names }),
+        phase: Some(Phase::Modules),
+    }
+}
+
+/// insmod's own complaint, for when the kernel's line is not on the console.
+fn insmod_says(t: &Transcript, reasons: &[&str]) -> Option<(String, usize)> {
+    t.lines.iter().enumerate().find_map(|(i, l)| {
+        let (module, reason) = insmod_failure(l)?;
+        let reason = reason.to_ascii_lowercase();
+        reasons
+            .iter()
+            .any(|r| reason.contains(r))
+            .then_some((module, i))
+    })
+}
+
+// ---- the rules ----
+
+fn initrd_not_loaded(t: &Transcript) -> Option<Found> {
+    const MARKERS: [&str; 6] = [
+        "VFS: Unable to mount root fs",
+        "No working init found",
+        "No filesystem could mount root",
+        "VFS: Cannot open root device",
+        "Initramfs unpacking failed",
+        "RAMDISK: Couldn't find valid RAM disk",
+    ];
+    let lines: Vec<usize> = t
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| MARKERS.iter().any(|m| l.contains(m)))
+        .map(|(i, _)| i)
+        .collect();
+    let first = *lines.first()?;
+    Some(Found {
+        summary: format!(
+            "the kernel found no initramfs init and no root to mount: {}",
+            kernel_message(&t.lines[first])
+        ),
+        lines,
+        detail: None,
+        phase: Some(Phase::Kernel),
+    })
+}
+
+fn vermagic_mismatch(t: &Transcript) -> Option<Found> {
+    if let Some((module, kernel, _)) = module_lines(t, "version magic '", "'") {
+        let shown = t.lines[kernel[0]].clone();
+        let quoted: Vec<&str> = shown.split('\'').collect();
+        let mut found = module_found(
+            t,
+            module.clone(),
+            kernel,
+            Vec::new(),
+            "built for another kernel",
+        );
+        if let [_, have, _, want, ..] = quoted.as_slice() {
+            found.summary = format!("{module}: built for another kernel (vermagic \"{have}\", this kernel is \"{want}\")");
+        }
+        return Some(found);
+    }
+    let (module, kernel, names) = module_lines(t, "disagrees about version of symbol ", " ")?;
+    Some(module_found(
+        t,
+        module,
+        kernel,
+        names,
+        "built for another kernel (modversions): disagrees about the version of",
+    ))
+}
+
+fn invalid_module_format(t: &Transcript) -> Option<Found> {
+    let (module, line) = insmod_says(
+        t,
+        &[
+            "invalid module format",
+            "exec format error",
+            "key was rejected",
+        ],
+    )?;
+    let signature = t.lines[line].contains("Key was rejected");
+    let what = if signature {
+        "its signature does not verify (a modified or corrupted signed module)"
+    } else {
+        "not a module this kernel can load (corrupted, truncated or for another architecture)"
+    };
+    Some(module_found(t, module, vec![line], Vec::new(), what))
+}
+
+fn unknown_symbol(t: &Transcript) -> Option<Found> {
+    if let Some((module, kernel, names)) = module_lines(t, "Unknown symbol ", " (") {
+        return Some(module_found(
+            t,
+            module,
+            kernel,
+            names,
+            "a dependency is missing or loaded later: unknown symbol",
+        ));
+    }
+    // Without the kernel's lines insmod cannot tell a symbol from a parameter; kernels since
+    // 3.x ignore unknown parameters, so on those ENOENT means a symbol.
+    let (module, line) = insmod_says(t, &["unknown symbol in module"])?;
+    Some(module_found(
+        t,
+        module,
+        vec![line],
+        Vec::new(),
+        "a dependency is missing or loaded later (insmod: unknown symbol in module)",
+    ))
+}
+
+fn invalid_parameter(t: &Transcript) -> Option<Found> {
+    // mlx4_core: `abc' invalid for parameter `debug_level'
+    let mut found: Option<(String, Vec<usize>, Vec<String>)> = None;
+    for (i, line) in t.lines.iter().enumerate() {
+        let Some((m, rest)) = module_message(line) else {
+            continue;
+        };
+        let Some((_, param)) = rest.split_once("' invalid for parameter `") else {
+            continue;
+        };
+        let param = param.trim_end_matches('\'').to_string();
+        match found.as_mut() {
+            None => found = Some((m.to_string(), vec![i], vec![param])),
+            Some((first, lines, names)) if same_module(first, m) => {
+                lines.push(i);
+                if !names.contains(&param) {
+                    names.push(param);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    let (module, kernel, names) = found?;
+    Some(module_found(
+        t,
+        module,
+        kernel,
+        names,
+        "invalid value for parameter",
+    ))
+}
+
+fn unknown_parameter(t: &Transcript) -> Option<Found> {
+    // 6.x: "mlx4_core: unknown parameter 'x' ignored"; older: "mlx4_core: Unknown parameter `x'".
+    let (module, kernel, names) = module_lines(t, "unknown parameter '", "'")
+        .or_else(|| module_lines(t, "Unknown parameter `", "'"))?;
+    Some(module_found(t, module, kernel, names, "unknown parameter"))
+}
+
+/// The first line of a kernel phase after `index`: a firmware failure followed by a kernel
+/// boot was recovered from.
+fn kernel_started_after(t: &Transcript, index: usize) -> bool {
+    t.marks
+        .iter()
+        .any(|m| m.line > index && m.phase >= Phase::Kernel)
+}
+
+/// iPXE error URLs carry the error number: 0x2d… is ENOENT (file not found, HTTP 404).
+fn ipxe_not_found(line: &str) -> bool {
+    line.contains("ipxe.org/2d")
+        || line.contains("No such file or directory")
+        || line.contains("Not found")
+        || line.contains("Error 0x2d")
+}
+
+/// SeaBIOS's serial console wraps at 80 columns: an iPXE message that long goes on in the
+/// next line ("…No configuration methods " / "succeeded (http://ipxe.org/040ee119)").
+const WRAP_COLUMNS: usize = 80;
+
+/// Line `i`, and the next one when `i` was wrapped.
+fn with_continuation(t: &Transcript, i: usize) -> Vec<usize> {
+    // Trailing blanks were trimmed: a wrapped line may be one or two columns short.
+    let wrapped = t.lines[i].chars().count() >= WRAP_COLUMNS - 2;
+    match t.lines.get(i + 1) {
+        Some(next) if wrapped && !next.trim().is_empty() => vec![i, i + 1],
+        _ => vec![i],
+    }
+}
+
+fn boot_file_not_found(t: &Transcript) -> Option<Found> {
+    let Some((i, line)) = t.lines.iter().enumerate().find(|(_, l)| {
+        ["tftp://", "http://", "https://"]
+            .iter()
+            .any(|s| l.trim_start().starts_with(s))
+            && ipxe_not_found(l)
+    }) else {
+        return edk2_tftp_error(t);
+    };
+    if kernel_started_after(t, i) {
+        return None;
+    }
+    let url = line
+        .trim_start()
+        .split("...")
+        .next()
+        .unwrap_or(line)
+        .trim()
+        .to_string();
+    let mut lines = with_continuation(t, i);
+    // iPXE's closing "Could not boot…" line, if it printed one.
+    lines.extend(
+        t.lines
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, l)| l.contains("Could not boot") || l.contains("could not boot"))
+            .map(|(j, _)| j),
+    );
+    Some(Found {
+        summary: format!("the firmware could not fetch {url}: not found"),
+        lines,
+        detail: Some(Detail::BootFile { url }),
+        phase: Some(Phase::BootFiles),
+    })
+}
+
+/// OVMF's own PXE (after iPXE, or instead of it): "NBP filename is X", then
+/// "PXE-E23: Client received TFTP error from server."
+fn edk2_tftp_error(t: &Transcript) -> Option<Found> {
+    let i = t.lines.iter().position(|l| l.contains("PXE-E23:"))?;
+    if kernel_started_after(t, i) {
+        return None;
+    }
+    let named = t.lines[..i]
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("NBP filename is "));
+    let url = named
+        .and_then(|n| t.lines[n].trim_start().strip_prefix("NBP filename is "))
+        .unwrap_or("the boot file")
+        .trim()
+        .to_string();
+    Some(Found {
+        summary: format!("the firmware's PXE got a TFTP error fetching {url}"),
+        lines: named.into_iter().chain([i]).collect(),
+        detail: Some(Detail::BootFile { url }),
+        phase: Some(Phase::BootFiles),
+    })
+}
+
+fn firmware_no_offer(t: &Transcript) -> Option<Found> {
+    let (i, _) = t.lines.iter().enumerate().find(|(_, l)| {
+        let l = l.trim_start();
+        // iPXE; OVMF's own PXE says "PXE-E16: No valid offer received."
+        l.starts_with("No configuration methods succeeded")
+            || l.starts_with("PXE-E16:")
+            || (l.starts_with("Configuring (net")
+                && (l.contains("timed out") || l.contains("No configuration methods")))
+    })?;
+    if kernel_started_after(t, i) {
+        return None;
+    }
+    Some(Found {
+        summary: "the firmware's iPXE got no DHCP offer".into(),
+        lines: with_continuation(t, i),
+        detail: Some(Detail::Dhcp {
+            by: DhcpSide::Firmware,
+            client: "ipxe".into(),
+        }),
+        phase: Some(Phase::IpxeDhcp),
+    })
+}
+
+fn kernel_panic(t: &Transcript) -> Option<Found> {
+    let (i, line) = t
+        .lines
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.contains("Kernel panic - not syncing"))?;
+    let reason = line
+        .split("Kernel panic - not syncing:")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let mut lines = vec![i];
+    // The oops that led to it, if any.
+    lines.extend(t.lines[..i].iter().position(|l| {
+        let m = kernel_message(l);
+        m.starts_with("BUG:") || m.starts_with("Oops:") || m.starts_with("general protection fault")
+    }));
+    Some(Found {
+        summary: format!("kernel panic: {reason}"),
+        lines,
+        detail: None,
+        phase: None,
+    })
+}
+
+fn guest_no_offer(t: &Transcript) -> Option<Found> {
+    const CLIENTS: [(&str, &str); 4] = [
+        ("no lease, failing", "udhcpc"),
+        ("No DHCPOFFERS received", "dhclient"),
+        ("IP-Config: Auto-configuration of network failed", "kernel"),
+        ("IP-Config: Retrying forever", "kernel"),
+    ];
+    let (i, client) = t.lines.iter().enumerate().find_map(|(i, l)| {
+        let lower = l.to_ascii_lowercase();
+        CLIENTS
+            .iter()
+            .find(|(marker, _)| lower.contains(&marker.to_ascii_lowercase()))
+            .map(|(_, client)| (i, *client))
+    })?;
+    let mut lines = vec![i];
+    // The stanza's summary of the same failure.
+    lines.extend(t.lines.iter().enumerate().skip(i + 1).filter_map(|(j, l)| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        match words.as_slice() {
+            ["BOOTRIG", "dhcp", _, _, rc] if *rc != "rc=0" => Some(j),
+            ["BOOTRIG", "addr", _, "none"] => Some(j),
+            _ => None,
+        }
+    }));
+    Some(Found {
+        summary: format!("the guest's DHCP client ({client}) got no offer"),
+        lines,
+        detail: Some(Detail::Dhcp {
+            by: DhcpSide::Guest,
+            client: client.into(),
+        }),
+        phase: Some(Phase::Address),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn lines(texts: &[&str]) -> Vec<ConsoleLine> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ConsoleLine {
+                at: Duration::from_millis(100 * i as u64),
+                text: t.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ids_round_trip_through_fromstr_serde_and_display() {
+        for kind in CauseKind::ALL {
+            assert_eq!(kind.id().parse::<CauseKind>().unwrap(), kind);
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
+        }
+        assert_eq!(CauseKind::ids().len(), CauseKind::ALL.len());
+    }
+
+    #[test]
+    fn a_typo_gets_a_suggestion_and_the_list() {
+        let err = "unknown-symbl".parse::<CauseKind>().unwrap_err();
+        assert_eq!(err.suggestion, Some("unknown-symbol"));
+        let text = err.to_string();
+        assert!(text.contains("did you mean \"unknown-symbol\""), "{text}");
+        assert!(text.contains("vermagic-mismatch"), "{text}");
+        assert_eq!(
+            "zzzzzzzzzzzzzzzzzz"
+                .parse::<CauseKind>()
+                .unwrap_err()
+                .suggestion,
+            None
+        );
+    }
+
+    #[test]
+    fn strip_ansi_removes_sequences_and_applies_backspaces() {
+        assert_eq!(
+            strip_ansi("\x1b[2J\x1b[01;01H\x1b[=3h\x1b[1m\x1b[37m\x1b[40miPXE 1.0.0+\x1b[0m -- x"),
+            "iPXE 1.0.0+ -- x"
+        );
+        assert_eq!(
+            strip_ansi("Press Ctrl-B\x08 \x08\x08 \x08net0: up"),
+            "Press Ctrlnet0: up"
+        );
+        assert_eq!(strip_ansi("\x1b]0;title\x07after\x1b(B!"), "after!");
+        assert_eq!(strip_ansi("line\r\r"), "line");
+        assert_eq!(strip_ansi(" 10%\r 20%"), " 20%");
+        // Truncated sequences and stray controls do not panic.
+        assert_eq!(strip_ansi("a\x1b"), "a");
+        assert_eq!(strip_ansi("a\x1b["), "a");
+        assert_eq!(strip_ansi("\x08\x08x\x00\ty"), "x\ty");
+    }
+
+    #[test]
+    fn an_unknown_symbol_is_the_root_cause_of_a_missing_address() {
+        let l = lines(&[
+            "BOOTRIG begin",
+            "BOOTRIG insmod mlx4_en rc=2",
+            "insmod: can't insert '/lib/modules/6.1.0-56-amd64/kernel/drivers/net/ethernet/mellanox/mlx4/mlx4_en.ko': unknown symbol in module, or unknown parameter",
+            "BOOTRIG kernel-log-begin mlx4_en",
+            "[    2.231932] mlx4_en: Unknown symbol mlx4_test_async (err -2)",
+            "[    2.232008] mlx4_en: Unknown symbol mlx4_update_qp (err -2)",
+            "BOOTRIG kernel-log-end mlx4_en",
+            "udhcpc: no lease, failing",
+            "BOOTRIG addr eth0 none",
+        ]);
+        let cause = classify(&l).unwrap();
+        assert_eq!(cause.kind, CauseKind::UnknownSymbol);
+        assert_eq!(cause.phase, Some(Phase::Modules));
+        assert_eq!(cause.evidence.len(), 4);
+        assert_eq!(cause.evidence[0], "BOOTRIG insmod mlx4_en rc=2");
+        assert_eq!(
+            cause.detail,
+            Some(Detail::Module {
+                module: "mlx4_en".into(),
+                names: vec!["mlx4_test_async".into(), "mlx4_update_qp".into()]
+            })
+        );
+        assert!(
+            cause.summary.contains("mlx4_test_async and 1 more"),
+            "{}",
+            cause.summary
+        );
+    }
+
+    #[test]
+    fn insmod_alone_still_names_the_module() {
+        let l = lines(&[
+            "BOOTRIG insmod ib_ipoib rc=1",
+            "insmod: ERROR: could not insert module /lib/modules/x/ib_ipoib.ko: Unknown symbol in module",
+        ]);
+        let cause = classify(&l).unwrap();
+        assert_eq!(cause.kind, CauseKind::UnknownSymbol);
+        assert_eq!(cause.evidence.len(), 2);
+        assert!(
+            matches!(cause.detail, Some(Detail::Module { ref module, .. }) if module == "ib_ipoib")
+        );
+    }
+
+    #[test]
+    fn a_panic_after_vfs_is_initrd_not_loaded() {
+        let l = lines(&[
+            "[    1.50] No filesystem could mount root, tried:",
+            "[    1.51] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)",
+        ]);
+        let cause = classify(&l).unwrap();
+        assert_eq!(cause.kind, CauseKind::InitrdNotLoaded);
+        assert_eq!(cause.phase, Some(Phase::Kernel));
+        assert_eq!(cause.evidence.len(), 2);
+    }
+
+    #[test]
+    fn a_plain_panic_names_its_reason_and_the_oops() {
+        let l = lines(&[
+            "[    1.0] BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "[    1.1] RIP: 0010:foo+0x1/0x2",
+            "[    1.2] Kernel panic - not syncing: Fatal exception",
+        ]);
+        let cause = classify(&l).unwrap();
+        assert_eq!(cause.kind, CauseKind::KernelPanic);
+        assert_eq!(cause.summary, "kernel panic: Fatal exception");
+        assert_eq!(cause.evidence.len(), 2);
+        assert!(cause.evidence[0].contains("BUG:"));
+        assert_eq!(cause.phase, Some(Phase::Kernel));
+    }
+
+    #[test]
+    fn a_module_failure_outranks_the_panic_it_causes() {
+        let l = lines(&[
+            "BOOTRIG insmod foo rc=1",
+            "[ 2.0] foo: version magic '6.2.0 SMP mod_unload ' should be '6.1.0 SMP preempt mod_unload '",
+            "insmod: can't insert '/lib/foo.ko': Exec format error",
+            "[ 2.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100",
+        ]);
+        let cause = classify(&l).unwrap();
+        assert_eq!(cause.kind, CauseKind::VermagicMismatch);
+        assert_eq!(cause.evidence.len(), 3);
+        assert!(
+            cause.summary.contains("\"6.2.0 SMP mod_unload \""),
+            "{}",
+            cause.summary
+        );
+    }
+
+    #[test]
+    fn a_panic_outranks_an_ignored_parameter_which_outranks_no_lease() {
+        let ignored = "[ 2.0] mlx4_core: unknown parameter 'port_type_aray' ignored";
+        let panic = "[ 3.0] Kernel panic - not syncing: Fatal exception";
+        let no_lease = "udhcpc: no lease, failing";
+        assert_eq!(
+            classify(&lines(&[ignored, panic])).unwrap().kind,
+            CauseKind::KernelPanic
+        );
+        let cause = classify(&lines(&[ignored, no_lease])).unwrap();
+        assert_eq!(cause.kind, CauseKind::UnknownParameter);
+        assert_eq!(
+            cause.detail,
+            Some(Detail::Module {
+                module: "mlx4_core".into(),
+                names: vec!["port_type_aray".into()]
+            })
+        );
+        let old = "mlx4_core: Unknown parameter `bogus'";
+        assert_eq!(
+            classify(&lines(&[old])).unwrap().kind,
+            CauseKind::UnknownParameter
+        );
+    }
+
+    #[test]
+    fn a_firmware_failure_the_boot_recovered_from_is_not_the_cause() {
+        let l = lines(&[
+            "Configuring (net0 52:54:00:12:34:56)...... Connection timed out (https://ipxe.org/4c106035)",
+            "Configuring (net1 52:54:00:12:34:57)...... ok",
+            "tftp://10.0.2.2/vmlinuz... ok",
+            "EFI stub: Loaded initrd from command line option",
+            "BOOTRIG done",
+        ]);
+        assert_eq!(classify(&l), None);
+        let cause = classify(&l[..1]).unwrap();
+        assert_eq!(cause.kind, CauseKind::NoDhcpOffer);
+        assert_eq!(cause.phase, Some(Phase::IpxeDhcp));
+    }
+
+    #[test]
+    fn ovmf_pxe_without_ipxe() {
+        let l = lines(&[
+            ">>Start PXE over IPv4.",
+            "  NBP filename is boot.efi",
+            "  PXE-E23: Client received TFTP error from server.",
+        ]);
+        let cause = classify(&l).unwrap();
+        assert_eq!(cause.kind, CauseKind::BootFileNotFound);
+        assert_eq!(cause.evidence.len(), 2);
+        assert_eq!(
+            cause.detail,
+            Some(Detail::BootFile {
+                url: "boot.efi".into()
+            })
+        );
+        let l = lines(&[
+            ">>Start PXE over IPv6.",
+            "  PXE-E16: No valid offer received.",
+        ]);
+        let cause = classify(&l).unwrap();
+        assert_eq!(cause.kind, CauseKind::NoDhcpOffer);
+        assert_eq!(cause.phase, Some(Phase::IpxeDhcp));
+    }
+
+    #[test]
+    fn constructors_take_the_phase_and_the_console_tail() {
+        let l = lines(&[
+            "[ 0.1] Linux version 6.1",
+            "",
+            "BOOTRIG begin",
+            "\x1b[0mlast",
+        ]);
+        let t = Cause::timeout(Phase::Init, &l);
+        assert_eq!(t.kind, CauseKind::Timeout);
+        assert_eq!(
+            t.evidence,
+            ["[ 0.1] Linux version 6.1", "BOOTRIG begin", "last"]
+        );
+        let e = Cause::qemu_exited(1, &l);
+        assert_eq!(e.phase, Some(Phase::Init));
+        assert_eq!(e.detail, Some(Detail::Exit { code: 1 }));
+        let c = Cause::qemu_crashed(11, &l);
+        assert!(c.summary.contains("SIGSEGV"), "{}", c.summary);
+        assert_eq!(Cause::qemu_crashed(999, &[]).phase, Some(Phase::Firmware));
+    }
+
+    #[test]
+    fn nothing_wrong_is_none_and_garbage_does_not_panic() {
+        assert_eq!(classify(&lines(&["BOOTRIG begin", "BOOTRIG done"])), None);
+        assert_eq!(classify(&[]), None);
+        let junk = lines(&[
+            "insmod: can't insert '",
+            "insmod: ERROR: could not insert module ",
+            ": Unknown symbol ",
+            "x: version magic '",
+            "[",
+            "[ 1.0]",
+            "BOOTRIG insmod",
+            "tftp://",
+            "Kernel panic - not syncing",
+        ]);
+        // "x: version magic '" is shaped like the kernel's line, so it wins over the panic.
+        assert_eq!(classify(&junk).unwrap().kind, CauseKind::VermagicMismatch);
+        assert_eq!(
+            classify(&junk[..4]).map(|c| c.kind),
+            Some(CauseKind::VermagicMismatch)
+        );
+        assert_eq!(classify(&junk[4..]).unwrap().kind, CauseKind::KernelPanic);
+    }
+}
