@@ -46,6 +46,10 @@ struct Case {
     initrd_arg: bool,
     /// Any of these on the console ends the boot successfully.
     expect: &'static [&'static str],
+    /// A staged file removed before the boot, to make a fetch fail.
+    remove: Option<&'static str>,
+    /// How long to keep reading the console after the expected line.
+    linger: Duration,
 }
 
 struct Outcome {
@@ -144,6 +148,9 @@ fn boot(name: &str, case: &Case) -> Outcome {
     );
     spec.initrd_arg = case.initrd_arg;
     stage::write_script(&boot_dir, &ipxe::render(&spec).unwrap()).unwrap();
+    if let Some(name) = case.remove {
+        std::fs::remove_file(boot_dir.join(name)).unwrap();
+    }
 
     let files = FirmwareFiles::system();
     files.ipxe_rom(case.nic).expect("run images/setup first");
@@ -230,6 +237,14 @@ fn boot(name: &str, case: &Case) -> Outcome {
         found = case.expect.iter().copied().find(|e| text.contains(e));
         if found.is_some() {
             found_at = Some(started.elapsed());
+        }
+    }
+    let linger_until = Instant::now() + case.linger;
+    while found.is_some() && Instant::now() < linger_until {
+        match serial.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(_) => {}
         }
     }
     child.kill().unwrap();
@@ -332,6 +347,8 @@ fn bios_tftp_virtio() {
             machine: MachineType::Pc,
             initrd_arg: true,
             expect: &KERNEL_STARTED_INIT,
+            remove: None,
+            linger: Duration::ZERO,
         },
     );
     assert_script_ran(&o);
@@ -349,6 +366,8 @@ fn uefi_http_e1000e() {
             machine: MachineType::Q35,
             initrd_arg: true,
             expect: &KERNEL_STARTED_INIT,
+            remove: None,
+            linger: Duration::ZERO,
         },
     );
     assert_script_ran(&o);
@@ -369,6 +388,8 @@ fn bios_http_e1000() {
             machine: MachineType::Q35,
             initrd_arg: true,
             expect: &KERNEL_STARTED_INIT,
+            remove: None,
+            linger: Duration::ZERO,
         },
     );
     assert_script_ran(&o);
@@ -386,6 +407,8 @@ fn uefi_tftp_virtio() {
             machine: MachineType::Q35,
             initrd_arg: true,
             expect: &KERNEL_STARTED_INIT,
+            remove: None,
+            linger: Duration::ZERO,
         },
     );
     assert_script_ran(&o);
@@ -404,6 +427,8 @@ fn uefi_without_initrd_arg_boots_without_initrd() {
             machine: MachineType::Q35,
             initrd_arg: false,
             expect: &NO_ROOT,
+            remove: None,
+            linger: Duration::ZERO,
         },
     );
     assert_script_ran(&o);
@@ -411,4 +436,34 @@ fn uefi_without_initrd_arg_boots_without_initrd() {
     for started in KERNEL_STARTED_INIT {
         assert!(!o.console.contains(started), "{started}");
     }
+}
+
+/// A fetch that fails (the initrd is missing: HTTP 404) says so on the console and stops there:
+/// no kernel starts, and the firmware does not go on to other boot devices.
+#[test]
+fn failed_fetch_stops_with_a_clear_line() {
+    let o = boot(
+        "bios/http/virtio-net-pci, initrd missing",
+        &Case {
+            firmware: Fw::Bios,
+            via: Via::Http,
+            nic: NicModel::VirtioNetPci,
+            machine: MachineType::Pc,
+            initrd_arg: true,
+            expect: &[ipxe::markers::FAILED],
+            remove: Some(stage::INITRD_NAME),
+            linger: Duration::from_secs(3),
+        },
+    );
+    assert!(o.console.contains(ipxe::markers::FETCHING_INITRD));
+    assert!(!o.console.contains(ipxe::markers::BOOTING));
+    let after = o.console.split(ipxe::markers::FAILED).nth(1).unwrap();
+    assert!(
+        !after.contains("Linux version") && !after.contains("Booting from"),
+        "{after}"
+    );
+    assert!(o
+        .http_log
+        .iter()
+        .any(|r| r.path == "/initrd.img" && r.status == 404));
 }
