@@ -75,9 +75,10 @@ bootrig_insmod() {
 	if [ -n "$bootrig_out" ]; then
 		printf '%s\n' "$bootrig_out" | bootrig_emit
 	fi
-	if [ "$bootrig_rc" -ne 0 ]; then
+	if [ "$bootrig_rc" -ne 0 ] || [ $# -gt 0 ]; then
 		# The kernel says why ("Unknown symbol", "version magic") at a level the console log
-		# level hides: show what it logged during this insmod.
+		# level hides: show what it logged during this insmod. Also after a load with
+		# parameters: an unknown one is only a warning ("ignored") and insmod succeeds.
 		bootrig_say "kernel-log-begin $bootrig_name"
 		dmesg 2>/dev/null | tail -n "+$((bootrig_klines + 1))" | bootrig_emit
 		bootrig_say "kernel-log-end $bootrig_name"

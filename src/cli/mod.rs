@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod build;
-pub mod check;
 pub mod doctor;
 pub mod initrd;
 pub mod modules;
 pub mod report;
+pub mod run;
 
 /// What a command found, when it ran to the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +72,12 @@ pub enum Command {
     Modules(modules::ModulesCommand),
     /// Build a scenario's patched initrd (and plan.json beside it).
     Build(build::BuildArgs),
-    /// Build each scenario, boot it directly in QEMU and judge the console.
-    Check(check::CheckArgs),
+    /// Netboot each scenario in QEMU (iPXE, BIOS or UEFI), drive its console, judge and report.
+    Run(run::RunArgs),
+    /// The same with QEMU's direct kernel boot (-kernel/-initrd): a quick check of the initrds.
+    Check(run::RunArgs),
+    /// Boot a field initrd unchanged and classify what happens.
+    Repro(run::ReproArgs),
     /// Check this host for what bootrig needs, and say how to get what is missing.
     Doctor(doctor::DoctorArgs),
     /// Join and convert run reports.
@@ -100,7 +104,9 @@ pub fn run(command: Command) -> CliResult {
         Command::Initrd(cmd) => initrd::run(cmd),
         Command::Modules(cmd) => modules::run(cmd),
         Command::Build(args) => build::run(args),
-        Command::Check(args) => check::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => run::check(args),
+        Command::Repro(args) => run::repro(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Report(cmd) => report::run(cmd),
     }

@@ -137,7 +137,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
 pub fn run_target(target: &Target, dir: &Path, ctx: &Context) -> ScenarioReport {
     let started = Instant::now();
     ctx.progress.started(&target.id);
-    let accel = ctx.accel.resolve(ctx.accel_override.unwrap_or(target.boot.accel));
+    let accel = ctx
+        .accel
+        .resolve(ctx.accel_override.unwrap_or(target.boot.accel));
     let mut report = blank_report(target, dir, accel);
     if let Some(reason) = target.skip_reason(&ctx.sysfs) {
         report.outcome = Outcome::Skip;
@@ -279,7 +281,8 @@ fn boot_and_judge(
     let qmp_listener = UnixListener::bind(&qmp_path).map_err(io_error(&qmp_path))?;
 
     let mut http = None;
-    let mut network_dir = None;
+    // What the ROM's DHCP gets: the TFTP root and boot file name, or the script's URL.
+    let mut netboot = None;
     if boot.method == Method::Ipxe {
         let fetch = match boot.fetch {
             Fetch::Tftp => ipxe::Fetch::Tftp,
@@ -298,7 +301,14 @@ fn boot_and_judge(
         );
         spec.initrd_arg = boot.ipxe_initrd_arg;
         stage::write_script(&media.boot_dir, &ipxe::render(&spec)?)?;
-        network_dir = Some(media.boot_dir.clone());
+        netboot = Some(match fetch {
+            // The ROM takes a URL as boot file: the script comes over HTTP too, and the log
+            // shows its fetch.
+            ipxe::Fetch::Http { .. } => {
+                (None, format!("{}/{}", fetch.base_url(), stage::SCRIPT_NAME))
+            }
+            ipxe::Fetch::Tftp => (Some(media.boot_dir.clone()), stage::SCRIPT_NAME.to_string()),
+        });
     }
 
     let vm = vm_spec(
@@ -307,7 +317,7 @@ fn boot_and_judge(
         ctx,
         accel,
         dir,
-        network_dir,
+        netboot,
         &serial_path,
         &qmp_path,
     )?;
@@ -406,7 +416,11 @@ fn boot_and_judge(
             .iter()
             .filter_map(|r| serde_json::to_string(r).ok())
             .collect();
-        write_atomic(&dir.join("http.log"), (log.join("\n") + "\n").as_bytes(), true)?;
+        write_atomic(
+            &dir.join("http.log"),
+            (log.join("\n") + "\n").as_bytes(),
+            true,
+        )?;
     }
     write_atomic(
         &dir.join("console.txt"),
@@ -421,13 +435,7 @@ fn boot_and_judge(
     let killed_by_us = !matches!(end, End::Closed);
     let cause = cause_of(&end, &lines, status, killed_by_us, watch.panicked);
     let evidence = console::parse(&lines_text(&lines));
-    let shell: Vec<_> = target
-        .expect
-        .shell
-        .iter()
-        .cloned()
-        .zip(answers)
-        .collect();
+    let shell: Vec<_> = target.expect.shell.iter().cloned().zip(answers).collect();
     let mut findings = judge::findings(&target.expect, &media.plan, &lines, &evidence, &shell);
     if target.until.is_some() {
         // A given initrd has no stanza: only the console and the cause speak.
@@ -471,7 +479,7 @@ fn vm_spec(
     ctx: &Context,
     accel: Accel,
     dir: &Path,
-    tftp_root: Option<PathBuf>,
+    netboot: Option<(Option<PathBuf>, String)>,
     serial: &Path,
     qmp: &Path,
 ) -> Result<VmSpec, SetupError> {
@@ -495,16 +503,15 @@ fn vm_spec(
         Nic::E1000e => NicModel::E1000e,
         Nic::E1000 => NicModel::E1000,
     };
-    let (rom, bootindex, bootfile, direct) = match boot.method {
-        Method::Ipxe => (
-            NicRom::QemuDefault,
-            Some(1),
-            Some(stage::SCRIPT_NAME.to_string()),
-            None,
-        ),
+    let (tftp_root, bootfile) = match netboot {
+        Some((root, file)) => (root, Some(file)),
+        None => (None, None),
+    };
+    let (rom, bootindex, direct) = match boot.method {
+        // QEMU's own default ROM: it patches the PCI ids to the device's, which SeaBIOS checks.
+        Method::Ipxe => (NicRom::QemuDefault, Some(1), None),
         Method::Direct => (
             NicRom::Disabled,
-            None,
             None,
             Some(DirectKernel {
                 kernel: media.kernel.clone(),
@@ -543,6 +550,8 @@ struct BootWatch<'a> {
     events: Receiver<QmpEvent>,
     limits: Vec<(String, Duration)>,
     panicked: bool,
+    /// The phase last reported: progress gets a line per change, a tick otherwise.
+    shown: Option<String>,
 }
 
 /// Phase limits when a scenario gives none: iPXE's own DHCP retries take under a minute, so a
@@ -565,6 +574,7 @@ impl<'a> BootWatch<'a> {
             events,
             limits,
             panicked: false,
+            shown: None,
         }
     }
 
@@ -585,7 +595,10 @@ impl Watch for BootWatch<'_> {
     }
 
     fn phase_limit(&self, phase: &str) -> Option<Duration> {
-        self.limits.iter().find(|(p, _)| p == phase).map(|(_, d)| *d)
+        self.limits
+            .iter()
+            .find(|(p, _)| p == phase)
+            .map(|(_, d)| *d)
     }
 
     fn guest_panicked(&mut self) -> bool {
@@ -594,8 +607,13 @@ impl Watch for BootWatch<'_> {
     }
 
     fn progress(&mut self, phase: Option<&str>, elapsed: Duration) {
-        self.progress
-            .phase(&self.id, phase.unwrap_or("starting"), elapsed);
+        let phase = phase.unwrap_or("starting");
+        if self.shown.as_deref() == Some(phase) {
+            self.progress.tick();
+        } else {
+            self.progress.phase(&self.id, phase, elapsed);
+            self.shown = Some(phase.to_string());
+        }
     }
 }
 
@@ -636,8 +654,9 @@ fn cause_of(
             Some(s) if s.signal().is_some() => Some(Cause::qemu_crashed(s.signal()?, lines)),
             Some(s) if s.code() != Some(0) => Some(Cause::qemu_exited(s.code()?, lines)),
             // QEMU exited 0 before the stanza finished: the guest rebooted or powered off early.
-            Some(s) if !panicked => Some(Cause::qemu_exited(s.code().unwrap_or(0), lines))
-                .filter(|_| !has_done(lines)),
+            Some(s) if !panicked => {
+                Some(Cause::qemu_exited(s.code().unwrap_or(0), lines)).filter(|_| !has_done(lines))
+            }
             _ => None,
         },
         _ => None,

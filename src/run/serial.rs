@@ -76,12 +76,16 @@ pub fn accept_bounded(
 struct Lines {
     complete: Vec<ConsoleLine>,
     partial: Vec<u8>,
+    /// When the unfinished line's first byte came: a line is dated by when it began, since a
+    /// progress line ("Probing EDD... ") may wait seconds for its end.
+    partial_at: Option<Duration>,
     closed: bool,
 }
 
 impl Lines {
     fn push_bytes(&mut self, bytes: &[u8], at: Duration) {
         for &b in bytes {
+            self.partial_at.get_or_insert(at);
             if b == b'\n' {
                 self.end_line(at);
             } else {
@@ -90,11 +94,12 @@ impl Lines {
         }
     }
 
-    fn end_line(&mut self, at: Duration) {
+    fn end_line(&mut self, now: Duration) {
         let mut text = String::from_utf8_lossy(&self.partial).into_owned();
         while text.ends_with('\r') {
             text.pop();
         }
+        let at = self.partial_at.take().unwrap_or(now);
         self.complete.push(ConsoleLine { at, text });
         self.partial.clear();
     }
@@ -144,7 +149,7 @@ impl SerialConsole {
             }
             let _ = raw_log.flush();
             if let Ok(mut l) = sink.lock() {
-                if !l.partial.is_empty() {
+                if l.partial_at.is_some() {
                     let at = t0.elapsed();
                     l.end_line(at);
                 }
@@ -311,7 +316,9 @@ mod tests {
                 "no newline at the end"
             ]
         );
-        assert!(lines[1].at >= lines[0].at + Duration::from_millis(40));
+        // "half a line" is dated by its first byte, which came with the first write.
+        assert!(lines[1].at < lines[0].at + Duration::from_millis(40));
+        assert!(lines[2].at >= lines[0].at + Duration::from_millis(40));
         let raw = std::fs::read(dir.path().join("console.log")).unwrap();
         assert_eq!(
             raw,

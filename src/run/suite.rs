@@ -117,12 +117,13 @@ pub fn select(jobs: Vec<Job>, shard: Option<Shard>) -> Vec<Job> {
     }
 }
 
-/// Runs `run_one` over `jobs` with `workers` threads. Reports come back in `jobs` order.
+/// Runs `run_one(index, job)` over `jobs` with `workers` threads. Reports come back in `jobs`
+/// order.
 pub fn run_all(
     jobs: &[Job],
     workers: usize,
     interrupt: &Interrupt,
-    run_one: &(dyn Fn(&Job) -> ScenarioReport + Sync),
+    run_one: &(dyn Fn(usize, &Job) -> ScenarioReport + Sync),
 ) -> Vec<ScenarioReport> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<ScenarioReport>>> = Mutex::new(vec![None; jobs.len()]);
@@ -134,7 +135,7 @@ pub fn run_all(
                 }
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(job) = jobs.get(i) else { break };
-                let report = run_one(job);
+                let report = run_one(i, job);
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(report);
                 }
@@ -210,7 +211,7 @@ mod tests {
                 file: PathBuf::from(format!("s{i}.toml")),
             })
             .collect();
-        let run = |job: &Job| {
+        let run = |_: usize, job: &Job| {
             // Later jobs finish first.
             let n: u64 = job.id[1..].parse().unwrap();
             std::thread::sleep(Duration::from_millis(60 - n * 10));
@@ -224,7 +225,7 @@ mod tests {
         assert!(out.iter().all(|r| r.outcome == Outcome::Pass));
 
         let stop = Interrupt::never();
-        let stopper = |job: &Job| {
+        let stopper = |_: usize, job: &Job| {
             stop.request();
             let mut r = not_run(job);
             r.outcome = Outcome::Pass;

@@ -149,6 +149,9 @@ mod tests {
         std::fs::create_dir_all(&hca).unwrap();
         std::fs::write(hca.join("vendor"), "0x15b3\n").unwrap();
         let some = target("ib0").skip_reason(sysfs.path()).unwrap();
-        assert!(some.contains("0000:81:00.0") && some.contains("VFIO"), "{some}");
+        assert!(
+            some.contains("0000:81:00.0") && some.contains("VFIO"),
+            "{some}"
+        );
     }
 }

@@ -1,0 +1,260 @@
+//! `bootrig run SCENARIO|DIR…`: netboot each scenario and judge it; `bootrig check` is the same
+//! with QEMU's direct kernel boot; `bootrig repro` boots a field initrd unchanged.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, ValueEnum};
+
+use super::{print_out, CliError, CliResult, Outcome};
+use crate::report::model::RunReport;
+use crate::report::{render_table, write_junit, write_report, Progress, Shard};
+use crate::run::{run_suite, run_targets, RunOptions};
+use crate::scenario::{AccelChoice, Boot, Expect, Fetch, Firmware, MachineType, Method, Nic};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AccelArg {
+    /// KVM if a time-bounded probe shows guests really run, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl From<AccelArg> for AccelChoice {
+    fn from(a: AccelArg) -> Self {
+        match a {
+            AccelArg::Auto => AccelChoice::Auto,
+            AccelArg::Kvm => AccelChoice::Kvm,
+            AccelArg::Tcg => AccelChoice::Tcg,
+        }
+    }
+}
+
+/// Where results go and how the run is spread; shared by run, check and repro.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Artifact directory (default: runs/<UTC timestamp>): one subdirectory per scenario, plus
+    /// report.json and junit.xml.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Also write the JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Overrides every scenario's accelerator.
+    #[arg(long, value_enum)]
+    accel: Option<AccelArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario files, or directories of them (searched recursively).
+    #[arg(required = true)]
+    scenarios: Vec<PathBuf>,
+    /// Scenarios run at once, each fully isolated (default: the number of cores).
+    #[arg(short = 'j', long)]
+    jobs: Option<usize>,
+    /// Run only shard K of N (1-based): a stable split by scenario id, for parallel CI jobs.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Entry point for `bootrig run`.
+pub fn run(args: RunArgs) -> CliResult {
+    suite(args, None)
+}
+
+/// Entry point for `bootrig check`: the suite with direct kernel boots.
+pub fn check(args: RunArgs) -> CliResult {
+    suite(args, Some(Method::Direct))
+}
+
+fn suite(args: RunArgs, method: Option<Method>) -> CliResult {
+    let opts = options(&args.output, args.jobs, args.shard, method)?;
+    let progress = Progress::stderr();
+    let report = run_suite(&args.scenarios, &opts, &progress)?;
+    finish(&report, &opts.out, &args.output)
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FirmwareArg {
+    Bios,
+    Uefi,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MethodArg {
+    Ipxe,
+    Direct,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NicArg {
+    #[value(name = "virtio-net-pci")]
+    VirtioNetPci,
+    E1000e,
+    E1000,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FetchArg {
+    Tftp,
+    Http,
+}
+
+#[derive(Debug, Args)]
+pub struct ReproArgs {
+    /// The kernel image.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// The initrd, booted unchanged.
+    #[arg(long)]
+    initrd: PathBuf,
+    #[arg(long, value_enum, default_value_t = FirmwareArg::Bios)]
+    firmware: FirmwareArg,
+    #[arg(long, value_enum, default_value_t = MethodArg::Ipxe)]
+    method: MethodArg,
+    #[arg(long, value_enum, default_value_t = NicArg::VirtioNetPci)]
+    nic: NicArg,
+    #[arg(long, value_enum, default_value_t = FetchArg::Tftp)]
+    fetch: FetchArg,
+    /// Kernel command line after bootrig's console arguments (the field's, e.g. "ip=dhcp").
+    #[arg(long, default_value = "")]
+    append: String,
+    /// A console line (regular expression) meaning the boot got where it should.
+    #[arg(long, default_value = r"login:|BOOTRIG done")]
+    until: String,
+    /// How long the whole boot may take.
+    #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Guest memory in MiB (a large distribution initrd unpacks into RAM).
+    #[arg(long, default_value_t = 2048)]
+    memory: u32,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Entry point for `bootrig repro`.
+pub fn repro(args: ReproArgs) -> CliResult {
+    for (what, path) in [("--kernel", &args.kernel), ("--initrd", &args.initrd)] {
+        if !path.is_file() {
+            return Err(CliError(format!("{what} {}: no such file", path.display())));
+        }
+    }
+    super::super::run::serial::needle(&args.until)
+        .map_err(|e| CliError(format!("--until: {e}")))?;
+    let opts = options(&args.output, Some(1), None, None)?;
+    let name = args
+        .initrd
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "initrd".into());
+    let target = crate::run::target::Target {
+        id: "repro".into(),
+        name: format!("repro: {name}"),
+        file: None,
+        kernel: args.kernel.clone(),
+        initrd: crate::run::target::InitrdSource::Given(args.initrd.clone()),
+        boot: Boot {
+            firmware: match args.firmware {
+                FirmwareArg::Bios => Firmware::Bios,
+                FirmwareArg::Uefi => Firmware::Uefi,
+            },
+            method: match args.method {
+                MethodArg::Ipxe => Method::Ipxe,
+                MethodArg::Direct => Method::Direct,
+            },
+            nic: match args.nic {
+                NicArg::VirtioNetPci => Nic::VirtioNetPci,
+                NicArg::E1000e => Nic::E1000e,
+                NicArg::E1000 => Nic::E1000,
+            },
+            fetch: match args.fetch {
+                FetchArg::Tftp => Fetch::Tftp,
+                FetchArg::Http => Fetch::Http,
+            },
+            accel: AccelChoice::Auto,
+            machine: MachineType::Q35,
+            memory_mib: args.memory,
+            append: args.append.clone(),
+            ipxe_initrd_arg: true,
+        },
+        expect: Expect {
+            modules_in_order: false,
+            address: None,
+            failure: None,
+            timeout: args.timeout,
+            phase_timeouts: Vec::new(),
+            console: Vec::new(),
+            not_console: Vec::new(),
+            shell: Vec::new(),
+        },
+        interface: None,
+        append: args.append.clone(),
+        until: Some(args.until.clone()),
+    };
+    let progress = Progress::stderr();
+    let report = run_targets(&[target], &opts, &progress)?;
+    finish(&report, &opts.out, &args.output)
+}
+
+fn options(
+    output: &OutputArgs,
+    jobs: Option<usize>,
+    shard: Option<Shard>,
+    method: Option<Method>,
+) -> Result<RunOptions, CliError> {
+    let qemu = crate::qemu::locate(
+        &std::env::var_os("PATH").unwrap_or_default(),
+        std::env::var_os(crate::qemu::QEMU_ENV).as_deref(),
+    )?;
+    let jobs = match jobs {
+        Some(0) => return Err(CliError("-j 0: give at least one job".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let out = match &output.out {
+        Some(dir) => dir.clone(),
+        None => Path::new("runs").join(stamp()),
+    };
+    Ok(RunOptions {
+        qemu,
+        out,
+        jobs,
+        shard,
+        accel: output.accel.map(AccelChoice::from),
+        method,
+        build_cache: None,
+        sysfs: PathBuf::from("/sys"),
+    })
+}
+
+/// `20261126T014512Z`: sorts by time and is a valid file name everywhere.
+fn stamp() -> String {
+    crate::report::rfc3339_utc(SystemTime::now()).replace([':', '-'], "")
+}
+
+/// Writes the reports, prints the table, and maps the outcome to the exit code.
+fn finish(report: &RunReport, out: &Path, output: &OutputArgs) -> CliResult {
+    write_report(&out.join("report.json"), report, true)?;
+    write_junit(&out.join("junit.xml"), report, true)?;
+    if let Some(path) = &output.json {
+        write_report(path, report, true)?;
+    }
+    if let Some(path) = &output.junit {
+        write_junit(path, report, true)?;
+    }
+    let colour = std::io::stdout().is_terminal();
+    print_out(&render_table(report, colour))?;
+    eprintln!("bootrig: evidence in {}", out.display());
+    Ok(if report.totals().all_passed() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    })
+}
