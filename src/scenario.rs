@@ -576,7 +576,25 @@ fn expect_from(raw: RawExpect, interface: &str, addressing: &Addressing) -> Resu
     };
     let mut phase_timeouts = Vec::new();
     for (phase, limit) in &raw.phases {
+        let names: Vec<&str> = crate::verdict::phases::Phase::ALL
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        if !names.contains(&phase.as_str()) {
+            let hint = crate::kmod::suggest::nearest(phase, &names)
+                .first()
+                .map(|n| format!(" (did you mean {n:?}?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "[expect.phases] {phase:?} is not a boot phase{hint}; phases: {}",
+                names.join(", ")
+            ));
+        }
         phase_timeouts.push((phase.clone(), duration(&format!("phases.{phase}"), limit)?));
+    }
+    if let Some(kind) = &raw.failure {
+        kind.parse::<crate::verdict::cause::CauseKind>()
+            .map_err(|e| format!("[expect] failure: {e}"))?;
     }
     if let Some(subnet) = &raw.address {
         validate_cidr(subnet).map_err(|m| format!("[expect] address = {subnet:?}: {m}"))?;
@@ -716,6 +734,37 @@ guid = "0002:c903:0000:1039"
             .unwrap_err()
             .to_string();
         assert!(e.contains("strict") && e.contains("as-is"), "{e}");
+    }
+
+    #[test]
+    fn expect_names_kinds_and_phases_it_knows() {
+        let with = |extra: &str| {
+            Scenario::parse(&format!("{GOOD}[expect]\n{extra}\n"), Path::new("s.toml"))
+        };
+        let s = with(
+            "failure = \"unknown-symbol\"\ntimeout = \"2m\"\n[expect.phases]\nipxe-dhcp = \"30s\"",
+        )
+        .unwrap();
+        assert_eq!(s.expect.failure.as_deref(), Some("unknown-symbol"));
+        assert_eq!(s.expect.timeout, std::time::Duration::from_secs(120));
+        assert_eq!(s.expect.phase_timeouts[0].0, "ipxe-dhcp");
+        let e = with("failure = \"unknown-symbl\"").unwrap_err().to_string();
+        assert!(e.contains("did you mean \"unknown-symbol\""), "{e}");
+        let e = with("[expect.phases]\nipxe_dhcp = \"30s\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ipxe-dhcp"), "{e}");
+        let e = with("timeout = \"soon\"").unwrap_err().to_string();
+        assert!(e.contains("120s"), "{e}");
+        let e = with("console = [\"(unclosed\"]").unwrap_err().to_string();
+        assert!(e.contains("regular expression"), "{e}");
+        let e = Scenario::parse(
+            &format!("{GOOD}[boot]\nfirmware = \"efi\"\n"),
+            Path::new("s.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bios") && e.contains("uefi"), "{e}");
     }
 
     #[test]

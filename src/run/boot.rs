@@ -137,32 +137,52 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
 pub fn run_target(target: &Target, dir: &Path, ctx: &Context) -> ScenarioReport {
     let started = Instant::now();
     ctx.progress.started(&target.id);
-    let accel = ctx
-        .accel
-        .resolve(ctx.accel_override.unwrap_or(target.boot.accel));
-    let mut report = blank_report(target, dir, accel);
-    if let Some(reason) = target.skip_reason(&ctx.sysfs) {
-        report.outcome = Outcome::Skip;
-        report.reason = Some(reason);
-    } else {
-        match boot_and_judge(target, dir, ctx, accel, &mut report) {
-            Ok(()) => {}
-            Err(e) => {
-                report.outcome = Outcome::Error;
-                report.reason = Some(crate::cli::CliError::from(e).0);
-            }
+    let mut report = match target.skip_reason(&ctx.sysfs) {
+        // No accelerator probe for a boot that will not happen.
+        Some(reason) => {
+            let mut report = blank_report(target, dir, None);
+            report.outcome = Outcome::Skip;
+            report.reason = Some(reason);
+            report
         }
-    }
+        None => {
+            let accel = ctx
+                .accel
+                .resolve(ctx.accel_override.unwrap_or(target.boot.accel));
+            let mut report = blank_report(target, dir, Some(accel));
+            if let Err(e) = boot_and_judge(target, dir, ctx, accel, &mut report) {
+                report.outcome = Outcome::Error;
+                report.reason = Some(error_chain(&e));
+            }
+            report
+        }
+    };
     report.duration_seconds = started.elapsed().as_secs_f64();
     if let Ok(json) = serde_json::to_vec_pretty(&report) {
         // The report is also returned; a failed write loses only this copy.
+        let _ = fs::create_dir_all(dir);
         let _ = write_atomic(&dir.join("result.json"), &json, true);
     }
     ctx.progress.finished(&report);
     report
 }
 
-fn blank_report(target: &Target, dir: &Path, accel: Accel) -> ScenarioReport {
+/// An error and its causes, each once.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = cause.source();
+    }
+    msg
+}
+
+fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) -> ScenarioReport {
     ScenarioReport {
         id: target.id.clone(),
         name: target.name.clone(),
@@ -184,7 +204,7 @@ fn blank_report(target: &Target, dir: &Path, accel: Accel) -> ScenarioReport {
     }
 }
 
-fn summary(boot: &Boot, accel: Accel) -> BootSummary {
+fn summary(boot: &Boot, accel: Option<Accel>) -> BootSummary {
     let name = |v: &dyn erased::Kebab| v.kebab();
     BootSummary {
         method: name(&boot.method),
@@ -194,7 +214,7 @@ fn summary(boot: &Boot, accel: Accel) -> BootSummary {
             Method::Ipxe => name(&boot.fetch),
             Method::Direct => "-".into(),
         },
-        accel: accel.qemu_name().to_string(),
+        accel: accel.map_or("-", |a| a.qemu_name()).to_string(),
     }
 }
 
