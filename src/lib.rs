@@ -5,7 +5,6 @@
 
 pub mod boot;
 pub mod build;
-pub mod check;
 pub mod cli;
 pub mod console;
 pub mod doctor;
