@@ -31,8 +31,6 @@ const PROMPT: &str = r"BOOTRIG-SHELL# ";
 
 /// How long output keeps being collected after a fatal line.
 pub const AFTERMATH: Duration = Duration::from_secs(3);
-/// How long the guest may take to power off after the stanza is done.
-pub const POWEROFF_GRACE: Duration = Duration::from_secs(20);
 /// How long one shell step may take.
 pub const SHELL_STEP: Duration = Duration::from_secs(30);
 
@@ -119,8 +117,9 @@ fn drive_to(
         let elapsed = console.elapsed();
         watch.progress(phase.as_ref().map(|(p, _)| p.as_str()), elapsed);
         match seen {
+            // Everything the verdict reads is on the console now: the runner stops QEMU rather
+            // than wait for the guest's own power-off.
             Seen::Match { index: 0, .. } if shell.is_empty() => {
-                wait_closed(console, POWEROFF_GRACE, interrupt)?;
                 return Ok((End::Finished, answers));
             }
             // Done with shell steps to come: the shell line follows.
@@ -128,7 +127,6 @@ fn drive_to(
             Seen::Match { index: 1, .. } => {
                 answers = run_shell(console, shell)?;
                 console.send_line("exit")?;
-                wait_closed(console, POWEROFF_GRACE, interrupt)?;
                 return Ok((End::Finished, answers));
             }
             Seen::Match { text, .. } => {
