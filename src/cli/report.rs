@@ -22,7 +22,7 @@ pub struct MergeArgs {
     /// The merged JSON report to write.
     #[arg(value_name = "OUT.json")]
     out: PathBuf,
-    /// The reports to join (`report.json` of each shard).
+    /// The reports to join (`summary.json` of each shard run).
     #[arg(required = true, value_name = "IN.json")]
     inputs: Vec<PathBuf>,
     /// Also write the merged report as JUnit XML.

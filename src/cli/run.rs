@@ -35,7 +35,7 @@ impl From<AccelArg> for AccelChoice {
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// Artifact directory (default: runs/<UTC timestamp>): one subdirectory per scenario, plus
-    /// report.json and junit.xml.
+    /// summary.json and junit.xml.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Also write the JUnit XML report here.
@@ -241,7 +241,7 @@ fn stamp() -> String {
 
 /// Writes the reports, prints the table, and maps the outcome to the exit code.
 fn finish(report: &RunReport, out: &Path, output: &OutputArgs) -> CliResult {
-    write_report(&out.join("report.json"), report, true)?;
+    write_report(&out.join("summary.json"), report, true)?;
     write_junit(&out.join("junit.xml"), report, true)?;
     if let Some(path) = &output.json {
         write_report(path, report, true)?;

@@ -418,8 +418,10 @@ fn boot_and_judge(
         ),
     };
 
-    // Stop QEMU: politely over QMP, then for sure.
+    // Stop QEMU: politely over QMP, then for sure. The run state first, for qmp.jsonl: a guest
+    // stopped by a panic or an error shows there.
     if matches!(child.wait_timeout(Duration::ZERO), Ok(None)) {
+        let _ = qmp.query_status();
         let _ = qmp.quit(QUIT_TIMEOUT);
         if !matches!(child.wait_timeout(QUIT_TIMEOUT), Ok(Some(_))) {
             let _ = child.kill();
