@@ -648,9 +648,11 @@ fn timeouts_name_the_phase() {
         ["firmware", "ipxe-dhcp"].contains(&phase),
         "4 s ran out in {phase}: {whole:#}"
     );
-    // It stopped at the limit, not at the end of a boot.
+    // It stopped at the limit: no later phase began (iPXE's DHCP alone takes about 5 s).
     assert!(
-        phase_names(whole).iter().all(|(_, at)| *at < 4.5),
+        phase_names(whole)
+            .iter()
+            .all(|(name, _)| ["firmware", "ipxe-dhcp"].contains(&name.as_str())),
         "{whole:#}"
     );
     assert!(
