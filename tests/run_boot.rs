@@ -1,6 +1,6 @@
 //! End-to-end `bootrig run`, `check` and `repro`: the real binary boots real scenarios in QEMU
 //! (TCG: nested KVM hangs guests here) and the tests read back what a user would: the exit code,
-//! report.json, junit.xml and the artifacts of each boot (console.log, qmp.jsonl, qemu.cmdline,
+//! summary.json, junit.xml and the artifacts of each boot (console.log, qmp.jsonl, qemu.cmdline,
 //! http.log). Also the ways a run ends badly: a wrong module order, a timeout, QEMU killed under
 //! bootrig, Ctrl-C, and scenario files that do not parse.
 
@@ -398,7 +398,7 @@ fn shipped_suite_passes_with_its_evidence() {
         Duration::from_secs(480),
     );
     assert_eq!(ran.code(), Some(0), "{}", ran.show());
-    let report = read_json(&out.path().join("report.json"));
+    let report = read_json(&out.path().join("summary.json"));
 
     // Every scenario file is in the report once, with the outcome its file asks for.
     let root = common::repo_root().join("scenarios");
@@ -527,7 +527,7 @@ fn check_boots_directly_and_passes() {
         Duration::from_secs(240),
     );
     assert_eq!(ran.code(), Some(0), "{}", ran.show());
-    let report = read_json(&out.path().join("report.json"));
+    let report = read_json(&out.path().join("summary.json"));
     let sc = scenario(&report, "mlx4-ipoib-busybox");
     assert_eq!(sc["outcome"], "pass", "{sc:#}");
     assert_eq!(sc["boot"]["method"], "direct", "{sc:#}");
@@ -555,7 +555,7 @@ fn strict_wrong_order_stops_the_build_naming_both_modules() {
         Duration::from_secs(120),
     );
     assert_eq!(ran.code(), Some(1), "{}", ran.show());
-    let report = read_json(&out.join("report.json"));
+    let report = read_json(&out.join("summary.json"));
     let sc = scenario(&report, "swapped");
     assert_eq!(sc["outcome"], "error", "{sc:#}");
     let reason = text_of(&sc["reason"]);
@@ -587,7 +587,7 @@ fn unknown_module_parameter_is_classified() {
         &["run", s(&file), "--accel", "tcg", "--out", s(&out)],
         Duration::from_secs(180),
     );
-    let report = read_json(&out.join("report.json"));
+    let report = read_json(&out.join("summary.json"));
     let sc = scenario(&report, "bogus-param");
     assert_eq!(ran.code(), Some(0), "{}\n{sc:#}", ran.show());
     assert_eq!(sc["outcome"], "pass", "{sc:#}");
@@ -637,7 +637,7 @@ fn timeouts_name_the_phase() {
         ],
         Duration::from_secs(240),
     );
-    let report = read_json(&out.join("report.json"));
+    let report = read_json(&out.join("summary.json"));
     assert_eq!(ran.code(), Some(0), "{}\n{report:#}", ran.show());
 
     let whole = scenario(&report, "whole-timeout");
@@ -704,7 +704,7 @@ fn repro_of_a_field_initrd_whose_init_fails_is_a_kernel_panic() {
     // An init that exits at once: the kernel panics "Attempted to kill init!".
     args.extend(["--append", "rdinit=/bin/false"]);
     let ran = bootrig(&args, Duration::from_secs(180));
-    let report = read_json(&out.path().join("report.json"));
+    let report = read_json(&out.path().join("summary.json"));
     assert_eq!(ran.code(), Some(1), "{}\n{report:#}", ran.show());
     let sc = scenario(&report, "repro");
     assert_eq!(sc["outcome"], "fail", "{sc:#}");
@@ -730,7 +730,7 @@ fn repro_until_a_console_line_passes() {
     let mut args = repro_args(&env, &initrd, out.path());
     args.extend(["--until", "Loading, please wait"]);
     let ran = bootrig(&args, Duration::from_secs(180));
-    let report = read_json(&out.path().join("report.json"));
+    let report = read_json(&out.path().join("summary.json"));
     assert_eq!(ran.code(), Some(0), "{}\n{report:#}", ran.show());
     let sc = scenario(&report, "repro");
     assert_eq!(sc["outcome"], "pass", "{sc:#}");
@@ -759,7 +759,7 @@ fn qemu_killed_under_bootrig_is_qemu_crashed() {
     );
     kill(qemus[0], Signal::SIGKILL).expect("kill QEMU");
     let ran = run.wait(Duration::from_secs(60));
-    let report = read_json(&out.join("report.json"));
+    let report = read_json(&out.join("summary.json"));
     assert_eq!(ran.code(), Some(1), "{}\n{report:#}", ran.show());
     let sc = scenario(&report, "crash-me");
     assert_eq!(sc["outcome"], "fail", "{sc:#}");
@@ -794,7 +794,7 @@ fn ctrl_c_stops_the_run_and_still_reports() {
     );
     kill(run.pid(), Signal::SIGINT).expect("SIGINT bootrig");
     let ran = run.wait(Duration::from_secs(60));
-    let report = read_json(&out.join("report.json"));
+    let report = read_json(&out.join("summary.json"));
     assert_eq!(ran.code(), Some(1), "{}\n{report:#}", ran.show());
     let first = scenario(&report, "a-first");
     assert_eq!(first["outcome"], "error", "{first:#}");
@@ -848,7 +848,7 @@ fn scenarios_that_do_not_parse_stop_the_run_before_any_boot() {
     assert!(ran.stderr.contains(&at), "want {at}\n{}", ran.show());
     assert!(ran.stderr.contains("did you mean `load`"), "{}", ran.show());
     assert!(!out.join("typo").exists(), "a directory was made for typo");
-    assert!(!out.join("report.json").exists());
+    assert!(!out.join("summary.json").exists());
 
     let kind = write_scenario(
         &dir,
@@ -913,7 +913,7 @@ fn shards_split_the_suite_and_merge_back() {
             Duration::from_secs(60),
         );
         assert_eq!(ran.code(), Some(0), "{}", ran.show());
-        let report = read_json(&out.join("report.json"));
+        let report = read_json(&out.join("summary.json"));
         assert_eq!(report["shard"]["index"], k, "{report:#}");
         assert_eq!(report["shard"]["total"], 2, "{report:#}");
         for sc in report["scenarios"].as_array().unwrap() {
@@ -934,8 +934,8 @@ fn shards_split_the_suite_and_merge_back() {
             s(&merged),
             "--junit",
             s(&junit),
-            s(&work.path().join("shard1/report.json")),
-            s(&work.path().join("shard2/report.json")),
+            s(&work.path().join("shard1/summary.json")),
+            s(&work.path().join("shard2/summary.json")),
         ],
         Duration::from_secs(60),
     );

@@ -112,8 +112,7 @@ fn drive_to(
             return Ok((End::Interrupted, answers));
         }
         let seen = console.expect_any(&needles, TICK)?;
-        let lines = console.lines();
-        let phase = watch.phase(&lines);
+        let phase = watch.phase(&console.lines_so_far());
         let elapsed = console.elapsed();
         watch.progress(phase.as_ref().map(|(p, _)| p.as_str()), elapsed);
         match seen {

@@ -179,6 +179,22 @@ impl SerialConsole {
             .unwrap_or_default()
     }
 
+    /// The complete lines and the one still being written, if any: where the boot is now (a
+    /// kernel's "Probing EDD... " line waits seconds for its end).
+    pub fn lines_so_far(&self) -> Vec<ConsoleLine> {
+        self.lines
+            .lock()
+            .map(|l| {
+                let mut lines = l.complete.clone();
+                if let Some(at) = l.partial_at {
+                    let text = String::from_utf8_lossy(&l.partial).into_owned();
+                    lines.push(ConsoleLine { at, text });
+                }
+                lines
+            })
+            .unwrap_or_default()
+    }
+
     /// Waits up to `wait` (rounded up to [`TICK`]s) for any of `needles`.
     pub fn expect_any(&mut self, needles: &[Regex], wait: Duration) -> Result<Seen, SerialError> {
         let until = Instant::now() + wait;
