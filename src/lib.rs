@@ -17,3 +17,18 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod verdict;
+
+/// An error and its causes, each once: what a person needs to act on it.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = cause.source();
+    }
+    msg
+}

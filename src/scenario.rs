@@ -500,6 +500,20 @@ impl Scenario {
                     .into(),
             ));
         }
+        if let Some(m) = raw.boot.memory {
+            if !(128..=1 << 20).contains(&m) {
+                return Err(invalid(format!(
+                    "[boot] memory = {m}: MiB of guest memory, 128 to 1048576 (a TCG guest with a distribution initrd wants 1024 or more)"
+                )));
+            }
+        }
+        if let Some(a) = &raw.boot.append {
+            if a.chars().any(|c| c.is_control()) {
+                return Err(invalid(
+                    "[boot] append: one line of kernel arguments, no control characters".into(),
+                ));
+            }
+        }
         let boot = boot_from(raw.boot);
         let expect = expect_from(raw.expect, &interface, &addressing).map_err(invalid)?;
         if boot.method == Method::Direct && !boot.ipxe_initrd_arg {

@@ -35,17 +35,7 @@ impl std::fmt::Display for CliError {
 impl<E: std::error::Error> From<E> for CliError {
     fn from(e: E) -> Self {
         // The typed error's Display already names file, offset and fix; keep its causes too.
-        let mut msg = e.to_string();
-        let mut source = e.source();
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !msg.contains(&text) {
-                msg.push_str(": ");
-                msg.push_str(&text);
-            }
-            source = cause.source();
-        }
-        CliError(msg)
+        CliError(crate::error_chain(&e))
     }
 }
 

@@ -213,14 +213,22 @@ fn options(
         &std::env::var_os("PATH").unwrap_or_default(),
         std::env::var_os(crate::qemu::QEMU_ENV).as_deref(),
     )?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = match jobs {
         Some(0) => return Err(CliError("-j 0: give at least one job".into())),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => cores,
     };
+    if jobs > cores {
+        // Each TCG guest keeps a core busy: more of them than cores slows every boot, and the
+        // phase limits then fail boots that are merely slow.
+        eprintln!(
+            "bootrig: warning: -j {jobs} on {cores} cores: boots will share cores and may hit their time limits"
+        );
+    }
     let out = match &output.out {
         Some(dir) => dir.clone(),
-        None => Path::new("runs").join(stamp()),
+        None => fresh_dir(&Path::new("runs").join(stamp())),
     };
     Ok(RunOptions {
         qemu,
@@ -232,6 +240,17 @@ fn options(
         build_cache: None,
         sysfs: PathBuf::from("/sys"),
     })
+}
+
+/// `base`, or `base-2`, `base-3`… if it exists: two runs in one second keep their own evidence.
+fn fresh_dir(base: &Path) -> PathBuf {
+    let mut dir = base.to_path_buf();
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+    }
+    dir
 }
 
 /// `20261126T014512Z`: sorts by time and is a valid file name everywhere.

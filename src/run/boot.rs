@@ -34,11 +34,11 @@ use crate::qemu::qmp::{Qmp, QmpEvent};
 use crate::report::model::{BootSummary, CauseReport, Outcome, PhaseTiming, ScenarioReport};
 use crate::report::Progress;
 use crate::scenario::{AccelChoice, Boot, Fetch, Firmware, Method, Nic};
-use crate::verdict::cause::{classify, Cause, CauseKind};
+use crate::verdict::cause::{classify, strip_ansi, Cause, CauseKind};
 use crate::verdict::phases::{current, detect, durations, Phase};
 use crate::verdict::Expectation;
 
-use super::drive::{drive, End, Watch};
+use super::drive::{drive, End, ShellOutcome, Watch};
 use super::interrupt::Interrupt;
 use super::judge::{self, Findings};
 use super::serial::{accept_bounded, SerialConsole};
@@ -123,6 +123,17 @@ pub enum SetupError {
     },
     #[error("QEMU did not start: {detail}")]
     QemuStart { detail: String },
+    #[error("--until {pattern:?}: {message}")]
+    Until { pattern: String, message: String },
+    #[error("interrupted before the boot started")]
+    Interrupted,
+}
+
+fn regex_until(pattern: &str) -> Result<regex::Regex, SetupError> {
+    regex::Regex::new(pattern).map_err(|e| SetupError::Until {
+        pattern: pattern.to_string(),
+        message: e.to_string(),
+    })
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
@@ -152,7 +163,7 @@ pub fn run_target(target: &Target, dir: &Path, ctx: &Context) -> ScenarioReport 
             let mut report = blank_report(target, dir, Some(accel));
             if let Err(e) = boot_and_judge(target, dir, ctx, accel, &mut report) {
                 report.outcome = Outcome::Error;
-                report.reason = Some(error_chain(&e));
+                report.reason = Some(crate::error_chain(&e));
             }
             report
         }
@@ -165,21 +176,6 @@ pub fn run_target(target: &Target, dir: &Path, ctx: &Context) -> ScenarioReport 
     }
     ctx.progress.finished(&report);
     report
-}
-
-/// An error and its causes, each once.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = cause.source();
-    }
-    msg
 }
 
 fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) -> ScenarioReport {
@@ -286,6 +282,10 @@ fn boot_and_judge(
     report: &mut ScenarioReport,
 ) -> Result<(), SetupError> {
     fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let until = match &target.until {
+        Some(p) => Some(regex_until(p)?),
+        None => None,
+    };
     ctx.progress.phase(&target.id, "build", Duration::ZERO);
     let media = prepare_media(target, dir, ctx)?;
     let boot = &target.boot;
@@ -350,6 +350,9 @@ fn boot_and_judge(
         true,
     )?;
 
+    if ctx.interrupt.requested() {
+        return Err(SetupError::Interrupted);
+    }
     let stderr_path = dir.join("qemu.stderr");
     let stderr = File::create(&stderr_path).map_err(io_error(&stderr_path))?;
     let mut child = GroupChild::spawn(
@@ -394,12 +397,6 @@ fn boot_and_judge(
     }
 
     let mut watch = BootWatch::new(target, ctx, events);
-    let until = match &target.until {
-        Some(p) => Some(super::serial::needle(p).map_err(|e| SetupError::QemuStart {
-            detail: e.to_string(),
-        })?),
-        None => None,
-    };
     let driven = match &until {
         Some(needle) => super::drive::drive_until(
             &mut console,
@@ -420,7 +417,9 @@ fn boot_and_judge(
 
     // Stop QEMU: politely over QMP, then for sure. The run state first, for qmp.jsonl: a guest
     // stopped by a panic or an error shows there.
-    if matches!(child.wait_timeout(Duration::ZERO), Ok(None)) {
+    let stopped_by_us = matches!(child.wait_timeout(Duration::ZERO), Ok(None));
+    if stopped_by_us {
+        qmp.set_command_timeout(QUIT_TIMEOUT);
         let _ = qmp.query_status();
         let _ = qmp.quit(QUIT_TIMEOUT);
         if !matches!(child.wait_timeout(QUIT_TIMEOUT), Ok(Some(_))) {
@@ -454,11 +453,29 @@ fn boot_and_judge(
         Ok(pair) => pair,
         Err(e) => (End::Fatal(format!("console: {e}")), Vec::new()),
     };
-    let killed_by_us = !matches!(end, End::Closed);
-    let cause = cause_of(&end, &lines, status, killed_by_us, watch.panicked);
+    // The boot's own lines: what a guest shell step printed is not the boot's evidence.
+    let boot_lines = &lines[..lines
+        .iter()
+        .position(|l| l.text.trim_end() == "BOOTRIG shell")
+        .unwrap_or(lines.len())];
+    let cause = cause_of(&end, boot_lines, status, stopped_by_us, watch.panicked);
     let evidence = console::parse(&lines_text(&lines));
-    let shell: Vec<_> = target.expect.shell.iter().cloned().zip(answers).collect();
-    let mut findings = judge::findings(&target.expect, &media.plan, &lines, &evidence, &shell);
+    // A step that never ran is a step without an answer, not a step that is not there.
+    let mut answers = answers.into_iter();
+    let shell: Vec<_> = target
+        .expect
+        .shell
+        .iter()
+        .map(|step| {
+            let got = answers.next().unwrap_or_else(|| ShellOutcome {
+                command: step.command.clone(),
+                output: None,
+                status: None,
+            });
+            (step.clone(), got)
+        })
+        .collect();
+    let mut findings = judge::findings(&target.expect, &media.plan, boot_lines, &evidence, &shell);
     if target.until.is_some() {
         // A given initrd has no stanza: only the console and the cause speak.
         findings.boot.clear();
@@ -639,27 +656,21 @@ impl Watch for BootWatch<'_> {
     }
 }
 
-/// The cause: what the console proves first; otherwise what ended the boot.
+/// The cause: what the console proves first; otherwise what ended the boot. `stopped_by_us`:
+/// QEMU was still running when the drive ended, so its exit status is bootrig's doing.
 fn cause_of(
     end: &End,
     lines: &[ConsoleLine],
     status: Option<std::process::ExitStatus>,
-    killed_by_us: bool,
+    stopped_by_us: bool,
     panicked: bool,
 ) -> Option<Cause> {
     if let Some(c) = classify(lines) {
         return Some(c);
     }
     let phase = current(&detect(lines));
-    match end {
-        End::TimedOut { phase: p, .. } => {
-            let phase = p
-                .as_deref()
-                .and_then(|name| Phase::ALL.iter().copied().find(|x| x.name() == name))
-                .unwrap_or(phase);
-            Some(Cause::timeout(phase, lines))
-        }
-        End::Panicked => Some(Cause {
+    if panicked || *end == End::Panicked {
+        return Some(Cause {
             kind: CauseKind::KernelPanic,
             phase: Some(phase),
             summary: "QEMU reported a guest panic (pvpanic)".into(),
@@ -668,16 +679,26 @@ fn cause_of(
                 .rev()
                 .take(5)
                 .rev()
-                .map(|l| l.text.clone())
+                .map(|l| strip_ansi(&l.text))
                 .collect(),
             detail: None,
-        }),
-        End::Closed if !killed_by_us => match status {
+        });
+    }
+    match end {
+        End::TimedOut { phase: p, .. } => {
+            let phase = p
+                .as_deref()
+                .and_then(|name| Phase::ALL.iter().copied().find(|x| x.name() == name))
+                .unwrap_or(phase);
+            Some(Cause::timeout(phase, lines))
+        }
+        _ if stopped_by_us => None,
+        End::Closed | End::Fatal(_) => match status {
             Some(s) if s.signal().is_some() => Some(Cause::qemu_crashed(s.signal()?, lines)),
             Some(s) if s.code() != Some(0) => Some(Cause::qemu_exited(s.code()?, lines)),
             // QEMU exited 0 before the stanza finished: the guest rebooted or powered off early.
-            Some(s) if !panicked => {
-                Some(Cause::qemu_exited(s.code().unwrap_or(0), lines)).filter(|_| !has_done(lines))
+            Some(s) if *end == End::Closed && !has_done(lines) => {
+                Some(Cause::qemu_exited(s.code().unwrap_or(0), lines))
             }
             _ => None,
         },
@@ -704,7 +725,7 @@ fn timestamped(lines: &[ConsoleLine]) -> String {
         s.push_str(&format!(
             "[{:9.3}] {}\n",
             l.at.as_secs_f64(),
-            crate::report::text::strip_ansi(&l.text)
+            strip_ansi(&l.text)
         ));
     }
     s
@@ -728,13 +749,10 @@ fn phase_timings(lines: &[ConsoleLine]) -> Vec<PhaseTiming> {
 
 /// The lines around the cause's first evidence line, or the last lines.
 fn excerpt(lines: &[ConsoleLine], cause: Option<&Cause>) -> String {
-    let clean: Vec<String> = lines
-        .iter()
-        .map(|l| crate::report::text::strip_ansi(&l.text).into_owned())
-        .collect();
+    let clean: Vec<String> = lines.iter().map(|l| strip_ansi(&l.text)).collect();
     let anchor = cause
         .and_then(|c| c.evidence.first())
-        .and_then(|first| clean.iter().rposition(|l| l.contains(first.trim())));
+        .and_then(|first| clean.iter().position(|l| l.contains(first.trim())));
     let (from, to) = match anchor {
         Some(i) => (
             i.saturating_sub(EXCERPT_LINES / 2),
@@ -743,4 +761,133 @@ fn excerpt(lines: &[ConsoleLine], cause: Option<&Cause>) -> String {
         None => (clean.len().saturating_sub(EXCERPT_LINES), clean.len()),
     };
     clean[from..to].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::ExitStatus;
+
+    fn lines(text: &str) -> Vec<ConsoleLine> {
+        text.lines()
+            .map(|t| ConsoleLine {
+                at: Duration::ZERO,
+                text: t.into(),
+            })
+            .collect()
+    }
+
+    fn exited(code: i32) -> Option<ExitStatus> {
+        Some(ExitStatus::from_raw(code << 8))
+    }
+
+    fn killed(signal: i32) -> Option<ExitStatus> {
+        Some(ExitStatus::from_raw(signal))
+    }
+
+    const BOOTING: &str =
+        "iPXE initialising devices...ok\nbootrig: booting kernel\nBOOTRIG begin\n";
+
+    fn kind(c: Option<Cause>) -> Option<&'static str> {
+        c.map(|c| c.kind.id())
+    }
+
+    #[test]
+    fn the_console_wins_over_how_the_boot_ended() {
+        let l = lines("BOOTRIG begin\n[ 1.0] mlx4_en: Unknown symbol mlx4_foo (err -2)\nBOOTRIG insmod mlx4_en rc=1\n");
+        let end = End::TimedOut {
+            phase: Some("modules".into()),
+            limit: Duration::from_secs(1),
+            whole: true,
+        };
+        assert_eq!(
+            kind(cause_of(&end, &l, None, true, false)),
+            Some("unknown-symbol")
+        );
+    }
+
+    #[test]
+    fn who_stopped_qemu_decides_between_crash_and_nothing() {
+        let l = lines(BOOTING);
+        // QEMU died on its own, by a signal or an error code: its cause.
+        assert_eq!(
+            kind(cause_of(&End::Closed, &l, killed(9), false, false)),
+            Some("qemu-crashed")
+        );
+        assert_eq!(
+            kind(cause_of(&End::Closed, &l, exited(1), false, false)),
+            Some("qemu-exited")
+        );
+        // It exited 0 before the stanza finished: the guest went away early.
+        assert_eq!(
+            kind(cause_of(&End::Closed, &l, exited(0), false, false)),
+            Some("qemu-exited")
+        );
+        // bootrig stopped it (quit, then a kill when it hung): not the boot's failure.
+        assert_eq!(
+            kind(cause_of(&End::Finished, &l, killed(9), true, false)),
+            None
+        );
+        assert_eq!(
+            kind(cause_of(&End::Closed, &l, killed(9), true, false)),
+            None
+        );
+        // After the stanza finished, a clean exit is no failure.
+        let done = lines(&format!("{BOOTING}BOOTRIG done\n"));
+        assert_eq!(
+            kind(cause_of(&End::Closed, &done, exited(0), false, false)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_pvpanic_is_a_kernel_panic_even_when_qemu_then_exits_cleanly() {
+        let l = lines(BOOTING);
+        let c = cause_of(&End::Closed, &l, exited(0), false, true).unwrap();
+        assert_eq!(c.kind, CauseKind::KernelPanic);
+        assert!(c.summary.contains("pvpanic"), "{}", c.summary);
+        assert_eq!(
+            kind(cause_of(&End::Panicked, &l, None, true, false)),
+            Some("kernel-panic")
+        );
+    }
+
+    #[test]
+    fn a_timeout_names_the_phase_the_driver_saw() {
+        let l = lines(BOOTING);
+        let end = End::TimedOut {
+            phase: Some("ipxe-dhcp".into()),
+            limit: Duration::from_secs(90),
+            whole: false,
+        };
+        let c = cause_of(&end, &l, None, true, false).unwrap();
+        assert_eq!(c.kind, CauseKind::Timeout);
+        assert_eq!(c.phase, Some(Phase::IpxeDhcp));
+    }
+
+    #[test]
+    fn the_excerpt_is_centred_on_the_first_evidence_line() {
+        let mut text = String::new();
+        for i in 0..200 {
+            text.push_str(&format!("line {i}\n"));
+            if i == 50 {
+                text.push_str("\u{1b}[1mKernel panic - not syncing: VFS\n");
+            }
+        }
+        let l = lines(&text);
+        let cause = Cause {
+            kind: CauseKind::KernelPanic,
+            phase: None,
+            summary: String::new(),
+            evidence: vec!["Kernel panic - not syncing: VFS".into()],
+            detail: None,
+        };
+        let ex = excerpt(&l, Some(&cause));
+        assert!(ex.contains("line 30") && ex.contains("line 70"), "{ex}");
+        assert!(!ex.contains("line 150"), "{ex}");
+        assert!(
+            ex.contains("\nKernel panic"),
+            "escape sequences are removed: {ex}"
+        );
+    }
 }

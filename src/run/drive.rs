@@ -11,8 +11,19 @@ use crate::console::ConsoleLine;
 use crate::scenario::ShellStep;
 
 use super::interrupt::Interrupt;
-use super::judge::ShellOutcome;
 use super::serial::{needle, shell_command, Seen, SerialConsole, SerialError, TICK};
+
+/// What one `[[expect.shell]]` step got.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShellOutcome {
+    pub command: String,
+    /// None: the guest never answered.
+    pub output: Option<String>,
+    pub status: Option<i32>,
+}
+
+/// More console than any boot prints: a guest flooding it is stopped, not buffered forever.
+pub const CONSOLE_CAP: u64 = 64 << 20;
 
 /// Lines after which nothing good follows. The classifier says what they mean; the driver only
 /// stops waiting (after [`AFTERMATH`], to keep the lines that explain them).
@@ -22,8 +33,6 @@ const FATAL: &[&str] = &[
     r"No bootable device",
     // OVMF's boot manager after every boot option failed.
     r"No bootable option or device was found",
-    // bootrig's iPXE script when a fetch or the boot failed.
-    r"bootrig: .*failed",
 ];
 const DONE: &str = r"BOOTRIG done\r?\n";
 const SHELL: &str = r"BOOTRIG shell\r?\n";
@@ -76,11 +85,11 @@ pub fn drive(
     interrupt: &Interrupt,
 ) -> Result<(End, Vec<ShellOutcome>), SerialError> {
     let goal = [needle(DONE)?, needle(SHELL)?];
-    drive_to(console, watch, total, &goal, shell, interrupt)
+    drive_to(console, watch, total, &goal, None, shell, interrupt)
 }
 
-/// Drives a boot without bootrig's stanza (a field initrd) until a console line matches
-/// `until`; then the boot counts as finished.
+/// Drives a boot without bootrig's stanza (a field initrd) until a console line (ANSI removed)
+/// matches `until`; then the boot counts as finished.
 pub fn drive_until(
     console: &mut SerialConsole,
     watch: &mut dyn Watch,
@@ -88,17 +97,23 @@ pub fn drive_until(
     until: &Regex,
     interrupt: &Interrupt,
 ) -> Result<End, SerialError> {
-    // The second needle is never seen: there is no shell to wait for.
-    let goal = [until.clone(), needle(r"\A\z[^\s\S]")?];
-    drive_to(console, watch, total, &goal, &[], interrupt).map(|(end, _)| end)
+    // Neither needle is ever seen: the goal is checked line by line.
+    let never = needle(NEVER)?;
+    let goal = [never.clone(), never];
+    drive_to(console, watch, total, &goal, Some(until), &[], interrupt).map(|(end, _)| end)
 }
 
-/// `goal`: the "finished" needle, then the "shell opened" needle.
+/// A needle nothing matches.
+const NEVER: &str = r"\A\z[^\s\S]";
+
+/// `goal`: the "finished" needle, then the "shell opened" needle; `line_goal`: a pattern for
+/// whole lines (a user's, with `^` and `$` meaning the line's ends).
 fn drive_to(
     console: &mut SerialConsole,
     watch: &mut dyn Watch,
     total: Duration,
     goal: &[Regex; 2],
+    line_goal: Option<&Regex>,
     shell: &[ShellStep],
     interrupt: &Interrupt,
 ) -> Result<(End, Vec<ShellOutcome>), SerialError> {
@@ -106,12 +121,33 @@ fn drive_to(
     for f in FATAL {
         needles.push(needle(f)?);
     }
+    needles.push(needle(&regex::escape(crate::boot::ipxe::markers::FAILED))?);
     let mut answers = Vec::new();
+    let mut checked = 0;
     loop {
         if interrupt.requested() {
             return Ok((End::Interrupted, answers));
         }
         let seen = console.expect_any(&needles, TICK)?;
+        if let Some(goal) = line_goal {
+            let lines = console.lines();
+            if lines[checked.min(lines.len())..]
+                .iter()
+                .any(|l| goal.is_match(&crate::verdict::cause::strip_ansi(&l.text)))
+            {
+                return Ok((End::Finished, answers));
+            }
+            checked = lines.len();
+        }
+        if console.bytes() > CONSOLE_CAP {
+            return Ok((
+                End::Fatal(format!(
+                    "the console passed {} MiB: a flooding guest",
+                    CONSOLE_CAP >> 20
+                )),
+                answers,
+            ));
+        }
         let phase = watch.phase(&console.lines_so_far());
         let elapsed = console.elapsed();
         watch.progress(phase.as_ref().map(|(p, _)| p.as_str()), elapsed);
@@ -124,7 +160,8 @@ fn drive_to(
             // Done with shell steps to come: the shell line follows.
             Seen::Match { index: 0, .. } => {}
             Seen::Match { index: 1, .. } => {
-                answers = run_shell(console, shell)?;
+                let left = total.saturating_sub(console.elapsed());
+                answers = run_shell(console, shell, left, interrupt)?;
                 console.send_line("exit")?;
                 return Ok((End::Finished, answers));
             }
@@ -166,19 +203,25 @@ fn drive_to(
     }
 }
 
+/// Runs the steps within `left` (the rest of the whole-boot limit); a step the guest never
+/// answered, or one after an interrupt, gets no answer.
 fn run_shell(
     console: &mut SerialConsole,
     steps: &[ShellStep],
+    left: Duration,
+    interrupt: &Interrupt,
 ) -> Result<Vec<ShellOutcome>, SerialError> {
+    let until = std::time::Instant::now() + left;
+    let remaining = || until.saturating_duration_since(std::time::Instant::now());
     let prompt = needle(PROMPT)?;
     let mut answers = Vec::new();
     let mut alive = matches!(
-        console.expect_any(std::slice::from_ref(&prompt), SHELL_STEP)?,
+        console.expect_any(std::slice::from_ref(&prompt), SHELL_STEP.min(remaining()))?,
         Seen::Match { .. }
     );
     for step in steps {
-        let got = if alive {
-            shell_command(console, &step.command, SHELL_STEP)?
+        let got = if alive && !interrupt.requested() && !remaining().is_zero() {
+            shell_command(console, &step.command, SHELL_STEP.min(remaining()))?
         } else {
             None
         };
@@ -199,8 +242,8 @@ fn wait_closed(
     interrupt: &Interrupt,
 ) -> Result<(), SerialError> {
     let until = console.elapsed() + grace;
-    // A needle nothing matches: only EOF or the bound ends the wait.
-    let never = needle(r"\A\z[^\s\S]")?;
+    // Only EOF or the bound ends the wait.
+    let never = needle(NEVER)?;
     while console.elapsed() < until && !interrupt.requested() {
         if console.expect_any(std::slice::from_ref(&never), TICK)? == Seen::Closed {
             break;
@@ -324,6 +367,98 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(end, End::TimedOut { whole: true, .. }), "{end:?}");
+    }
+
+    #[test]
+    fn the_ipxe_scripts_failure_line_is_fatal() {
+        let (mut c, mut guest, _d) = start();
+        guest
+            .write_all(b"http://10.0.2.2:4242/initrd.img... Not found (http://ipxe.org/2d0c613b)\r\nbootrig: netboot failed (iPXE error 0x2d0c613b, see the line above)\r\n")
+            .unwrap();
+        let (end, _) = drive(
+            &mut c,
+            &mut watch(None),
+            Duration::from_secs(30),
+            &[],
+            &Interrupt::never(),
+        )
+        .unwrap();
+        assert_eq!(end, End::Fatal("bootrig: netboot failed".into()));
+    }
+
+    #[test]
+    fn a_guest_panic_reported_by_qemu_ends_the_boot() {
+        struct Panicking;
+        impl Watch for Panicking {
+            fn phase(&mut self, _: &[ConsoleLine]) -> Option<(String, Duration)> {
+                None
+            }
+            fn phase_limit(&self, _: &str) -> Option<Duration> {
+                None
+            }
+            fn guest_panicked(&mut self) -> bool {
+                true
+            }
+            fn progress(&mut self, _: Option<&str>, _: Duration) {}
+        }
+        let (mut c, _guest, _d) = start();
+        let (end, _) = drive(
+            &mut c,
+            &mut Panicking,
+            Duration::from_secs(30),
+            &[],
+            &Interrupt::never(),
+        )
+        .unwrap();
+        assert_eq!(end, End::Panicked);
+    }
+
+    #[test]
+    fn until_matches_whole_lines_without_escape_sequences() {
+        let (mut c, mut guest, _d) = start();
+        guest
+            .write_all(b"Loading...\r\n\x1b[1mWelcome to Debian\x1b[0m\r\n")
+            .unwrap();
+        let until = Regex::new("^Welcome to Debian$").unwrap();
+        let end = drive_until(
+            &mut c,
+            &mut watch(None),
+            Duration::from_secs(30),
+            &until,
+            &Interrupt::never(),
+        )
+        .unwrap();
+        assert_eq!(end, End::Finished);
+    }
+
+    #[test]
+    fn shell_steps_that_outlive_the_boot_limit_get_no_answer() {
+        let (mut c, mut guest, _d) = start();
+        // The shell opens but never answers.
+        guest
+            .write_all(b"BOOTRIG done\r\nBOOTRIG shell\r\nBOOTRIG-SHELL# ")
+            .unwrap();
+        let steps = vec![ShellStep {
+            command: "sleep 100".into(),
+            patterns: vec![],
+            status: 0,
+        }];
+        let start = std::time::Instant::now();
+        let (end, answers) = drive(
+            &mut c,
+            &mut watch(None),
+            Duration::from_secs(2),
+            &steps,
+            &Interrupt::never(),
+        )
+        .unwrap();
+        assert_eq!(end, End::Finished);
+        assert_eq!(answers[0].status, None);
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

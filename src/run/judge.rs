@@ -8,16 +8,10 @@ use regex::Regex;
 
 use crate::console::{ConsoleLine, Evidence};
 use crate::scenario::{Expect, ShellStep};
+use crate::verdict::cause::strip_ansi;
 use crate::verdict::{self, Expectation, Finding};
 
-/// What one `[[expect.shell]]` step got.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ShellOutcome {
-    pub command: String,
-    /// None: the guest never answered.
-    pub output: Option<String>,
-    pub status: Option<i32>,
-}
+use super::drive::ShellOutcome;
 
 /// What `[expect]` found wrong, in two kinds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +80,7 @@ fn asserted_findings(
     let mut out = Vec::new();
     for pattern in &expect.console {
         match Regex::new(pattern) {
-            Ok(re) if lines.iter().any(|l| re.is_match(&l.text)) => {}
+            Ok(re) if lines.iter().any(|l| re.is_match(&strip_ansi(&l.text))) => {}
             Ok(_) => out.push(format!("no console line matches {pattern:?}")),
             Err(e) => out.push(format!("console pattern {pattern:?}: {e}")),
         }
@@ -94,7 +88,7 @@ fn asserted_findings(
     for pattern in &expect.not_console {
         match Regex::new(pattern) {
             Ok(re) => {
-                if let Some(line) = lines.iter().find(|l| re.is_match(&l.text)) {
+                if let Some(line) = lines.iter().find(|l| re.is_match(&strip_ansi(&l.text))) {
                     out.push(format!(
                         "console line matches {pattern:?}, which must not appear: {:?}",
                         line.text
@@ -265,6 +259,20 @@ mod tests {
         assert!(f[0].contains("not within 10.77.0.0/24"), "{f:?}");
         assert!(f[1].contains("login:"), "{f:?}");
         assert!(f[2].contains("must not appear"), "{f:?}");
+    }
+
+    #[test]
+    fn patterns_see_the_line_without_escape_sequences() {
+        let s = scenario("console = [\"^iPXE 1\\\\.0\"]");
+        let coloured = lines("\u{1b}[1m\u{1b}[37miPXE 1.0.0+git -- Open Source\n");
+        let f = findings(
+            &s.expect,
+            &Expectation::default(),
+            &coloured,
+            &console::parse(""),
+            &[],
+        );
+        assert!(f.asserted.is_empty(), "{f:?}");
     }
 
     #[test]

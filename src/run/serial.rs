@@ -19,6 +19,8 @@ use crate::console::ConsoleLine;
 
 /// How long one expect call blocks before the caller gets to look at deadlines and QEMU.
 pub const TICK: Duration = Duration::from_millis(500);
+/// How long [`SerialConsole::finish`] waits for the console's end of file.
+const FINISH_BOUND: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum SerialError {
@@ -80,10 +82,12 @@ struct Lines {
     /// progress line ("Probing EDD... ") may wait seconds for its end.
     partial_at: Option<Duration>,
     closed: bool,
+    bytes: u64,
 }
 
 impl Lines {
     fn push_bytes(&mut self, bytes: &[u8], at: Duration) {
+        self.bytes += bytes.len() as u64;
         for &b in bytes {
             self.partial_at.get_or_insert(at);
             if b == b'\n' {
@@ -122,12 +126,15 @@ pub struct SerialConsole {
     lines: Arc<Mutex<Lines>>,
     session: StreamSession<UnixStream>,
     pump: Option<JoinHandle<()>>,
+    /// Kept to cut the connection if QEMU never closes it.
+    socket: UnixStream,
 }
 
 impl SerialConsole {
     /// Starts reading `stream`; line times count from `t0` (the moment the guest is resumed).
     pub fn start(stream: UnixStream, mut raw_log: File, t0: Instant) -> io::Result<Self> {
         let mut reader = stream.try_clone()?;
+        let socket = stream.try_clone()?;
         // The expect session reads its own copy of the bytes from this pair.
         let (mut feed, expect_side) = UnixStream::pair()?;
         let lines = Arc::new(Mutex::new(Lines::default()));
@@ -163,6 +170,7 @@ impl SerialConsole {
             lines,
             session,
             pump: Some(pump),
+            socket,
         })
     }
 
@@ -233,9 +241,23 @@ impl SerialConsole {
     /// Waits for the console to close (QEMU gone) and returns every line.
     pub fn finish(mut self) -> Vec<ConsoleLine> {
         if let Some(pump) = self.pump.take() {
+            // QEMU is gone or killed, so EOF is due; a peer stuck in the kernel must not hang
+            // the run: after a bound, cut the socket.
+            let until = Instant::now() + FINISH_BOUND;
+            while !pump.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !pump.is_finished() {
+                let _ = self.socket.shutdown(std::net::Shutdown::Both);
+            }
             let _ = pump.join();
         }
         self.lines()
+    }
+
+    /// Bytes the console has sent so far.
+    pub fn bytes(&self) -> u64 {
+        self.lines.lock().map(|l| l.bytes).unwrap_or(0)
     }
 }
 
@@ -254,10 +276,13 @@ pub fn shell_command(
     command: &str,
     wait: Duration,
 ) -> Result<Option<(String, i32)>, SerialError> {
-    // The status marker is built by the shell ("$?"), so the echoed command line never matches.
     let start = console.lines().len();
-    console.send_line(&format!("{command}; echo \"BOOTRIG shell-rc=$?\""))?;
-    let marker = needle(r"BOOTRIG shell-rc=(-?\d+)")?;
+    // eval of the quoted command: a trailing `&` or `;`, or a `# comment`, cannot swallow the
+    // status echo. The marker is built by the shell ("$?"), so the echoed line never matches.
+    let quoted = command.replace('\'', r"'\''");
+    console.send_line(&format!("eval '{quoted}'; echo \"BOOTRIG shell-rc=$?\""))?;
+    // Anchored at the line's end: the number may arrive in pieces.
+    let marker = needle(r"BOOTRIG shell-rc=(-?\d+)\r?\n")?;
     match console.expect_any(std::slice::from_ref(&marker), wait)? {
         Seen::Match { text, .. } => {
             let rc = marker
@@ -272,9 +297,9 @@ pub fn shell_command(
                 if let Some(end) = lines
                     .iter()
                     .skip(start)
-                    .position(|l| marker.is_match(&l.text))
+                    .position(|l| marker.is_match(&format!("{}\n", l.text)))
                 {
-                    break output_between(&lines[start..start + end], command);
+                    break command_output(&lines[start..start + end]);
                 }
                 if Instant::now() > deadline {
                     break String::new();
@@ -287,15 +312,16 @@ pub fn shell_command(
     }
 }
 
-/// The command's output: the lines after the echoed command line.
-fn output_between(lines: &[ConsoleLine], command: &str) -> String {
+/// The command's output: the lines after the echoed command line (the last line showing the
+/// unexpanded status echo, which also covers a command the line editor wrapped).
+fn command_output(lines: &[ConsoleLine]) -> String {
     let skip = lines
         .iter()
-        .position(|l| l.text.contains(command))
+        .rposition(|l| l.text.contains("shell-rc=$?"))
         .map_or(0, |i| i + 1);
     lines[skip..]
         .iter()
-        .map(|l| l.text.as_str())
+        .map(|l| crate::verdict::cause::strip_ansi(&l.text))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -317,7 +343,7 @@ mod tests {
     fn lines_are_cut_timestamped_and_logged_raw() {
         let (c, mut guest, dir) = console_pair();
         guest.write_all(b"SeaBIOS (version 1.16)\r\nhalf").unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(300));
         guest
             .write_all(b" a line\r\nno newline at the end")
             .unwrap();
@@ -333,8 +359,8 @@ mod tests {
             ]
         );
         // "half a line" is dated by its first byte, which came with the first write.
-        assert!(lines[1].at < lines[0].at + Duration::from_millis(40));
-        assert!(lines[2].at >= lines[0].at + Duration::from_millis(40));
+        assert!(lines[1].at < lines[0].at + Duration::from_millis(150));
+        assert!(lines[2].at >= lines[0].at + Duration::from_millis(250));
         let raw = std::fs::read(dir.path().join("console.log")).unwrap();
         assert_eq!(
             raw,
@@ -393,19 +419,24 @@ mod tests {
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
             let line = line.trim_end();
-            writer.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+            writer
+                .write_all(format!("BOOTRIG-SHELL# {line}\r\n").as_bytes())
+                .unwrap();
             writer.write_all(b"6.1.0-56-amd64\r\n").unwrap();
-            writer.write_all(b"BOOTRIG shell-rc=3\r\n").unwrap();
+            // The status arrives in two pieces: "1" and then "27".
+            writer.write_all(b"BOOTRIG shell-rc=1").unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            writer.write_all(b"27\r\n").unwrap();
             line.to_string()
         });
-        let (out, rc) = shell_command(&mut c, "uname -r", Duration::from_secs(5))
+        let (out, rc) = shell_command(&mut c, "uname -r # it's", Duration::from_secs(5))
             .unwrap()
             .unwrap();
-        assert_eq!(rc, 3);
+        assert_eq!(rc, 127);
         assert_eq!(out, "6.1.0-56-amd64");
         assert_eq!(
             shell.join().unwrap(),
-            "uname -r; echo \"BOOTRIG shell-rc=$?\""
+            "eval 'uname -r # it'\\''s'; echo \"BOOTRIG shell-rc=$?\""
         );
     }
 }

@@ -100,7 +100,13 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SuiteError> {
             source,
         })?;
         let path = entry.path();
-        if path.is_dir() {
+        // The entry's own type: a symlinked directory is not followed (a link loop would recurse
+        // forever); a symlinked scenario file is read.
+        let own_type = entry.file_type().map_err(|source| SuiteError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if own_type.is_dir() {
             walk(&path, out)?;
         } else if path.extension().is_some_and(|x| x == "toml") {
             out.push(path);
@@ -156,7 +162,8 @@ fn not_run(job: &Job) -> ScenarioReport {
         id: job.id.clone(),
         name: job.id.clone(),
         file: job.file.display().to_string(),
-        outcome: Outcome::Skip,
+        // An error, not a skip: an interrupted run must not look like a passing one.
+        outcome: Outcome::Error,
         reason: Some("not run: the run was interrupted before it started".into()),
         cause: None,
         expected_failure: None,
@@ -233,7 +240,7 @@ mod tests {
         };
         let out = run_all(&jobs, 1, &stop, &stopper);
         assert_eq!(out[0].outcome, Outcome::Pass);
-        assert!(out[1..].iter().all(|r| r.outcome == Outcome::Skip));
+        assert!(out[1..].iter().all(|r| r.outcome == Outcome::Error));
         assert!(out[1].reason.as_deref().unwrap().contains("interrupted"));
     }
 }
