@@ -344,8 +344,11 @@ fn orphan_sleep(netns_path: &Path) -> u32 {
         .stdout(Stdio::null())
         .process_group(0);
     netns::enter_on_spawn(&mut cmd, netns_path).unwrap();
-    let child = cmd.spawn().unwrap();
-    child.id()
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    // Reaped once cleanup kills it, so no zombie is left.
+    std::thread::spawn(move || child.wait());
+    pid
 }
 
 fn wait_gone(pid: u32) -> bool {
