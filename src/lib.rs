@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod fsutil;
 pub mod initrd;
 pub mod kmod;
+pub mod net;
 pub mod patch;
 pub mod qemu;
 pub mod report;

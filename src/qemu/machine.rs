@@ -120,10 +120,25 @@ pub struct UserNet {
     pub bootfile: Option<String>,
 }
 
+/// A tap device of the run's test segment (see `crate::net`): QEMU must be started inside the
+/// segment's network namespace, where the tap lives, and the segment's dnsmasq answers DHCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapNet {
+    pub nic: NicModel,
+    pub rom: NicRom,
+    pub bootindex: Option<u32>,
+    /// The tap's name inside the namespace.
+    pub ifname: String,
+    /// The NIC's MAC (`aa:bb:cc:dd:ee:ff`); `None` is QEMU's default 52:54:00:12:34:56, which
+    /// guests sharing one bridge must not all use.
+    pub mac: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
     None,
     User(UserNet),
+    Tap(TapNet),
 }
 
 /// `-kernel`/`-initrd`/`-append`: the firmware hands over to the kernel directly.
@@ -158,6 +173,10 @@ pub enum MachineError {
     NonUtf8Path { what: &'static str, path: PathBuf },
     #[error("DHCP boot file name {0:?}: expected 1-127 printable ASCII characters")]
     BadBootfile(String),
+    #[error("tap name {0:?}: expected 1-15 characters of [A-Za-z0-9_.-]")]
+    BadTapName(String),
+    #[error("MAC address {0:?}: expected six colon-separated hex pairs such as 52:54:00:12:34:56")]
+    BadMac(String),
 }
 
 /// The chardev ids the harness and QMP commands refer to.
@@ -283,11 +302,15 @@ fn panic_args() -> Vec<String> {
 }
 
 fn network_args(network: &Network) -> Result<Vec<String>, MachineError> {
-    let net = match network {
+    match network {
         // No NIC at all.
-        Network::None => return Ok(vec![]),
-        Network::User(net) => net,
-    };
+        Network::None => Ok(vec![]),
+        Network::User(net) => user_net_args(net),
+        Network::Tap(tap) => tap_net_args(tap),
+    }
+}
+
+fn user_net_args(net: &UserNet) -> Result<Vec<String>, MachineError> {
     let mut netdev = format!("user,id={NETDEV_ID}");
     if let Some(root) = &net.tftp_root {
         // slirp's TFTP server serves this directory at 10.0.2.2.
@@ -303,18 +326,58 @@ fn network_args(network: &Network) -> Result<Vec<String>, MachineError> {
         }
         netdev.push_str(&format!(",bootfile={}", bootfile.replace(',', ",,")));
     }
-    let mut device = format!("{},netdev={NETDEV_ID}", net.nic.qemu_device());
-    if let Some(index) = net.bootindex {
+    let device = nic_device_arg(net.nic, &net.rom, net.bootindex, None)?;
+    Ok(vec!["-netdev".into(), netdev, "-device".into(), device])
+}
+
+fn tap_net_args(tap: &TapNet) -> Result<Vec<String>, MachineError> {
+    let name_ok = (1..=15).contains(&tap.ifname.len())
+        && tap
+            .ifname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !name_ok {
+        return Err(MachineError::BadTapName(tap.ifname.clone()));
+    }
+    // The existing tap in QEMU's own namespace; no helper scripts (the segment configured it).
+    let netdev = format!(
+        "tap,id={NETDEV_ID},ifname={},script=no,downscript=no",
+        tap.ifname
+    );
+    let device = nic_device_arg(tap.nic, &tap.rom, tap.bootindex, tap.mac.as_deref())?;
+    Ok(vec!["-netdev".into(), netdev, "-device".into(), device])
+}
+
+/// `<nic>,netdev=net0[,mac=…][,bootindex=N][,romfile=…]`.
+fn nic_device_arg(
+    nic: NicModel,
+    rom: &NicRom,
+    bootindex: Option<u32>,
+    mac: Option<&str>,
+) -> Result<String, MachineError> {
+    let mut device = format!("{},netdev={NETDEV_ID}", nic.qemu_device());
+    if let Some(mac) = mac {
+        let parts: Vec<&str> = mac.split(':').collect();
+        let valid = parts.len() == 6
+            && parts
+                .iter()
+                .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !valid {
+            return Err(MachineError::BadMac(mac.to_owned()));
+        }
+        device.push_str(&format!(",mac={mac}"));
+    }
+    if let Some(index) = bootindex {
         // Boot from this NIC first (SeaBIOS and OVMF both honour bootindex).
         device.push_str(&format!(",bootindex={index}"));
     }
-    match &net.rom {
+    match rom {
         NicRom::QemuDefault => {}
         NicRom::File(rom) => device.push_str(&format!(",romfile={}", opt_path("NIC ROM", rom)?)),
         // An empty romfile means no ROM BAR at all.
         NicRom::Disabled => device.push_str(",romfile="),
     }
-    Ok(vec!["-netdev".into(), netdev, "-device".into(), device])
+    Ok(device)
 }
 
 fn direct_kernel_args(direct: &DirectKernel) -> Result<Vec<String>, MachineError> {
@@ -511,6 +574,62 @@ mod tests {
         assert_eq!(spec.args().unwrap(), golden(&[], &tail));
         spec.network = Network::None;
         assert_eq!(spec.args().unwrap(), golden(&[], &tail[4..]));
+    }
+
+    #[test]
+    fn tap_network_in_the_segment() {
+        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::VirtioNetPci);
+        spec.network = Network::Tap(TapNet {
+            nic: NicModel::VirtioNetPci,
+            rom: NicRom::File("/usr/lib/ipxe/qemu/pxe-virtio.rom".into()),
+            bootindex: Some(1),
+            ifname: "tap0".into(),
+            mac: Some("52:54:00:77:00:0a".into()),
+        });
+        let tail = [
+            "-netdev",
+            "tap,id=net0,ifname=tap0,script=no,downscript=no",
+            "-device",
+            "virtio-net-pci,netdev=net0,mac=52:54:00:77:00:0a,bootindex=1,romfile=/usr/lib/ipxe/qemu/pxe-virtio.rom",
+            "-S",
+        ];
+        assert_eq!(spec.args().unwrap(), golden(&[], &tail));
+        spec.network = Network::Tap(TapNet {
+            nic: NicModel::E1000,
+            rom: NicRom::Disabled,
+            bootindex: None,
+            ifname: "tap1".into(),
+            mac: None,
+        });
+        let args = spec.args().unwrap();
+        assert!(args.contains(&"e1000,netdev=net0,romfile=".to_string()));
+        for (ifname, mac, want) in [
+            ("tap,x", None, MachineError::BadTapName("tap,x".into())),
+            (
+                "a-sixteen-chars!",
+                None,
+                MachineError::BadTapName("a-sixteen-chars!".into()),
+            ),
+            (
+                "tap0",
+                Some("52:54:00:77:00"),
+                MachineError::BadMac("52:54:00:77:00".into()),
+            ),
+            (
+                "tap0",
+                Some("52:54:00:77:00:0g"),
+                MachineError::BadMac("52:54:00:77:00:0g".into()),
+            ),
+        ] {
+            spec.network = Network::Tap(TapNet {
+                nic: NicModel::E1000,
+                rom: NicRom::Disabled,
+                bootindex: None,
+                ifname: ifname.into(),
+                mac: mac.map(String::from),
+            });
+            assert_eq!(spec.args(), Err(want));
+        }
     }
 
     #[test]

@@ -1,0 +1,84 @@
+//! Whether this process may build a test segment: `ip netns add` bind-mounts the namespace
+//! (CAP_SYS_ADMIN) and bridges, taps and addresses need CAP_NET_ADMIN. Read from the effective
+//! capability set, not the uid: a root inside a container may lack them, a non-root may hold them.
+
+use thiserror::Error;
+
+pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_SYS_ADMIN: u32 = 21;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CapError {
+    #[error("backend = \"dnsmasq\" builds a network namespace with a bridge, taps and a DHCP server, which needs {missing} (this process lacks it: run as root or grant it); without it use backend = \"user\" (QEMU's user-mode network, which cannot check client-identifier reservations)")]
+    Missing { missing: String },
+    #[error("/proc/self/status: {0}")]
+    Unreadable(String),
+}
+
+/// The effective capability bits from the text of /proc/PID/status.
+pub fn effective_caps(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// The capabilities a segment needs that `caps` lacks, by name.
+pub fn missing_for_segment(caps: u64) -> Vec<&'static str> {
+    [
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| caps & (1 << bit) == 0)
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// Fails with the alternative named when this process cannot build a segment.
+pub fn require_segment_caps() -> Result<(), CapError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| CapError::Unreadable(e.to_string()))?;
+    let caps = effective_caps(&status)
+        .ok_or_else(|| CapError::Unreadable("no parsable CapEff line".into()))?;
+    let missing = missing_for_segment(caps);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CapError::Missing {
+            missing: missing.join(" and "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cap_eff_and_names_what_is_missing() {
+        let status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t0000000000001000\n";
+        let caps = effective_caps(status).unwrap();
+        assert_eq!(caps, 1 << CAP_NET_ADMIN);
+        assert_eq!(missing_for_segment(caps), vec!["CAP_SYS_ADMIN"]);
+        assert_eq!(missing_for_segment(0x1fffeffffff), Vec::<&str>::new());
+        assert_eq!(
+            missing_for_segment(0),
+            vec!["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
+        );
+        assert_eq!(effective_caps("CapEff:\tzz\n"), None);
+        assert_eq!(effective_caps(""), None);
+    }
+
+    #[test]
+    fn the_error_names_the_user_backend() {
+        let e = CapError::Missing {
+            missing: "CAP_NET_ADMIN".into(),
+        };
+        assert!(e.to_string().contains("backend = \"user\""), "{e}");
+    }
+
+    #[test]
+    fn this_process_reads_its_own_caps() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(effective_caps(&status).is_some());
+    }
+}
