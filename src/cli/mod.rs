@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod build;
+pub mod cleanup;
 pub mod doctor;
 pub mod initrd;
 pub mod modules;
@@ -68,6 +69,8 @@ pub enum Command {
     Check(run::RunArgs),
     /// Boot a field initrd unchanged and classify what happens.
     Repro(run::ReproArgs),
+    /// Remove the network namespaces, taps and processes that killed runs left.
+    Cleanup(cleanup::CleanupArgs),
     /// Check this host for what bootrig needs, and say how to get what is missing.
     Doctor(doctor::DoctorArgs),
     /// Join and convert run reports.
@@ -97,6 +100,7 @@ pub fn run(command: Command) -> CliResult {
         Command::Run(args) => run::run(args),
         Command::Check(args) => run::check(args),
         Command::Repro(args) => run::repro(args),
+        Command::Cleanup(args) => cleanup::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Report(cmd) => report::run(cmd),
     }
