@@ -203,7 +203,9 @@ pub fn preflight(kernel: &dyn Kernel, device: &Bdf, opts: &CheckOptions) -> Pref
     }
     let check = memlock_row(opts.memory_mib, &mut report);
     report.checks.push(check);
-    let is_vf = report.known.is_some_and(|k| k.function == Function::Vf);
+    // A VF has no ROM BAR of its own; neither does the VF a PF check is for.
+    let is_vf =
+        opts.scope == Scope::SriovPf || report.known.is_some_and(|k| k.function == Function::Vf);
     let check = rom_row(kernel, device, opts, is_vf, &mut report);
     report.checks.push(check);
     report
@@ -559,6 +561,9 @@ fn rom_row(
         return row("rom", Status::Info, "a VF has no option ROM of its own: to boot through FlexBoot give a romfile (FlexBoot image)");
     } else if !opts.read_card_rom {
         return row("rom", Status::Info, "the card's own ROM was not read");
+    } else if report.known.is_none() {
+        // Enabling the ROM of a device bootrig does not know is not bootrig's to do.
+        return row("rom", Status::Info, "not read: not a known adapter");
     } else if !kernel.paths().pci_device(device).join("rom").exists() {
         return row(
             "rom",
