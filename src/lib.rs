@@ -33,3 +33,4 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     msg
 }
+pub mod vfio;

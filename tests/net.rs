@@ -551,6 +551,7 @@ fn qemu_guest_on_the_tap_gets_its_reserved_address() {
         qmp_socket: run.join("qmp.sock"),
         start_paused: false,
         direct: None,
+        vfio: vec![],
     };
     let serial = UnixListener::bind(&vm.serial_socket).unwrap();
     let _qmp = UnixListener::bind(&vm.qmp_socket).unwrap();

@@ -188,6 +188,7 @@ fn boot(name: &str, case: &Case) -> Outcome {
         qmp_socket: run.path().join("qmp.sock"),
         start_paused: true,
         direct: None,
+        vfio: vec![],
     };
     let serial_listener = UnixListener::bind(&vm.serial_socket).unwrap();
     let qmp_listener = UnixListener::bind(&vm.qmp_socket).unwrap();

@@ -13,6 +13,7 @@ pub mod initrd;
 pub mod modules;
 pub mod report;
 pub mod run;
+pub mod vfio;
 
 /// What a command found, when it ran to the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,9 @@ pub enum Command {
     Repro(run::ReproArgs),
     /// Remove the network namespaces, taps and processes that killed runs left.
     Cleanup(cleanup::CleanupArgs),
+    /// Pass a lab adapter to guests with VFIO: check it, put the host back after a killed run.
+    #[command(subcommand)]
+    Vfio(vfio::VfioCommand),
     /// Check this host for what bootrig needs, and say how to get what is missing.
     Doctor(doctor::DoctorArgs),
     /// Join and convert run reports.
@@ -101,6 +105,7 @@ pub fn run(command: Command) -> CliResult {
         Command::Check(args) => run::check(args),
         Command::Repro(args) => run::repro(args),
         Command::Cleanup(args) => cleanup::run(args),
+        Command::Vfio(cmd) => vfio::run(cmd),
         Command::Doctor(args) => doctor::run(args),
         Command::Report(cmd) => report::run(cmd),
     }

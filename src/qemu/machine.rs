@@ -141,6 +141,26 @@ pub enum Network {
     Tap(TapNet),
 }
 
+/// The option ROM of a passed-through adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VfioRom {
+    /// The card's own ROM (its FlexBoot), read through the ROM BAR (`rombar=1`).
+    Device,
+    /// This image (a FlexBoot build) instead of the card's.
+    File(PathBuf),
+    /// No ROM BAR: the adapter cannot netboot (direct-boot runs).
+    Disabled,
+}
+
+/// A host PCI function handed to the guest with VFIO (`-device vfio-pci`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfioDevice {
+    pub host: crate::vfio::Bdf,
+    pub rom: VfioRom,
+    /// Boot priority (`bootindex`); `None` leaves it out of the boot order.
+    pub bootindex: Option<u32>,
+}
+
 /// `-kernel`/`-initrd`/`-append`: the firmware hands over to the kernel directly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectKernel {
@@ -156,6 +176,8 @@ pub struct VmSpec {
     pub memory_mib: u32,
     pub firmware: Firmware,
     pub network: Network,
+    /// Host adapters passed through with VFIO (with one, `network` is usually [`Network::None`]).
+    pub vfio: Vec<VfioDevice>,
     /// Unix socket the harness listens on for the guest's serial console.
     pub serial_socket: PathBuf,
     /// QEMU's own log of everything the console printed.
@@ -197,6 +219,9 @@ impl VmSpec {
         a.extend(qmp_args(&self.qmp_socket)?);
         a.extend(panic_args());
         a.extend(network_args(&self.network)?);
+        for device in &self.vfio {
+            a.extend(vfio_args(device)?);
+        }
         if let Some(direct) = &self.direct {
             a.extend(direct_kernel_args(direct)?);
         }
@@ -380,6 +405,23 @@ fn nic_device_arg(
     Ok(device)
 }
 
+fn vfio_args(device: &VfioDevice) -> Result<Vec<String>, MachineError> {
+    // The host function, bound to vfio-pci beforehand (src/vfio).
+    let mut opt = format!("vfio-pci,host={}", device.host);
+    match &device.rom {
+        // The card's own FlexBoot through its ROM BAR.
+        VfioRom::Device => opt.push_str(",rombar=1"),
+        // QEMU exposes this image as the ROM BAR instead of the card's.
+        VfioRom::File(rom) => opt.push_str(&format!(",romfile={}", opt_path("VFIO ROM", rom)?)),
+        VfioRom::Disabled => opt.push_str(",rombar=0"),
+    }
+    if let Some(index) = device.bootindex {
+        // Boot through the adapter's ROM first.
+        opt.push_str(&format!(",bootindex={index}"));
+    }
+    Ok(vec!["-device".into(), opt])
+}
+
 fn direct_kernel_args(direct: &DirectKernel) -> Result<Vec<String>, MachineError> {
     // -kernel, -initrd and -append take plain values (no option parsing), so no comma escaping.
     Ok(vec![
@@ -448,6 +490,7 @@ mod tests {
             qmp_socket: "/run/r1/qmp.sock".into(),
             start_paused: true,
             direct: None,
+            vfio: vec![],
         }
     }
 
@@ -633,6 +676,53 @@ mod tests {
     }
 
     #[test]
+    fn vfio_adapter_replaces_the_emulated_nic() {
+        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        spec.network = Network::None;
+        spec.vfio = vec![VfioDevice {
+            host: "0000:03:00.0".parse().unwrap(),
+            rom: VfioRom::Device,
+            bootindex: Some(1),
+        }];
+        assert_eq!(
+            spec.args().unwrap(),
+            golden(
+                &[],
+                &[
+                    "-device",
+                    "vfio-pci,host=0000:03:00.0,rombar=1,bootindex=1",
+                    "-S"
+                ]
+            )
+        );
+        spec.vfio = vec![
+            VfioDevice {
+                host: "af:00.2".parse().unwrap(),
+                rom: VfioRom::File("/lab/roms/FlexBoot,3.7.rom".into()),
+                bootindex: Some(2),
+            },
+            VfioDevice {
+                host: "0000:af:00.3".parse().unwrap(),
+                rom: VfioRom::Disabled,
+                bootindex: None,
+            },
+        ];
+        assert_eq!(
+            spec.args().unwrap(),
+            golden(
+                &[],
+                &[
+                    "-device",
+                    "vfio-pci,host=0000:af:00.2,romfile=/lab/roms/FlexBoot,,3.7.rom,bootindex=2",
+                    "-device",
+                    "vfio-pci,host=0000:af:00.3,rombar=0",
+                    "-S",
+                ]
+            )
+        );
+    }
+
+    #[test]
     fn commas_in_option_paths_are_doubled() {
         let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
         spec.serial_socket = "/tmp/a,b/serial.sock".into();
@@ -657,6 +747,19 @@ mod tests {
             spec.args(),
             Err(MachineError::NonUtf8Path {
                 what: "QMP socket",
+                ..
+            })
+        ));
+        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        spec.vfio = vec![VfioDevice {
+            host: "0000:03:00.0".parse().unwrap(),
+            rom: VfioRom::File(PathBuf::from(std::ffi::OsStr::from_bytes(b"/r/\xfe.rom"))),
+            bootindex: None,
+        }];
+        assert!(matches!(
+            spec.args(),
+            Err(MachineError::NonUtf8Path {
+                what: "VFIO ROM",
                 ..
             })
         ));

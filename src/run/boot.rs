@@ -579,6 +579,7 @@ fn vm_spec(
         qmp_socket: qmp.to_owned(),
         start_paused: true,
         direct,
+        vfio: vec![],
     })
 }
 
