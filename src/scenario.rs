@@ -128,6 +128,112 @@ pub struct Network {
     /// The DHCP client-identifier, hex bytes `ff:00:…`: given as is, or made from `guid`.
     pub client_id: Option<String>,
     pub guid: Option<String>,
+    /// The host side of the guest's network.
+    pub backend: Backend,
+}
+
+/// Where the guest's NIC is plugged in.
+#[derive(Debug, Clone, Serialize)]
+pub enum Backend {
+    /// QEMU's user-mode network: its own DHCP (answers anyone) and TFTP; no host state.
+    User,
+    /// A network namespace bootrig makes, with dnsmasq serving DHCP and TFTP as a lab would.
+    Dnsmasq(DhcpServer),
+    /// An existing host bridge (a lab's network with its own DHCP server).
+    Bridge(String),
+}
+
+/// `[network.dhcp_server]`: what the dnsmasq backend's server does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpServer {
+    #[serde(default = "default_subnet")]
+    pub subnet: String,
+    /// The dynamic pool, first and last address; none: reserved clients only.
+    pub range: Option<[String; 2]>,
+    #[serde(default)]
+    pub reservations: Vec<ReservationSpec>,
+    /// Lease time, at least 2 minutes (dnsmasq's minimum) [1h].
+    pub lease_time: Option<String>,
+    /// A fault to inject: `{ kind = "no-server" }`, `{ kind = "reply-delay", seconds = 5 }`,
+    /// `{ kind = "no-boot-file" }`, `{ kind = "wrong-next-server" }`,
+    /// `{ kind = "exhausted-range" }`, `{ kind = "restart-mid-boot" }`.
+    #[serde(default, skip_serializing)]
+    pub fault: Option<crate::net::DhcpFault>,
+}
+
+fn default_subnet() -> String {
+    "10.77.0.0/24".into()
+}
+
+/// One fixed address, by MAC or by client-identifier (`ff:00:…`, as dnsmasq's `id:`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationSpec {
+    pub client_id: Option<String>,
+    pub mac: Option<String>,
+    pub address: String,
+}
+
+/// `[expect] lease`: the server must have leased this address to this client-identifier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseExpect {
+    pub client_id: String,
+    pub address: String,
+}
+
+impl DhcpServer {
+    /// The server's configuration, checked (boot file and TFTP root are the run's to add).
+    pub fn config(&self) -> Result<crate::net::config::DhcpConfig, String> {
+        use crate::net::config::{ClientMatch, DhcpConfig, Reservation};
+        let mut config = DhcpConfig::default_lab();
+        config.subnet = self
+            .subnet
+            .parse()
+            .map_err(|e| format!("[network.dhcp_server] subnet = {:?}: {e}", self.subnet))?;
+        let addr = |key: &str, text: &str| {
+            text.parse::<std::net::Ipv4Addr>()
+                .map_err(|e| format!("[network.dhcp_server] {key} = {text:?}: {e}"))
+        };
+        config.range = match &self.range {
+            Some([first, last]) => Some((addr("range", first)?, addr("range", last)?)),
+            None => None,
+        };
+        if let Some(t) = &self.lease_time {
+            let d = humantime::parse_duration(t)
+                .map_err(|e| format!("[network.dhcp_server] lease_time = {t:?}: {e}"))?;
+            config.lease_secs = u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        }
+        for r in &self.reservations {
+            let client = match (&r.client_id, &r.mac) {
+                (Some(id), None) => ClientMatch::ClientId(id.parse().map_err(|e| {
+                    format!("[network.dhcp_server] reservation client_id = {id:?}: {e}")
+                })?),
+                (None, Some(mac)) => ClientMatch::Mac(mac.parse().map_err(|e| {
+                    format!("[network.dhcp_server] reservation mac = {mac:?}: {e}")
+                })?),
+                _ => {
+                    return Err(
+                        "[network.dhcp_server] reservations: each gives client_id or mac (one)"
+                            .into(),
+                    )
+                }
+            };
+            config.reservations.push(Reservation {
+                client,
+                address: addr("reservation address", &r.address)?,
+            });
+        }
+        // The renderer checks the rest against the subnet (range inside it, lease length).
+        crate::net::config::render(
+            &config,
+            "br0",
+            &crate::net::config::DnsmasqFiles::in_dir(std::path::Path::new("/")),
+        )
+        .map_err(|e| format!("[network.dhcp_server]: {e}"))?;
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +350,8 @@ pub struct Expect {
     /// Regular expressions no console line may match.
     pub not_console: Vec<String>,
     pub shell: Vec<ShellStep>,
+    /// What the DHCP server must have leased (dnsmasq backend).
+    pub lease: Option<LeaseExpect>,
 }
 
 mod humantime_serde_secs {
@@ -299,6 +407,7 @@ struct RawExpect {
     not_console: Vec<String>,
     #[serde(default)]
     shell: Vec<ShellStep>,
+    lease: Option<LeaseExpect>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,6 +472,15 @@ struct RawNetwork {
     gateway: Option<String>,
     guid: Option<String>,
     client_id: Option<String>,
+    backend: Option<RawBackend>,
+    dhcp_server: Option<DhcpServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawBackend {
+    Name(String),
+    Bridge { bridge: String },
 }
 
 /// Keys a scenario may have, per table, for suggestions.
@@ -408,6 +526,15 @@ const KEYS: &[&str] = &[
     "command",
     "patterns",
     "status",
+    "backend",
+    "bridge",
+    "dhcp_server",
+    "subnet",
+    "range",
+    "reservations",
+    "lease_time",
+    "fault",
+    "lease",
 ];
 
 /// Default whole-boot limit: a TCG boot of a 40 MB distribution initrd over TFTP under UEFI
@@ -514,6 +641,38 @@ impl Scenario {
                 ));
             }
         }
+        let backend = match (net.backend, net.dhcp_server) {
+            (None, None) => Backend::User,
+            (Some(RawBackend::Name(n)), None) if n == "user" => Backend::User,
+            (Some(RawBackend::Name(n)), server) if n == "dnsmasq" => {
+                let server = server.unwrap_or(DhcpServer {
+                    subnet: default_subnet(),
+                    range: Some(["10.77.0.10".into(), "10.77.0.99".into()]),
+                    reservations: Vec::new(),
+                    lease_time: None,
+                    fault: None,
+                });
+                server.config().map_err(invalid)?;
+                Backend::Dnsmasq(server)
+            }
+            (Some(RawBackend::Bridge { bridge }), None) => {
+                if !crate::net::config::valid_ifname(&bridge) {
+                    return Err(invalid(format!(
+                        "[network] backend = {{ bridge = {bridge:?} }}: not an interface name"
+                    )));
+                }
+                Backend::Bridge(bridge)
+            }
+            (Some(RawBackend::Name(n)), None) => {
+                return Err(invalid(format!(
+                "[network] backend = {n:?}: use \"user\", \"dnsmasq\" or {{ bridge = \"NAME\" }}"
+            )))
+            }
+            (_, Some(_)) => return Err(invalid(
+                "[network.dhcp_server] is for backend = \"dnsmasq\"; set it or remove the table"
+                    .into(),
+            )),
+        };
         let boot = boot_from(raw.boot);
         let expect = expect_from(raw.expect, &interface, &addressing).map_err(invalid)?;
         if boot.method == Method::Direct && !boot.ipxe_initrd_arg {
@@ -545,6 +704,7 @@ impl Scenario {
                 addressing,
                 client_id: net.client_id,
                 guid: net.guid,
+                backend,
             },
             boot,
             expect,
@@ -642,6 +802,7 @@ fn expect_from(raw: RawExpect, interface: &str, addressing: &Addressing) -> Resu
         console: raw.console,
         not_console: raw.not_console,
         shell: raw.shell,
+        lease: raw.lease,
     })
 }
 

@@ -24,6 +24,15 @@ fn console(name: &str) -> Vec<ConsoleLine> {
         .collect()
 }
 
+fn lines(text: &str) -> Vec<ConsoleLine> {
+    text.lines()
+        .map(|t| ConsoleLine {
+            at: Duration::ZERO,
+            text: t.to_string(),
+        })
+        .collect()
+}
+
 fn cause(name: &str) -> Cause {
     classify(&console(name)).unwrap_or_else(|| panic!("{name}: no cause found"))
 }
@@ -302,4 +311,36 @@ fn timeouts_and_exits_come_from_the_orchestrator() {
         (e.kind, e.phase),
         (CauseKind::QemuExited, Some(Phase::Init))
     );
+}
+
+#[test]
+fn ipxe_with_only_ipv6_and_no_dhcpv4_offer_is_a_firmware_no_dhcp_offer() {
+    let c = cause("no-dhcp-offer-ipxe-ipv6-only.log");
+    assert_eq!(c.kind, CauseKind::NoDhcpOffer);
+    assert!(
+        c.evidence[0].starts_with("Nothing to boot:"),
+        "{:?}",
+        c.evidence
+    );
+    // A boot that got its IPv4 address and then found no file is not a missing offer.
+    let got_ipv4 = lines(
+        "net0: 10.77.0.111/255.255.255.0 gw 10.77.0.1\nNothing to boot: No such file or directory (http://ipxe.org/2d03e13b)\n",
+    );
+    assert_ne!(
+        classify(&got_ipv4).map(|c| c.kind),
+        Some(CauseKind::NoDhcpOffer)
+    );
+}
+
+#[test]
+fn ipxe_fetch_timing_out_at_a_wrong_next_server_is_boot_file_not_found() {
+    let c = cause("boot-file-timeout-wrong-next-server.log");
+    assert_eq!(c.kind, CauseKind::BootFileNotFound);
+    assert_eq!(
+        c.detail,
+        Some(Detail::BootFile {
+            url: "tftp://10.77.0.254/boot.ipxe".into()
+        })
+    );
+    assert!(c.summary.contains("no answer"), "{}", c.summary);
 }

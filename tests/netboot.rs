@@ -168,7 +168,7 @@ fn boot(name: &str, case: &Case) -> Outcome {
     };
     // Over HTTP the script comes from bootrig's server too: no TFTP at all.
     let (tftp_root, bootfile) = match fetch {
-        Fetch::Tftp => (Some(boot_dir.clone()), stage::SCRIPT_NAME.to_owned()),
+        Fetch::Tftp | Fetch::TftpAt(_) => (Some(boot_dir.clone()), stage::SCRIPT_NAME.to_owned()),
         Fetch::Http { .. } => (None, format!("{}/{}", fetch.base_url(), stage::SCRIPT_NAME)),
     };
     let vm = VmSpec {

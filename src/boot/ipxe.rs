@@ -35,6 +35,8 @@ pub enum Fetch {
     Tftp,
     /// bootrig's HTTP server on host loopback, `port` being the port it was given.
     Http { port: u16 },
+    /// TFTP from this server (a dnsmasq segment's), not QEMU's user-mode one.
+    TftpAt(std::net::Ipv4Addr),
 }
 
 impl Fetch {
@@ -42,6 +44,7 @@ impl Fetch {
     pub fn base_url(self) -> String {
         match self {
             Fetch::Tftp => format!("tftp://{GUEST_HOST_ADDR}"),
+            Fetch::TftpAt(server) => format!("tftp://{server}"),
             Fetch::Http { port } => format!("http://{GUEST_HOST_ADDR}:{port}"),
         }
     }

@@ -193,8 +193,10 @@ pub fn repro(args: ReproArgs) -> CliResult {
             console: Vec::new(),
             not_console: Vec::new(),
             shell: Vec::new(),
+            lease: None,
         },
         interface: None,
+        backend: crate::scenario::Backend::User,
         append: args.append.clone(),
         until: Some(args.until.clone()),
     };

@@ -189,6 +189,14 @@ pub fn render(
     line("group=root".into());
     // The only server on the segment: NAK foreign leases at once instead of staying silent.
     line("dhcp-authoritative".into());
+    // PXE clients (the iPXE ROM sends vendor class PXEClient) are told to skip boot-server
+    // discovery and take the boot file as given; otherwise iPXE waits some 15 s for a
+    // ProxyDHCP answer nobody sends.
+    line("dhcp-option=vendor:PXEClient,6,2b".into());
+    // Router advertisements on the bridge's IPv6 prefix: the iPXE ROM configures IPv6 too and
+    // otherwise waits some 15 s for a router before it goes on.
+    line("enable-ra".into());
+    line("dhcp-range=::,constructor:br0,ra-only".into());
     let netmask = subnet.netmask();
     match cfg.range {
         Some((start, end)) => {
@@ -313,6 +321,9 @@ except-interface=lo
 user=root
 group=root
 dhcp-authoritative
+dhcp-option=vendor:PXEClient,6,2b
+enable-ra
+dhcp-range=::,constructor:br0,ra-only
 dhcp-range=10.77.0.10,10.77.0.99,255.255.255.0,3600
 dhcp-host=id:ff:00:00:00:00:00:02:00:00:02:c9:00:00:02:c9:03:00:12:34:56,set:res0,10.77.0.50
 dhcp-host=52:54:00:12:34:56,set:res1,10.77.0.51

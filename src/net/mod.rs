@@ -6,6 +6,7 @@
 //! QEMU's user-mode DHCP answers anyone and ignores the client-identifier; this one does not.
 
 pub mod addr;
+pub mod bridge;
 pub mod caps;
 pub mod cleanup;
 pub mod config;
@@ -34,6 +35,8 @@ pub use segment::{Segment, SegmentSpec};
 
 #[derive(Debug, Error)]
 pub enum NetError {
+    #[error("host bridge {bridge:?} does not exist or is not a bridge (ip -d link show {bridge}); give the lab bridge's name, or use backend = \"dnsmasq\"")]
+    NoBridge { bridge: String },
     #[error(transparent)]
     Caps(#[from] caps::CapError),
     #[error(transparent)]

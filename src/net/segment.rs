@@ -22,6 +22,8 @@ use super::NetError;
 
 /// The bridge inside every segment's namespace (names are per namespace, so fixed ones do).
 pub const BRIDGE: &str = "br0";
+/// The bridge's IPv6 address in a unique-local prefix, for router advertisements only.
+pub const RA_PREFIX_ADDR: &str = "fd77::1/64";
 
 #[derive(Debug, Clone)]
 pub struct SegmentSpec {
@@ -104,8 +106,16 @@ impl Segment {
         let ns = self.namespace.clone();
         let subnet = spec.dhcp.subnet;
         let cidr = format!("{}/{}", subnet.server(), subnet.prefix());
-        ip_in(&ns, &["link", "add", BRIDGE, "type", "bridge"])?;
+        // No forwarding delay: a new port (QEMU's tap) would otherwise drop the firmware's first
+        // DHCP packets for 15 s (the bridge's default listening and learning time).
+        ip_in(
+            &ns,
+            &["link", "add", BRIDGE, "type", "bridge", "forward_delay", "0"],
+        )?;
         ip_in(&ns, &["addr", "add", &cidr, "dev", BRIDGE])?;
+        // An IPv6 prefix for router advertisements (see config::render): iPXE configures IPv6
+        // alongside DHCP and waits for a router as long as none answers.
+        ip_in(&ns, &["addr", "add", RA_PREFIX_ADDR, "dev", BRIDGE, "nodad"])?;
         ip_in(&ns, &["link", "set", BRIDGE, "up"])?;
         for index in 0..spec.guests {
             let tap = format!("tap{index}");

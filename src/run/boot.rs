@@ -23,17 +23,20 @@ use crate::boot::{ipxe, stage};
 use crate::build::{build, BuildOptions};
 use crate::console::{self, ConsoleLine};
 use crate::fsutil::write_atomic;
+use crate::net::Segment;
 use crate::patch::stanza::Then;
 use crate::qemu::accel::{self, Accel};
 use crate::qemu::firmware::{write_sercon_port, FirmwareFiles};
 use crate::qemu::machine::{
-    self, DirectKernel, MachineType, Network, NicModel, NicRom, UserNet, VmSpec,
+    self, DirectKernel, MachineType, Network, NicModel, NicRom, TapNet, UserNet, VmSpec,
 };
 use crate::qemu::process::GroupChild;
 use crate::qemu::qmp::{Qmp, QmpEvent};
 use crate::report::model::{BootSummary, CauseReport, Outcome, PhaseTiming, ScenarioReport};
 use crate::report::Progress;
-use crate::scenario::{AccelChoice, Boot, Fetch, Firmware, Method, Nic};
+use crate::scenario::{
+    AccelChoice, Backend, Boot, DhcpServer, Fetch, Firmware, LeaseExpect, Method, Nic,
+};
 use crate::verdict::cause::{classify, strip_ansi, Cause, CauseKind};
 use crate::verdict::phases::{current, detect, durations, Phase};
 use crate::verdict::Expectation;
@@ -127,6 +130,72 @@ pub enum SetupError {
     Until { pattern: String, message: String },
     #[error("interrupted before the boot started")]
     Interrupted,
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The run's dnsmasq segment: its TFTP root is the boot directory, its boot file the script.
+fn dnsmasq_segment(
+    server: &DhcpServer,
+    target: &Target,
+    media: &Media,
+    dir: &Path,
+) -> Result<Segment, SetupError> {
+    let mut dhcp = server.config().map_err(SetupError::Unsupported)?;
+    dhcp.tftp_root = Some(media.boot_dir.clone());
+    if target.boot.method == Method::Ipxe {
+        dhcp.boot_file = Some(stage::SCRIPT_NAME.to_string());
+    }
+    let run_dir = dir.join("dhcp");
+    fs::create_dir_all(&run_dir).map_err(io_error(&run_dir))?;
+    Ok(Segment::create(&crate::net::SegmentSpec {
+        state_dir: PathBuf::from(crate::net::DEFAULT_STATE_DIR),
+        run_dir,
+        guests: 1,
+        dhcp,
+        fault: server.fault.clone(),
+    })?)
+}
+
+/// Whether the server leased `want.address` to `want.client_id`; a finding when not.
+fn lease_finding(seg: &Segment, want: &LeaseExpect) -> Option<String> {
+    let id: crate::net::addr::ClientId = match want.client_id.parse() {
+        Ok(id) => id,
+        Err(e) => {
+            return Some(format!(
+                "[expect] lease client_id {:?}: {e}",
+                want.client_id
+            ))
+        }
+    };
+    let leases = match seg.leases() {
+        Ok(l) => l,
+        Err(e) => return Some(format!("reading the DHCP server's leases: {e}")),
+    };
+    match crate::net::lease::address_of(&leases, &id) {
+        Some(got) if got.to_string() == want.address => None,
+        Some(got) => Some(format!(
+            "the DHCP server leased {got} to client-identifier {}, not {}",
+            want.client_id, want.address
+        )),
+        None => Some(format!(
+            "the DHCP server leased nothing to client-identifier {} (leases: {})",
+            want.client_id,
+            leases
+                .iter()
+                .map(|l| format!(
+                    "{} {}",
+                    l.ip,
+                    l.client_id
+                        .as_ref()
+                        .map_or("-".to_string(), |c| c.to_string())
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 fn regex_until(pattern: &str) -> Result<regex::Regex, SetupError> {
@@ -300,13 +369,29 @@ fn boot_and_judge(
     let serial_listener = UnixListener::bind(&serial_path).map_err(io_error(&serial_path))?;
     let qmp_listener = UnixListener::bind(&qmp_path).map_err(io_error(&qmp_path))?;
 
+    // A dnsmasq segment serves DHCP and TFTP itself, in its own namespace.
+    let mut segment = match &target.backend {
+        Backend::Dnsmasq(server) => Some(dnsmasq_segment(server, target, &media, dir)?),
+        Backend::User | Backend::Bridge(_) => None,
+    };
+    let host_tap = match &target.backend {
+        Backend::Bridge(bridge) => Some(crate::net::bridge::HostTap::attach(bridge)?),
+        _ => None,
+    };
+
     let mut http = None;
     // What the ROM's DHCP gets: the TFTP root and boot file name, or the script's URL.
     let mut netboot = None;
     if boot.method == Method::Ipxe {
-        let fetch = match boot.fetch {
-            Fetch::Tftp => ipxe::Fetch::Tftp,
-            Fetch::Http => {
+        let fetch = match (boot.fetch, &segment) {
+            (Fetch::Tftp, Some(seg)) => ipxe::Fetch::TftpAt(seg.server_address()),
+            (Fetch::Tftp, None) => ipxe::Fetch::Tftp,
+            (Fetch::Http, Some(_)) | (Fetch::Http, None) if !matches!(target.backend, Backend::User) => {
+                return Err(SetupError::Unsupported(
+                    "fetch = \"http\" needs backend = \"user\" (bootrig's HTTP server listens on host loopback); use fetch = \"tftp\"".into(),
+                ))
+            }
+            (Fetch::Http, _) => {
                 let server = HttpServer::start(&media.boot_dir)?;
                 let port = server.port();
                 http = Some(server);
@@ -328,8 +413,14 @@ fn boot_and_judge(
                 (None, format!("{}/{}", fetch.base_url(), stage::SCRIPT_NAME))
             }
             ipxe::Fetch::Tftp => (Some(media.boot_dir.clone()), stage::SCRIPT_NAME.to_string()),
+            // dnsmasq's DHCP names the script; QEMU's user-mode net serves nothing.
+            ipxe::Fetch::TftpAt(_) => (None, stage::SCRIPT_NAME.to_string()),
         });
     }
+    let tap = segment
+        .as_ref()
+        .and_then(|seg| seg.taps().first().cloned())
+        .or_else(|| host_tap.as_ref().map(|t| t.name().to_string()));
 
     let vm = vm_spec(
         target,
@@ -338,6 +429,7 @@ fn boot_and_judge(
         accel,
         dir,
         netboot,
+        tap,
         &serial_path,
         &qmp_path,
     )?;
@@ -355,17 +447,24 @@ fn boot_and_judge(
     }
     let stderr_path = dir.join("qemu.stderr");
     let stderr = File::create(&stderr_path).map_err(io_error(&stderr_path))?;
-    let mut child = GroupChild::spawn(
-        Command::new(&ctx.qemu)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr),
-    )
-    .map_err(|source| SetupError::Spawn {
+    let mut command = Command::new(&ctx.qemu);
+    command
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    if let Some(seg) = &segment {
+        // QEMU joins the segment's namespace, where its tap is; its sockets are paths, which
+        // work across namespaces.
+        seg.enter_on_spawn(&mut command)?;
+    }
+    let mut child = GroupChild::spawn(&mut command).map_err(|source| SetupError::Spawn {
         qemu: ctx.qemu.clone(),
         source,
     })?;
+    if let Some(seg) = segment.as_mut() {
+        seg.register_qemu(child.id())?;
+    }
     let qemu_start = |child: &mut GroupChild, what: String| {
         let _ = child.kill();
         let text = fs::read_to_string(&stderr_path).unwrap_or_default();
@@ -396,7 +495,7 @@ fn boot_and_judge(
         return Err(qemu_start(&mut child, format!("resuming the guest: {e}")));
     }
 
-    let mut watch = BootWatch::new(target, ctx, events);
+    let mut watch = BootWatch::new(target, ctx, events, segment.as_mut());
     let driven = match &until {
         Some(needle) => super::drive::drive_until(
             &mut console,
@@ -430,6 +529,8 @@ fn boot_and_judge(
     drop(qmp);
     let lines = console.finish();
     watch.drain();
+    let panicked = watch.panicked;
+    drop(watch);
     if let Some(mut server) = http {
         server.stop();
         let log: Vec<String> = server
@@ -458,7 +559,7 @@ fn boot_and_judge(
         .iter()
         .position(|l| l.text.trim_end() == "BOOTRIG shell")
         .unwrap_or(lines.len())];
-    let cause = cause_of(&end, boot_lines, status, stopped_by_us, watch.panicked);
+    let cause = cause_of(&end, boot_lines, status, stopped_by_us, panicked);
     let evidence = console::parse(&lines_text(&lines));
     // A step that never ran is a step without an answer, not a step that is not there.
     let mut answers = answers.into_iter();
@@ -479,6 +580,19 @@ fn boot_and_judge(
     if target.until.is_some() {
         // A given initrd has no stanza: only the console and the cause speak.
         findings.boot.clear();
+    }
+    if let Some(seg) = segment {
+        if let Some(want) = &target.expect.lease {
+            findings.asserted.extend(lease_finding(&seg, want));
+        }
+        for e in seg.close().errors {
+            findings.boot.push(format!("network teardown: {e}"));
+        }
+    }
+    if let Some(tap) = host_tap {
+        for e in tap.detach() {
+            findings.boot.push(format!("network teardown: {e}"));
+        }
     }
     if let End::Fatal(text) = &end {
         if cause.is_none() {
@@ -519,6 +633,7 @@ fn vm_spec(
     accel: Accel,
     dir: &Path,
     netboot: Option<(Option<PathBuf>, String)>,
+    tap: Option<String>,
     serial: &Path,
     qmp: &Path,
 ) -> Result<VmSpec, SetupError> {
@@ -567,13 +682,22 @@ fn vm_spec(
         accel,
         memory_mib: boot.memory_mib,
         firmware,
-        network: Network::User(UserNet {
-            nic,
-            rom,
-            bootindex,
-            tftp_root,
-            bootfile,
-        }),
+        network: match tap {
+            Some(ifname) => Network::Tap(TapNet {
+                nic,
+                rom,
+                bootindex,
+                ifname,
+                mac: None,
+            }),
+            None => Network::User(UserNet {
+                nic,
+                rom,
+                bootindex,
+                tftp_root,
+                bootfile,
+            }),
+        },
         serial_socket: serial.to_owned(),
         serial_log: dir.join("console.qemu.log"),
         qmp_socket: qmp.to_owned(),
@@ -586,6 +710,8 @@ fn vm_spec(
 /// The boot's phases and limits for the driver, QMP events, and live progress.
 struct BootWatch<'a> {
     id: String,
+    /// The dnsmasq segment, whose faults act while the boot runs.
+    segment: Option<&'a mut Segment>,
     progress: &'a Progress,
     events: Receiver<QmpEvent>,
     limits: Vec<(String, Duration)>,
@@ -599,7 +725,12 @@ struct BootWatch<'a> {
 const DEFAULT_PHASE_LIMITS: &[(&str, Duration)] = &[("ipxe-dhcp", Duration::from_secs(90))];
 
 impl<'a> BootWatch<'a> {
-    fn new(target: &Target, ctx: &'a Context, events: Receiver<QmpEvent>) -> Self {
+    fn new(
+        target: &Target,
+        ctx: &'a Context,
+        events: Receiver<QmpEvent>,
+        segment: Option<&'a mut Segment>,
+    ) -> Self {
         let mut limits: Vec<(String, Duration)> = DEFAULT_PHASE_LIMITS
             .iter()
             .map(|(p, d)| (p.to_string(), *d))
@@ -610,6 +741,7 @@ impl<'a> BootWatch<'a> {
         }
         Self {
             id: target.id.clone(),
+            segment,
             progress: ctx.progress,
             events,
             limits,
@@ -647,6 +779,10 @@ impl Watch for BootWatch<'_> {
     }
 
     fn progress(&mut self, phase: Option<&str>, elapsed: Duration) {
+        if let Some(seg) = self.segment.as_mut() {
+            // A restart fault waits for the first lease; an error only loses the fault.
+            let _ = seg.poll_fault();
+        }
         let phase = phase.unwrap_or("starting");
         if self.shown.as_deref() == Some(phase) {
             self.progress.tick();

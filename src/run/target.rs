@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::scenario::{Boot, Expect, Scenario};
+use crate::scenario::{Backend, Boot, Expect, Scenario};
 
 /// Kernel arguments bootrig always passes: the console it reads, and a panic that ends the boot
 /// (with `-no-reboot`, QEMU exits) instead of hanging until the timeout.
@@ -33,6 +33,8 @@ pub struct Target {
     pub expect: Expect,
     /// The interface whose address is checked.
     pub interface: Option<String>,
+    /// The host side of the guest's network.
+    pub backend: Backend,
     /// The kernel command line after [`CONSOLE_ARGS`].
     pub append: String,
     /// A console line that means the boot got where it should (repro); scenarios end on the
@@ -60,6 +62,7 @@ impl Target {
             boot: scenario.boot.clone(),
             expect: scenario.expect.clone(),
             interface,
+            backend: scenario.network.backend.clone(),
             append,
             until: None,
             initrd: InitrdSource::Build(Box::new(scenario)),

@@ -684,12 +684,18 @@ fn with_continuation(t: &Transcript, i: usize) -> Vec<usize> {
     }
 }
 
+/// iPXE's "Connection timed out" (0x4c…): nothing answered at the server the URL names (a
+/// wrong next-server, a server gone mid-transfer).
+fn ipxe_timed_out(line: &str) -> bool {
+    line.contains("Connection timed out") || line.contains("ipxe.org/4c")
+}
+
 fn boot_file_not_found(t: &Transcript) -> Option<Found> {
     let Some((i, line)) = t.lines.iter().enumerate().find(|(_, l)| {
         ["tftp://", "http://", "https://"]
             .iter()
             .any(|s| l.trim_start().starts_with(s))
-            && ipxe_not_found(l)
+            && (ipxe_not_found(l) || ipxe_timed_out(l))
     }) else {
         return edk2_tftp_error(t);
     };
@@ -713,8 +719,13 @@ fn boot_file_not_found(t: &Transcript) -> Option<Found> {
             .find(|(_, l)| l.contains("Could not boot") || l.contains("could not boot"))
             .map(|(j, _)| j),
     );
+    let why = if ipxe_not_found(line) {
+        "not found"
+    } else {
+        "no answer from the server (a wrong next-server, or a server gone mid-transfer)"
+    };
     Some(Found {
-        summary: format!("the firmware could not fetch {url}: not found"),
+        summary: format!("the firmware could not fetch {url}: {why}"),
         lines,
         detail: Some(Detail::BootFile { url }),
         phase: Some(Phase::BootFiles),
@@ -744,14 +755,28 @@ fn edk2_tftp_error(t: &Transcript) -> Option<Found> {
     })
 }
 
+/// An iPXE line with an IPv4 address for a NIC: "net0: 10.77.0.111/255.255.255.0 gw …".
+fn ipxe_ipv4_configured(line: &str) -> bool {
+    let l = line.trim_start();
+    l.starts_with("net")
+        && l.split_whitespace()
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .is_some_and(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+}
+
 fn firmware_no_offer(t: &Transcript) -> Option<Found> {
-    let (i, _) = t.lines.iter().enumerate().find(|(_, l)| {
+    let (i, _) = t.lines.iter().enumerate().find(|(i, l)| {
         let l = l.trim_start();
         // iPXE; OVMF's own PXE says "PXE-E16: No valid offer received."
         l.starts_with("No configuration methods succeeded")
             || l.starts_with("PXE-E16:")
             || (l.starts_with("Configuring (net")
                 && (l.contains("timed out") || l.contains("No configuration methods")))
+            // IPv6 router advertisements configured the NIC, but no DHCPv4 offer came, so
+            // there is no boot file name.
+            || (l.starts_with("Nothing to boot:")
+                && !t.lines[..*i].iter().any(|p| ipxe_ipv4_configured(p)))
     })?;
     if kernel_started_after(t, i) {
         return None;
