@@ -344,3 +344,25 @@ fn ipxe_fetch_timing_out_at_a_wrong_next_server_is_boot_file_not_found() {
     );
     assert!(c.summary.contains("no answer"), "{}", c.summary);
 }
+
+#[test]
+#[ignore = "prints every console's cause, for review: cargo test --test classify -- --ignored --nocapture"]
+fn print_causes() {
+    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests/data/consoles"]
+        .iter()
+        .collect();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    for name in names {
+        let lines = console(&name);
+        println!("{name}: phases {:?}", phases(&name));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&classify(&lines)).unwrap()
+        );
+    }
+}

@@ -110,12 +110,23 @@ impl Segment {
         // DHCP packets for 15 s (the bridge's default listening and learning time).
         ip_in(
             &ns,
-            &["link", "add", BRIDGE, "type", "bridge", "forward_delay", "0"],
+            &[
+                "link",
+                "add",
+                BRIDGE,
+                "type",
+                "bridge",
+                "forward_delay",
+                "0",
+            ],
         )?;
         ip_in(&ns, &["addr", "add", &cidr, "dev", BRIDGE])?;
         // An IPv6 prefix for router advertisements (see config::render): iPXE configures IPv6
         // alongside DHCP and waits for a router as long as none answers.
-        ip_in(&ns, &["addr", "add", RA_PREFIX_ADDR, "dev", BRIDGE, "nodad"])?;
+        ip_in(
+            &ns,
+            &["addr", "add", RA_PREFIX_ADDR, "dev", BRIDGE, "nodad"],
+        )?;
         ip_in(&ns, &["link", "set", BRIDGE, "up"])?;
         for index in 0..spec.guests {
             let tap = format!("tap{index}");

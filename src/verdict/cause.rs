@@ -537,11 +537,12 @@ fn initrd_not_loaded(t: &Transcript) -> Option<Found> {
         .filter(|(_, l)| MARKERS.iter().any(|m| l.contains(m)))
         .map(|(i, _)| i)
         .collect();
-    let first = *lines.first()?;
+    // The last line is the panic when there is one: the clearest statement.
+    let last = *lines.last()?;
     Some(Found {
         summary: format!(
             "the kernel found no initramfs init and no root to mount: {}",
-            kernel_message(&t.lines[first])
+            kernel_message(&t.lines[last])
         ),
         lines,
         detail: None,
@@ -768,9 +769,11 @@ fn ipxe_ipv4_configured(line: &str) -> bool {
 fn firmware_no_offer(t: &Transcript) -> Option<Found> {
     let (i, _) = t.lines.iter().enumerate().find(|(i, l)| {
         let l = l.trim_start();
-        // iPXE; OVMF's own PXE says "PXE-E16: No valid offer received."
+        // iPXE; OVMF's own PXE says "PXE-E18: Server response timeout." (IPv4) or
+        // "PXE-E16: No valid offer received."
         l.starts_with("No configuration methods succeeded")
             || l.starts_with("PXE-E16:")
+            || l.starts_with("PXE-E18:")
             || (l.starts_with("Configuring (net")
                 && (l.contains("timed out") || l.contains("No configuration methods")))
             // IPv6 router advertisements configured the NIC, but no DHCPv4 offer came, so
@@ -1061,13 +1064,14 @@ mod tests {
                 url: "boot.efi".into()
             })
         );
-        let l = lines(&[
-            ">>Start PXE over IPv6.",
+        for no_offer in [
             "  PXE-E16: No valid offer received.",
-        ]);
-        let cause = classify(&l).unwrap();
-        assert_eq!(cause.kind, CauseKind::NoDhcpOffer);
-        assert_eq!(cause.phase, Some(Phase::IpxeDhcp));
+            "  PXE-E18: Server response timeout.",
+        ] {
+            let cause = classify(&lines(&[">>Start PXE over IPv4.", no_offer])).unwrap();
+            assert_eq!(cause.kind, CauseKind::NoDhcpOffer);
+            assert_eq!(cause.phase, Some(Phase::IpxeDhcp));
+        }
     }
 
     #[test]
