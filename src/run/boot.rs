@@ -530,6 +530,7 @@ fn boot_and_judge(
     let lines = console.finish();
     watch.drain();
     let panicked = watch.panicked;
+    let restart_error = watch.restart_error.take();
     drop(watch);
     if let Some(mut server) = http {
         server.stop();
@@ -580,6 +581,11 @@ fn boot_and_judge(
     if target.until.is_some() {
         // A given initrd has no stanza: only the console and the cause speak.
         findings.boot.clear();
+    }
+    if let Some(e) = restart_error {
+        findings
+            .boot
+            .push(format!("the restart-mid-boot fault failed: {e}"));
     }
     if let Some(seg) = segment {
         if let Some(want) = &target.expect.lease {
@@ -712,6 +718,9 @@ struct BootWatch<'a> {
     id: String,
     /// The dnsmasq segment, whose faults act while the boot runs.
     segment: Option<&'a mut Segment>,
+    /// A `restart-mid-boot` fault not yet done.
+    restart_pending: bool,
+    restart_error: Option<String>,
     progress: &'a Progress,
     events: Receiver<QmpEvent>,
     limits: Vec<(String, Duration)>,
@@ -719,6 +728,9 @@ struct BootWatch<'a> {
     /// The phase last reported: progress gets a line per change, a tick otherwise.
     shown: Option<String>,
 }
+
+/// Phases in which the kernel runs: the boot files are fetched.
+const KERNEL_OR_LATER: &[&str] = &["kernel", "init", "modules", "address", "done"];
 
 /// Phase limits when a scenario gives none: iPXE's own DHCP retries take under a minute, so a
 /// longer silence there is a network with no DHCP server.
@@ -739,9 +751,18 @@ impl<'a> BootWatch<'a> {
             limits.retain(|(p, _)| p != phase);
             limits.push((phase.clone(), *limit));
         }
+        let restart_pending = matches!(
+            &target.backend,
+            Backend::Dnsmasq(DhcpServer {
+                fault: Some(crate::net::DhcpFault::RestartMidBoot),
+                ..
+            })
+        );
         Self {
             id: target.id.clone(),
             segment,
+            restart_pending,
+            restart_error: None,
             progress: ctx.progress,
             events,
             limits,
@@ -779,11 +800,17 @@ impl Watch for BootWatch<'_> {
     }
 
     fn progress(&mut self, phase: Option<&str>, elapsed: Duration) {
-        if let Some(seg) = self.segment.as_mut() {
-            // A restart fault waits for the first lease; an error only loses the fault.
-            let _ = seg.poll_fault();
-        }
         let phase = phase.unwrap_or("starting");
+        if self.restart_pending && KERNEL_OR_LATER.contains(&phase) {
+            // The restart fault lands between the firmware's DHCP and the guest's: once the
+            // kernel runs, no TFTP transfer is in flight, and the guest's DHCP is yet to come.
+            if let Some(seg) = self.segment.as_mut() {
+                self.restart_pending = false;
+                if let Err(e) = seg.restart_dhcp() {
+                    self.restart_error = Some(e.to_string());
+                }
+            }
+        }
         if self.shown.as_deref() == Some(phase) {
             self.progress.tick();
         } else {
