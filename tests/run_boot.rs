@@ -944,3 +944,134 @@ fn shards_split_the_suite_and_merge_back() {
     assert_eq!(ids(&report), all, "{report:#}");
     assert_eq!(parse_junit(&junit), (4, 4, 0));
 }
+
+/// Processes whose command line mentions `needle` (any program: QEMU, dnsmasq).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        // Zombies keep no command line; a reaped-late dnsmasq is not a leftover.
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+fn netns_list() -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 7: a run killed mid-boot leaves its namespace, tap and dnsmasq (and QEMU, were it not
+/// killed with bootrig); `bootrig cleanup` finds them by bootrig's marker and removes them all.
+#[test]
+fn cleanup_removes_what_a_killed_dnsmasq_run_left() {
+    let work = tempfile::tempdir().unwrap();
+    let body = "[initrd]\nbase = \"busybox\"\nload = [\"e1000\"]\norder = \"resolve\"\n\
+                [network]\ninterface = \"eth0\"\ndhcp = \"udhcpc\"\nbackend = \"dnsmasq\"\n\
+                [boot]\nnic = \"e1000\"\n";
+    let file = write_scenario(work.path(), "killed", body);
+    let out = work.path().join("out");
+    let mut run = start(&["run", s(&file), "--accel", "tcg", "--out", s(&out)]);
+    let prefix = format!("bootrig-{}-", run.child.id());
+    wait_for_bytes(
+        &mut run,
+        &out.join("killed/console.log"),
+        Duration::from_secs(120),
+    );
+    assert!(netns_list().contains(&prefix), "{}", netns_list());
+    assert!(!processes_mentioning(s(&out.join("killed/dhcp"))).is_empty());
+    kill(run.pid(), Signal::SIGKILL).expect("SIGKILL bootrig");
+    let _ = run.wait(Duration::from_secs(30));
+    // What the dead run left: its namespace (and the marker saying it is bootrig's).
+    assert!(netns_list().contains(&prefix), "{}", netns_list());
+
+    let ran = bootrig(&["cleanup"], Duration::from_secs(60));
+    assert_eq!(ran.code(), Some(0), "{}", ran.show());
+    assert!(!netns_list().contains(&prefix), "{}", netns_list());
+    let left = processes_mentioning(s(&out));
+    assert!(left.is_empty(), "still running: {left:?}");
+    // A second cleanup finds nothing of this run.
+    let again = bootrig(&["cleanup"], Duration::from_secs(60));
+    assert!(!again.stdout.contains(&prefix), "{}", again.show());
+}
+
+/// A namespace standing for a lab host, with its bridge; removed on drop.
+struct LabHost(String);
+
+impl Drop for LabHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let st = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .expect("ip");
+    assert!(st.success(), "ip {args:?}");
+}
+
+/// `backend = { bridge = NAME }`: the guest's tap joins an existing bridge and leaves it
+/// afterwards. Run inside a namespace standing for a lab host, so the host's own network is
+/// never touched.
+#[test]
+fn bridge_backend_puts_the_guest_on_the_lab_bridge_and_takes_the_tap_away() {
+    let lab = LabHost(format!("labhost-{}", std::process::id()));
+    ip(&["netns", "add", &lab.0]);
+    ip(&["-n", &lab.0, "link", "add", "brlab", "type", "bridge"]);
+    ip(&["-n", &lab.0, "link", "set", "brlab", "up"]);
+    let work = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[initrd]\nbase = \"busybox\"\nload = [{VIRTIO}]\norder = \"as-is\"\n\
+         [network]\ninterface = \"eth0\"\nstatic = \"192.0.2.10/24\"\nbackend = {{ bridge = \"brlab\" }}\n\
+         [boot]\nmethod = \"direct\"\n[expect]\naddress = \"192.0.2.0/24\"\n"
+    );
+    let file = write_scenario(work.path(), "on-bridge", &body);
+    let out = work.path().join("out");
+    let ran = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.0])
+        .arg(env!("CARGO_BIN_EXE_bootrig"))
+        .args(["run", s(&file), "--accel", "tcg", "--out", s(&out)])
+        .env("BOOTRIG_CACHE", work.path().join("cache"))
+        .output()
+        .expect("run bootrig in the lab namespace");
+    let report = read_json(&out.join("summary.json"));
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "{}\n{report:#}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let cmdline = fs::read_to_string(out.join("on-bridge/qemu.cmdline")).unwrap();
+    assert!(
+        cmdline.contains("-netdev tap,id=net0,ifname=brt"),
+        "{cmdline}"
+    );
+    let links = std::process::Command::new("ip")
+        .args(["-n", &lab.0, "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(links.contains("brlab"), "{links}");
+    assert!(
+        !links.contains("brt"),
+        "the run's tap is still there: {links}"
+    );
+}
