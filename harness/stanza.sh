@@ -165,7 +165,20 @@ $bootrig_out
 BOOTRIG_ADDRS
 	if [ "$bootrig_found" = no ]; then
 		bootrig_say "addr $1 none"
+		case $1 in
+		ib*) bootrig_ib_ports ;;
+		esac
 	fi
+}
+
+# The InfiniBand ports' states: IPoIB carries nothing until the subnet manager makes a port
+# ACTIVE, which is the usual reason ib0 gets no address.
+bootrig_ib_ports() {
+	for bootrig_port in /sys/class/infiniband/*/ports/*; do
+		[ -r "$bootrig_port/state" ] || continue
+		bootrig_dev=${bootrig_port%/ports/*}
+		bootrig_say "ib-port ${bootrig_dev##*/} ${bootrig_port##*/} state=$(cat "$bootrig_port/state") phys=$(cat "$bootrig_port/phys_state" 2>/dev/null)"
+	done
 }
 
 bootrig_done() {

@@ -135,6 +135,8 @@ pub fn parse(transcript: &str) -> Evidence {
             ["static", _, rc] if rc.starts_with("rc=") => {}
             ["shell"] => ev.shell = true,
             ["poweroff-failed"] => {}
+            // InfiniBand port states: read by verdict::cause.
+            ["ib-port", ..] => {}
             ["addr", iface, "none"] => ev.addrs.push((iface.to_string(), None)),
             ["addr", iface, cidr] => ev.addrs.push((iface.to_string(), Some(cidr.to_string()))),
             _ => ev.garbled.push(line.to_string()),

@@ -53,6 +53,16 @@ pub struct Scenario {
     pub network: Network,
     pub boot: Boot,
     pub expect: Expect,
+    /// Lab hardware the scenario needs: an adapter named in the lab inventory.
+    pub hardware: Option<Hardware>,
+}
+
+/// `[hardware]`: the adapter passed to the guest with VFIO; its values (PCI address, GUID,
+/// ROM) live in the lab inventory, not here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hardware {
+    pub adapter: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -376,6 +386,7 @@ struct RawScenario {
     boot: RawBoot,
     #[serde(default)]
     expect: RawExpect,
+    hardware: Option<Hardware>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -535,6 +546,8 @@ const KEYS: &[&str] = &[
     "lease_time",
     "fault",
     "lease",
+    "hardware",
+    "adapter",
 ];
 
 /// Default whole-boot limit: a TCG boot of a 40 MB distribution initrd over TFTP under UEFI
@@ -708,6 +721,7 @@ impl Scenario {
             },
             boot,
             expect,
+            hardware: raw.hardware,
         })
     }
 

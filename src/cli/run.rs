@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Run only shard K of N (1-based): a stable split by scenario id, for parallel CI jobs.
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
+    /// The lab inventory naming this host's adapters (default: $BOOTRIG_INVENTORY, else
+    /// /etc/bootrig/inventory.toml).
+    #[arg(long, value_name = "FILE")]
+    inventory: Option<PathBuf>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -75,7 +79,8 @@ pub fn check(args: RunArgs) -> CliResult {
 }
 
 fn suite(args: RunArgs, method: Option<Method>) -> CliResult {
-    let opts = options(&args.output, args.jobs, args.shard, method)?;
+    let mut opts = options(&args.output, args.jobs, args.shard, method)?;
+    opts.inventory = args.inventory.clone();
     let progress = Progress::stderr();
     let report = run_suite(&args.scenarios, &opts, &progress)?;
     finish(&report, &opts.out, &args.output)
@@ -197,6 +202,7 @@ pub fn repro(args: ReproArgs) -> CliResult {
         },
         interface: None,
         backend: crate::scenario::Backend::User,
+        adapter: None,
         append: args.append.clone(),
         until: Some(args.until.clone()),
     };
@@ -241,6 +247,7 @@ fn options(
         method,
         build_cache: None,
         sysfs: PathBuf::from("/sys"),
+        inventory: None,
     })
 }
 

@@ -30,6 +30,7 @@ use crate::qemu::firmware::{write_sercon_port, FirmwareFiles};
 use crate::qemu::machine::{
     self, DirectKernel, MachineType, Network, NicModel, NicRom, TapNet, UserNet, VmSpec,
 };
+use crate::qemu::machine::{VfioDevice, VfioRom};
 use crate::qemu::process::GroupChild;
 use crate::qemu::qmp::{Qmp, QmpEvent};
 use crate::report::model::{BootSummary, CauseReport, Outcome, PhaseTiming, ScenarioReport};
@@ -40,12 +41,13 @@ use crate::scenario::{
 use crate::verdict::cause::{classify, strip_ansi, Cause, CauseKind};
 use crate::verdict::phases::{current, detect, durations, Phase};
 use crate::verdict::Expectation;
+use crate::vfio::{Passthrough, Request as VfioRequest, SysfsKernel};
 
 use super::drive::{drive, End, ShellOutcome, Watch};
 use super::interrupt::Interrupt;
 use super::judge::{self, Findings};
 use super::serial::{accept_bounded, SerialConsole};
-use super::target::{InitrdSource, Target};
+use super::target::{AdapterNeed, InitrdSource, Target};
 
 /// How long QEMU may take to connect its sockets after it starts.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,6 +136,25 @@ pub enum SetupError {
     Net(#[from] crate::net::NetError),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Vfio(#[from] crate::vfio::VfioError),
+}
+
+/// Binds the adapter (and its IOMMU group) to vfio-pci after the preflight, for this boot.
+fn bind_adapter(
+    adapter: &crate::run::inventory::Adapter,
+    target: &Target,
+) -> Result<Passthrough<SysfsKernel>, SetupError> {
+    let mut req = VfioRequest::new(adapter.bdf, &target.id);
+    req.memory_mib = Some(target.boot.memory_mib);
+    req.romfile = adapter.rom.clone();
+    req.sriov = adapter
+        .vf
+        .map(|(vf, numvfs)| crate::vfio::SriovRequest { numvfs, vf });
+    Ok(Passthrough::prepare(
+        SysfsKernel::new(crate::vfio::HostPaths::default()),
+        &req,
+    )?)
 }
 
 /// The run's dnsmasq segment: its TFTP root is the boot directory, its boot file the script.
@@ -369,6 +390,26 @@ fn boot_and_judge(
     let serial_listener = UnixListener::bind(&serial_path).map_err(io_error(&serial_path))?;
     let qmp_listener = UnixListener::bind(&qmp_path).map_err(io_error(&qmp_path))?;
 
+    // A lab adapter: bound to vfio-pci now, its drivers put back when `passthrough` is dropped
+    // (also on an error return or a panic).
+    let passthrough = match &target.adapter {
+        Some(AdapterNeed::Found(adapter)) => Some(bind_adapter(adapter, target)?),
+        _ => None,
+    };
+    let vfio: Vec<VfioDevice> = match (&passthrough, &target.adapter) {
+        (Some(p), Some(AdapterNeed::Found(adapter))) => {
+            let rom = match (&target.boot.method, &adapter.rom) {
+                (Method::Direct, _) => VfioRom::Disabled,
+                (Method::Ipxe, Some(file)) => VfioRom::File(file.clone()),
+                // The card's own FlexBoot does the netboot.
+                (Method::Ipxe, None) => VfioRom::Device,
+            };
+            let bootindex = (target.boot.method == Method::Ipxe).then_some(1);
+            vec![p.qemu_device(rom, bootindex)]
+        }
+        _ => Vec::new(),
+    };
+
     // A dnsmasq segment serves DHCP and TFTP itself, in its own namespace.
     let mut segment = match &target.backend {
         Backend::Dnsmasq(server) => Some(dnsmasq_segment(server, target, &media, dir)?),
@@ -422,7 +463,7 @@ fn boot_and_judge(
         .and_then(|seg| seg.taps().first().cloned())
         .or_else(|| host_tap.as_ref().map(|t| t.name().to_string()));
 
-    let vm = vm_spec(
+    let mut vm = vm_spec(
         target,
         &media,
         ctx,
@@ -433,6 +474,11 @@ fn boot_and_judge(
         &serial_path,
         &qmp_path,
     )?;
+    if !vfio.is_empty() {
+        // The adapter is the guest's network: no emulated NIC.
+        vm.network = Network::None;
+        vm.vfio = vfio;
+    }
     let args = vm.args()?;
     let mut words = vec![ctx.qemu.display().to_string()];
     words.extend(args.iter().cloned());
@@ -593,6 +639,13 @@ fn boot_and_judge(
         }
         for e in seg.close().errors {
             findings.boot.push(format!("network teardown: {e}"));
+        }
+    }
+    if let Some(p) = passthrough {
+        if let Err(e) = p.restore() {
+            findings.boot.push(format!(
+                "putting the adapter's drivers back: {e} (run bootrig vfio restore)"
+            ));
         }
     }
     if let Some(tap) = host_tap {

@@ -7,6 +7,7 @@
 pub mod boot;
 pub mod drive;
 pub mod interrupt;
+pub mod inventory;
 pub mod judge;
 pub mod serial;
 pub mod suite;
@@ -41,6 +42,8 @@ pub enum RunError {
     },
     #[error("installing the Ctrl-C handler: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Inventory(#[from] inventory::InventoryError),
 }
 
 /// How a run goes, whatever the scenarios say.
@@ -55,6 +58,8 @@ pub struct RunOptions {
     pub method: Option<Method>,
     pub build_cache: Option<PathBuf>,
     pub sysfs: PathBuf,
+    /// The lab inventory (`--inventory`); None: `$BOOTRIG_INVENTORY` or /etc/bootrig.
+    pub inventory: Option<PathBuf>,
 }
 
 /// Runs the scenario files under `paths`. Scenario files that do not parse stop the run before
@@ -76,6 +81,13 @@ pub fn run_suite(
     if !errors.is_empty() {
         return Err(RunError::Scenarios(errors));
     }
+    if targets.iter().any(|t| t.adapter.is_some()) {
+        let path = inventory::Inventory::default_path(opts.inventory.as_deref());
+        let inventory = inventory::Inventory::load(&path)?;
+        for t in &mut targets {
+            resolve_adapter(t, &inventory);
+        }
+    }
     run_targets(&targets, opts, progress)
 }
 
@@ -86,6 +98,19 @@ fn scenario_target(job: &Job, scenario: Scenario, opts: &RunOptions) -> Target {
         t.boot.ipxe_initrd_arg = true;
     }
     t
+}
+
+/// Looks the target's adapter up; the inventory's port GUID makes the client-identifier when
+/// the scenario gives none.
+fn resolve_adapter(t: &mut Target, inventory: &inventory::Inventory) {
+    t.adapter = t.adapter.take().map(|a| a.resolve(inventory));
+    if let (Some(target::AdapterNeed::Found(a)), target::InitrdSource::Build(s)) =
+        (&t.adapter, &mut t.initrd)
+    {
+        if s.network.guid.is_none() && s.network.client_id.is_none() {
+            s.network.guid = a.guid.clone();
+        }
+    }
 }
 
 /// Runs prepared targets on `opts.jobs` workers and reports them.

@@ -35,6 +35,8 @@ pub struct Target {
     pub interface: Option<String>,
     /// The host side of the guest's network.
     pub backend: Backend,
+    /// The lab adapter passed with VFIO, resolved from the inventory.
+    pub adapter: Option<AdapterNeed>,
     /// The kernel command line after [`CONSOLE_ARGS`].
     pub append: String,
     /// A console line that means the boot got where it should (repro); scenarios end on the
@@ -63,6 +65,10 @@ impl Target {
             expect: scenario.expect.clone(),
             interface,
             backend: scenario.network.backend.clone(),
+            adapter: scenario
+                .hardware
+                .as_ref()
+                .map(|h| AdapterNeed::Named(h.adapter.clone())),
             append,
             until: None,
             initrd: InitrdSource::Build(Box::new(scenario)),
@@ -78,8 +84,27 @@ impl Target {
         }
     }
 
-    /// Why this target cannot run on this host, if it cannot: IPoIB needs a real adapter.
+    /// Why this target cannot run on this host, if it cannot: IPoIB needs a real adapter, and a
+    /// named adapter must be in the inventory and on this host.
     pub fn skip_reason(&self, sysfs: &std::path::Path) -> Option<String> {
+        match &self.adapter {
+            Some(AdapterNeed::Missing(why)) => return Some(why.clone()),
+            Some(AdapterNeed::Found(a)) => {
+                let dev = sysfs.join("bus/pci/devices").join(a.bdf.to_string());
+                return (!dev.exists()).then(|| {
+                    format!(
+                        "adapter {} ({}) is not on this host (no {})",
+                        a.name,
+                        a.bdf,
+                        dev.display()
+                    )
+                });
+            }
+            Some(AdapterNeed::Named(name)) => {
+                return Some(format!("adapter {name}: no inventory was read"))
+            }
+            None => {}
+        }
         let iface = self.interface.as_deref()?;
         if !iface.starts_with("ib") {
             return None;
@@ -93,11 +118,39 @@ impl Target {
             )
         } else {
             format!(
-                "interface {iface} needs the adapter ({}) passed through with VFIO, which this \
-                 version of bootrig does not do yet",
+                "interface {iface} needs an adapter passed through with VFIO: name one of this \
+                 host's ({}) in [hardware] adapter and the lab inventory",
                 adapters.join(", ")
             )
         })
+    }
+}
+
+/// A scenario's `[hardware] adapter`, as the inventory resolved it.
+#[derive(Debug, Clone)]
+pub enum AdapterNeed {
+    /// Not looked up yet.
+    Named(String),
+    Found(super::inventory::Adapter),
+    /// Why it cannot be had (not in the inventory): the scenario is skipped with this.
+    Missing(String),
+}
+
+impl AdapterNeed {
+    /// Looks the adapter up in `inventory`.
+    pub fn resolve(self, inventory: &super::inventory::Inventory) -> Self {
+        match self {
+            AdapterNeed::Named(name) => match inventory.adapters.get(&name) {
+                Some(a) => AdapterNeed::Found(a.clone()),
+                None => AdapterNeed::Missing(format!(
+                    "adapter {name:?} is not in the lab inventory {} (give --inventory or ${}, \
+                     see harness/lab-inventory.example.toml)",
+                    inventory.path.display(),
+                    super::inventory::INVENTORY_ENV
+                )),
+            },
+            other => other,
+        }
     }
 }
 

@@ -37,13 +37,16 @@ pub enum CauseKind {
     /// Nobody answered DHCP: the firmware's iPXE or the guest's client.
     NoDhcpOffer,
     BootFileNotFound,
+    /// An IPoIB interface got no address and its port is not ACTIVE: no subnet manager
+    /// brought the port up (or the cable/switch port is down).
+    IbPortNotActive,
     Timeout,
     QemuExited,
     QemuCrashed,
 }
 
 impl CauseKind {
-    pub const ALL: [CauseKind; 12] = [
+    pub const ALL: [CauseKind; 13] = [
         CauseKind::KernelPanic,
         CauseKind::InitrdNotLoaded,
         CauseKind::UnknownSymbol,
@@ -53,6 +56,7 @@ impl CauseKind {
         CauseKind::InvalidParameter,
         CauseKind::NoDhcpOffer,
         CauseKind::BootFileNotFound,
+        CauseKind::IbPortNotActive,
         CauseKind::Timeout,
         CauseKind::QemuExited,
         CauseKind::QemuCrashed,
@@ -70,6 +74,7 @@ impl CauseKind {
             CauseKind::InvalidParameter => "invalid-parameter",
             CauseKind::NoDhcpOffer => "no-dhcp-offer",
             CauseKind::BootFileNotFound => "boot-file-not-found",
+            CauseKind::IbPortNotActive => "ib-port-not-active",
             CauseKind::Timeout => "timeout",
             CauseKind::QemuExited => "qemu-exited",
             CauseKind::QemuCrashed => "qemu-crashed",
@@ -341,11 +346,52 @@ const RULES: &[Rule] = &[
         kind: CauseKind::UnknownParameter,
         find: unknown_parameter,
     },
+    // Before the guest's DHCP failure it explains: a port that is not ACTIVE carries no DHCP.
+    Rule {
+        kind: CauseKind::IbPortNotActive,
+        find: ib_port_not_active,
+    },
     Rule {
         kind: CauseKind::NoDhcpOffer,
         find: guest_no_offer,
     },
 ];
+
+/// The stanza's `BOOTRIG ib-port DEVICE PORT state=4: ACTIVE phys=5: LinkUp` lines (printed
+/// when an ib interface has no address) with a state other than ACTIVE.
+fn ib_port_not_active(t: &Transcript) -> Option<Found> {
+    let no_addr = t.lines.iter().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        matches!(w.as_slice(), ["BOOTRIG", "addr", iface, "none"] if iface.starts_with("ib"))
+    });
+    if !no_addr {
+        return None;
+    }
+    let (i, line) =
+        t.lines.iter().enumerate().find(|(_, l)| {
+            l.trim_start().starts_with("BOOTRIG ib-port ") && !l.contains("ACTIVE")
+        })?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let port = format!(
+        "{}/{}",
+        words.get(2).unwrap_or(&"?"),
+        words.get(3).unwrap_or(&"?")
+    );
+    let state = line
+        .split("state=")
+        .nth(1)
+        .and_then(|r| r.split(" phys=").next())
+        .unwrap_or("?")
+        .trim();
+    Some(Found {
+        summary: format!(
+            "IPoIB got no address: port {port} is {state}, not ACTIVE — is a subnet manager running on the fabric (opensm, or the switch's)?"
+        ),
+        lines: vec![i],
+        detail: None,
+        phase: Some(Phase::Address),
+    })
+}
 
 /// The root cause the console shows, if it shows one. Timeouts and QEMU exits are not on the
 /// console: the orchestrator builds those with [`Cause::timeout`] and friends.
@@ -861,6 +907,40 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn an_ib_port_stuck_in_init_explains_a_missing_ipoib_address() {
+        let boot = [
+            "BOOTRIG begin",
+            "udhcpc: no lease, failing",
+            "BOOTRIG dhcp ib0 udhcpc rc=1",
+            "BOOTRIG addr ib0 none",
+            "BOOTRIG ib-port mlx5_0 1 state=2: INIT phys=5: LinkUp",
+            "BOOTRIG done",
+        ];
+        let c = classify(&lines(&boot)).unwrap();
+        assert_eq!(c.kind, CauseKind::IbPortNotActive);
+        assert!(
+            c.summary.contains("mlx5_0/1 is 2: INIT") && c.summary.contains("subnet manager"),
+            "{}",
+            c.summary
+        );
+        // An ACTIVE port leaves the DHCP failure as the cause.
+        let active: Vec<&str> = boot
+            .iter()
+            .map(|l| {
+                if l.contains("ib-port") {
+                    "BOOTRIG ib-port mlx5_0 1 state=4: ACTIVE phys=5: LinkUp"
+                } else {
+                    l
+                }
+            })
+            .collect();
+        assert_eq!(
+            classify(&lines(&active)).unwrap().kind,
+            CauseKind::NoDhcpOffer
+        );
+    }
 
     fn lines(texts: &[&str]) -> Vec<ConsoleLine> {
         texts

@@ -1,0 +1,192 @@
+//! The lab inventory: what a lab host's adapters are (PCI address, port GUID, FlexBoot image),
+//! kept apart from the scenarios so one suite runs on every lab host. TOML:
+//!
+//! ```toml
+//! [adapters.hca0]
+//! bdf = "0000:81:00.0"            # the PF (or the PF whose VF is passed, with `vf`)
+//! guid = "0002:c903:0000:1039"    # port GUID: the IPoIB client-identifier is made from it
+//! rom = "/srv/flexboot/FlexBoot-3.7.300_CX6.rom"   # optional: instead of the card's own ROM
+//! vf = 0                          # optional: create VFs and pass VF n instead of the PF
+//! numvfs = 4                      # VFs to create when `vf` is given [vf + 1]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::vfio::Bdf;
+
+/// Where the inventory is looked for when no `--inventory` is given.
+pub const INVENTORY_ENV: &str = "BOOTRIG_INVENTORY";
+pub const DEFAULT_INVENTORY: &str = "/etc/bootrig/inventory.toml";
+
+#[derive(Debug, Error)]
+pub enum InventoryError {
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    #[serde(default)]
+    adapters: BTreeMap<String, RawAdapter>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdapter {
+    bdf: String,
+    guid: Option<String>,
+    rom: Option<PathBuf>,
+    vf: Option<u32>,
+    numvfs: Option<u32>,
+}
+
+/// One adapter of the lab host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adapter {
+    pub name: String,
+    pub bdf: Bdf,
+    pub guid: Option<String>,
+    pub rom: Option<PathBuf>,
+    /// Pass VF `vf` of `numvfs` instead of the PF.
+    pub vf: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub path: PathBuf,
+    pub adapters: BTreeMap<String, Adapter>,
+}
+
+impl Inventory {
+    /// The inventory at `path`; a missing file is an empty inventory (scenarios needing an
+    /// adapter are then skipped, saying where the inventory was looked for).
+    pub fn load(path: &Path) -> Result<Self, InventoryError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self {
+                    path: path.to_owned(),
+                    adapters: BTreeMap::new(),
+                })
+            }
+            Err(source) => {
+                return Err(InventoryError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
+        let invalid = |message: String| InventoryError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: RawInventory = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut adapters = BTreeMap::new();
+        for (name, a) in raw.adapters {
+            let bdf: Bdf = a
+                .bdf
+                .parse()
+                .map_err(|e| invalid(format!("[adapters.{name}] bdf = {:?}: {e}", a.bdf)))?;
+            if let Some(guid) = &a.guid {
+                crate::patch::dhcp::client_id_from_guid(guid)
+                    .map_err(|e| invalid(format!("[adapters.{name}] guid = {guid:?}: {e}")))?;
+            }
+            let vf = match (a.vf, a.numvfs) {
+                (Some(vf), numvfs) => Some((vf, numvfs.unwrap_or(vf + 1))),
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err(invalid(format!(
+                        "[adapters.{name}] numvfs without vf: say which VF to pass"
+                    )))
+                }
+            };
+            if let Some((vf, numvfs)) = vf {
+                if vf >= numvfs {
+                    return Err(invalid(format!(
+                        "[adapters.{name}] vf = {vf} needs numvfs > {vf}"
+                    )));
+                }
+            }
+            adapters.insert(
+                name.clone(),
+                Adapter {
+                    name,
+                    bdf,
+                    guid: a.guid,
+                    rom: a.rom,
+                    vf,
+                },
+            );
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            adapters,
+        })
+    }
+
+    /// `--inventory`, else `$BOOTRIG_INVENTORY`, else /etc/bootrig/inventory.toml.
+    pub fn default_path(given: Option<&Path>) -> PathBuf {
+        given
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(INVENTORY_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_INVENTORY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = r#"
+[adapters.hca0]
+bdf = "0000:81:00.0"
+guid = "0002:c903:0000:1039"
+rom = "/srv/flexboot/FlexBoot.rom"
+
+[adapters.vf-pool]
+bdf = "82:00.0"
+vf = 2
+"#;
+
+    #[test]
+    fn adapters_are_read_and_checked() {
+        let inv = Inventory::parse(LAB, Path::new("lab.toml")).unwrap();
+        let hca = &inv.adapters["hca0"];
+        assert_eq!(hca.bdf.to_string(), "0000:81:00.0");
+        assert_eq!(hca.guid.as_deref(), Some("0002:c903:0000:1039"));
+        assert_eq!(inv.adapters["vf-pool"].vf, Some((2, 3)));
+        for (bad, says) in [
+            (LAB.replace("0000:81:00.0", "81:00"), "bdf"),
+            (LAB.replace("0002:c903:0000:1039", "zz"), "guid"),
+            (LAB.replace("vf = 2", "numvfs = 2"), "numvfs without vf"),
+            (LAB.replace("vf = 2", "vf = 2\nnumvfs = 2"), "numvfs > 2"),
+            (LAB.replace("rom =", "romfile ="), "unknown field"),
+        ] {
+            let e = Inventory::parse(&bad, Path::new("lab.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("lab.toml: ") && e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_inventory_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Inventory::load(&dir.path().join("none.toml")).unwrap();
+        assert!(inv.adapters.is_empty());
+    }
+}
