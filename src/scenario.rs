@@ -165,6 +165,9 @@ pub struct DhcpServer {
     pub reservations: Vec<ReservationSpec>,
     /// Lease time, at least 2 minutes (dnsmasq's minimum) [1h].
     pub lease_time: Option<String>,
+    /// The boot file the DHCP reply names [bootrig's iPXE script, for method = "ipxe"]: a lab's
+    /// own chain (a name under the run's boot directory, or a URL).
+    pub boot_file: Option<String>,
     /// A fault to inject: `{ kind = "no-server" }`, `{ kind = "reply-delay", seconds = 5 }`,
     /// `{ kind = "no-boot-file" }`, `{ kind = "wrong-next-server" }`,
     /// `{ kind = "exhausted-range" }`, `{ kind = "restart-mid-boot" }`.
@@ -544,6 +547,7 @@ const KEYS: &[&str] = &[
     "range",
     "reservations",
     "lease_time",
+    "boot_file",
     "fault",
     "lease",
     "hardware",
@@ -663,6 +667,7 @@ impl Scenario {
                     range: Some(["10.77.0.10".into(), "10.77.0.99".into()]),
                     reservations: Vec::new(),
                     lease_time: None,
+                    boot_file: None,
                     fault: None,
                 });
                 server.config().map_err(invalid)?;

@@ -261,8 +261,30 @@ fn parse_junit(path: &Path) -> (usize, usize, usize) {
 /// Every module of the plan in /proc/modules, in plan order; the stanza insmod-ed them in that
 /// order too, each successfully or found already loaded; and eth0 got QEMU's lease.
 fn assert_modules_and_address(dir: &Path, log: &str, whole_plan_in_order: bool) {
+    assert_modules_and_address_in(dir, log, whole_plan_in_order, None);
+}
+
+/// The same, with eth0's address within `subnet` (a dnsmasq segment's) instead of QEMU's lease.
+fn assert_modules_and_address_in(
+    dir: &Path,
+    log: &str,
+    whole_plan_in_order: bool,
+    subnet: Option<&str>,
+) {
     let evidence = console::parse(log);
-    assert_eq!(evidence.address("eth0"), Some("10.0.2.15/24"), "{log}");
+    match subnet {
+        None => assert_eq!(evidence.address("eth0"), Some("10.0.2.15/24"), "{log}"),
+        Some(net) => {
+            let addr = evidence
+                .address("eth0")
+                .unwrap_or_else(|| panic!("no address\n{log}"));
+            assert_eq!(
+                bootrig::run::judge::within(addr, net),
+                Some(true),
+                "{addr} not in {net}"
+            );
+        }
+    }
     let plan = read_json(&dir.join("plan.json"));
     let planned: Vec<&str> = plan["modules"]
         .as_array()
@@ -442,7 +464,12 @@ fn shipped_suite_passes_with_its_evidence() {
                 "{id} needs an adapter but is not in lab/"
             );
             assert_eq!(sc["outcome"], "skip", "{id}: {sc:#}");
-            assert!(text_of(&sc["reason"]).contains(iface.as_str()), "{sc:#}");
+            // Why: the interface, or the adapter the lab inventory must name.
+            let why = text_of(&sc["reason"]);
+            assert!(
+                why.contains(iface.as_str()) || why.contains("lab inventory"),
+                "{sc:#}"
+            );
             assert!(!dir.join("console.log").exists(), "{id} booted");
             skipped += 1;
             continue;
@@ -453,7 +480,11 @@ fn shipped_suite_passes_with_its_evidence() {
         assert!(!log.is_empty(), "{id}: empty console.log");
         match &plan.expect.failure {
             Some(kind) => {
-                assert!(id.starts_with("negative-"), "{id}");
+                // Expected failures are named for it: negatives and injected network faults.
+                assert!(
+                    id.starts_with("negative-") || id.starts_with("net/fault-"),
+                    "{id}"
+                );
                 assert_eq!(sc["expected_failure"], kind.as_str(), "{sc:#}");
                 assert_eq!(sc["cause"]["kind"], kind.as_str(), "{id}: {sc:#}");
             }
@@ -474,7 +505,18 @@ fn shipped_suite_passes_with_its_evidence() {
     // The checks the old build_boot tests made, from the console alone.
     for id in &positives {
         let dir = out.path().join(id);
-        assert_modules_and_address(&dir, &console_log(&dir), id == "mlx4-ipoib-busybox");
+        let plan =
+            Scenario::load(&root.join(format!("{id}.toml"))).unwrap_or_else(|e| panic!("{e}"));
+        let subnet = id
+            .starts_with("net/")
+            .then(|| plan.expect.address.clone())
+            .flatten();
+        assert_modules_and_address_in(
+            &dir,
+            &console_log(&dir),
+            id == "mlx4-ipoib-busybox",
+            subnet.as_deref(),
+        );
     }
 
     for id in ["mlx4-en-manual-dhclient", "mlx4-ipoib-uefi-e1000e"] {

@@ -166,9 +166,11 @@ fn dnsmasq_segment(
 ) -> Result<Segment, SetupError> {
     let mut dhcp = server.config().map_err(SetupError::Unsupported)?;
     dhcp.tftp_root = Some(media.boot_dir.clone());
-    if target.boot.method == Method::Ipxe {
-        dhcp.boot_file = Some(stage::SCRIPT_NAME.to_string());
-    }
+    dhcp.boot_file = match (&server.boot_file, target.boot.method) {
+        (Some(file), _) => Some(file.clone()),
+        (None, Method::Ipxe) => Some(stage::SCRIPT_NAME.to_string()),
+        (None, Method::Direct) => None,
+    };
     let run_dir = dir.join("dhcp");
     fs::create_dir_all(&run_dir).map_err(io_error(&run_dir))?;
     Ok(Segment::create(&crate::net::SegmentSpec {
