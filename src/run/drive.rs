@@ -358,6 +358,12 @@ mod tests {
                 whole: false
             }
         );
+    }
+
+    #[test]
+    fn the_whole_boot_limit_names_the_phase_it_ran_out_in() {
+        let (mut c, mut guest, _d) = start();
+        guest.write_all(b"phase boot-files\r\n").unwrap();
         let (end, _) = drive(
             &mut c,
             &mut watch(None),
@@ -366,7 +372,14 @@ mod tests {
             &Interrupt::never(),
         )
         .unwrap();
-        assert!(matches!(end, End::TimedOut { whole: true, .. }), "{end:?}");
+        assert_eq!(
+            end,
+            End::TimedOut {
+                phase: Some("boot-files".into()),
+                limit: Duration::from_millis(200),
+                whole: true
+            }
+        );
     }
 
     #[test]
