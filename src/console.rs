@@ -23,6 +23,19 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// Console lines from text, one per line, for tests: timed 100 ms apart.
+#[cfg(test)]
+pub(crate) fn test_lines<S: AsRef<str>>(texts: &[S]) -> Vec<ConsoleLine> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ConsoleLine {
+            at: Duration::from_millis(100 * i as u64),
+            text: t.as_ref().to_string(),
+        })
+        .collect()
+}
+
 /// What the stanza reported for one module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "result")]

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{print_out, CliError, CliResult, Outcome};
+use super::{print_out, CliResult, Outcome};
 use crate::net::cleanup::{cleanup, CleanupReport};
 
 #[derive(Debug, clap::Args)]
@@ -19,14 +19,7 @@ pub struct CleanupArgs {
 
 pub fn run(args: CleanupArgs) -> CliResult {
     let report = cleanup(&args.state_dir)?;
-    let text = if args.json {
-        let mut json = serde_json::to_string_pretty(&report)
-            .map_err(|e| CliError(format!("serialising the report: {e}")))?;
-        json.push('\n');
-        json
-    } else {
-        render(&report)
-    };
+    let text = super::json_or(args.json, &report, render)?;
     print_out(&text)?;
     Ok(if report.errors().next().is_none() {
         Outcome::Pass

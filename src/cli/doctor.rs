@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{print_out, CliError, CliResult, Outcome};
+use super::{print_out, CliResult, Outcome};
 use crate::doctor::{self, Host, Options};
 
 #[derive(Debug, clap::Args)]
@@ -21,13 +21,7 @@ pub struct DoctorArgs {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("expected a number of seconds, got {text:?}"))?;
-    if !(secs > 0.0 && secs <= 600.0) {
-        return Err(format!("expected between 0 and 600 seconds, got {text}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    super::seconds_up_to(600.0)(text)
 }
 
 pub fn run(args: DoctorArgs) -> CliResult {
@@ -36,14 +30,7 @@ pub fn run(args: DoctorArgs) -> CliResult {
         probe_timeout: args.probe_timeout,
     };
     let report = doctor::run(&host, &options)?;
-    let text = if args.json {
-        let mut json = serde_json::to_string_pretty(&report)
-            .map_err(|e| CliError(format!("serialising the report: {e}")))?;
-        json.push('\n');
-        json
-    } else {
-        doctor::table(&report)
-    };
+    let text = super::json_or(args.json, &report, doctor::table)?;
     print_out(&text)?;
     Ok(if report.ready {
         Outcome::Pass

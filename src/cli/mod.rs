@@ -125,6 +125,34 @@ pub fn exit_code(result: CliResult) -> ExitCode {
     }
 }
 
+/// A clap parser for a number of seconds in (0, `max`].
+pub fn seconds_up_to(max: f64) -> impl Fn(&str) -> Result<std::time::Duration, String> + Clone {
+    move |text| {
+        let secs: f64 = text
+            .parse()
+            .map_err(|_| format!("expected a number of seconds, got {text:?}"))?;
+        if !(secs > 0.0 && secs <= max) {
+            return Err(format!("expected between 0 and {max} seconds, got {text}"));
+        }
+        Ok(std::time::Duration::from_secs_f64(secs))
+    }
+}
+
+/// A report as pretty JSON (with a final newline) or as the text `table` makes.
+pub fn json_or<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    table: impl FnOnce(&T) -> String,
+) -> Result<String, CliError> {
+    if !json {
+        return Ok(table(report));
+    }
+    let mut text = serde_json::to_string_pretty(report)
+        .map_err(|e| CliError(format!("serialising the report: {e}")))?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// Writes to stdout; a closed pipe (`bootrig initrd ls IMG | head`) ends quietly.
 pub fn print_out(text: &str) -> Result<(), CliError> {
     use std::io::Write;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{print_out, CliError, CliResult, Outcome};
+use super::{print_out, CliResult, Outcome};
 use crate::vfio::{self, Bdf, CheckOptions, HostPaths, Scope, SysfsKernel};
 
 #[derive(Debug, Subcommand)]
@@ -78,13 +78,7 @@ pub struct RestoreArgs {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("expected a number of seconds, got {text:?}"))?;
-    if !(secs > 0.0 && secs <= 3600.0) {
-        return Err(format!("expected between 0 and 3600 seconds, got {text}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    super::seconds_up_to(3600.0)(text)
 }
 
 /// Entry point for `bootrig vfio …`.
@@ -108,14 +102,7 @@ fn check(args: CheckArgs) -> CliResult {
         },
     };
     let report = vfio::preflight(&kernel, &args.device, &opts);
-    let text = if args.json {
-        let mut json = serde_json::to_string_pretty(&report)
-            .map_err(|e| CliError(format!("serialising the report: {e}")))?;
-        json.push('\n');
-        json
-    } else {
-        report.table()
-    };
+    let text = super::json_or(args.json, &report, |r| r.table())?;
     print_out(&text)?;
     Ok(if report.ok() {
         Outcome::Pass

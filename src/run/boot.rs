@@ -988,12 +988,7 @@ mod tests {
     use std::process::ExitStatus;
 
     fn lines(text: &str) -> Vec<ConsoleLine> {
-        text.lines()
-            .map(|t| ConsoleLine {
-                at: Duration::ZERO,
-                text: t.into(),
-            })
-            .collect()
+        crate::console::test_lines(&text.lines().collect::<Vec<_>>())
     }
 
     fn exited(code: i32) -> Option<ExitStatus> {

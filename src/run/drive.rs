@@ -298,6 +298,13 @@ mod tests {
         FakeWatch { limit, ticks: 0 }
     }
 
+    /// Drives `c` with no shell steps and no interrupt.
+    fn drive_plain(c: &mut SerialConsole, limit: Option<Duration>, total: Duration) -> End {
+        drive(c, &mut watch(limit), total, &[], &Interrupt::never())
+            .unwrap()
+            .0
+    }
+
     #[test]
     fn done_then_poweroff_finishes() {
         let (mut c, mut guest, _d) = start();
@@ -326,14 +333,7 @@ mod tests {
             .write_all(b"VFS: Unable to mount root fs on unknown-block(0,0)\r\n[ 1.0] Kernel panic - not syncing: VFS\r\n")
             .unwrap();
         drop(guest);
-        let (end, _) = drive(
-            &mut c,
-            &mut watch(None),
-            Duration::from_secs(30),
-            &[],
-            &Interrupt::never(),
-        )
-        .unwrap();
+        let end = drive_plain(&mut c, None, Duration::from_secs(30));
         assert_eq!(end, End::Fatal("Kernel panic - not syncing".into()));
         assert!(c.lines().iter().any(|l| l.text.starts_with("VFS")));
     }
@@ -342,14 +342,11 @@ mod tests {
     fn a_silent_phase_times_out_and_names_the_phase() {
         let (mut c, mut guest, _d) = start();
         guest.write_all(b"phase ipxe-dhcp\r\n").unwrap();
-        let (end, _) = drive(
+        let end = drive_plain(
             &mut c,
-            &mut watch(Some(Duration::from_millis(300))),
+            Some(Duration::from_millis(300)),
             Duration::from_secs(30),
-            &[],
-            &Interrupt::never(),
-        )
-        .unwrap();
+        );
         assert_eq!(
             end,
             End::TimedOut {
@@ -364,14 +361,7 @@ mod tests {
     fn the_whole_boot_limit_names_the_phase_it_ran_out_in() {
         let (mut c, mut guest, _d) = start();
         guest.write_all(b"phase boot-files\r\n").unwrap();
-        let (end, _) = drive(
-            &mut c,
-            &mut watch(None),
-            Duration::from_millis(200),
-            &[],
-            &Interrupt::never(),
-        )
-        .unwrap();
+        let end = drive_plain(&mut c, None, Duration::from_millis(200));
         assert_eq!(
             end,
             End::TimedOut {
@@ -388,14 +378,7 @@ mod tests {
         guest
             .write_all(b"http://10.0.2.2:4242/initrd.img... Not found (http://ipxe.org/2d0c613b)\r\nbootrig: netboot failed (iPXE error 0x2d0c613b, see the line above)\r\n")
             .unwrap();
-        let (end, _) = drive(
-            &mut c,
-            &mut watch(None),
-            Duration::from_secs(30),
-            &[],
-            &Interrupt::never(),
-        )
-        .unwrap();
+        let end = drive_plain(&mut c, None, Duration::from_secs(30));
         assert_eq!(end, End::Fatal("bootrig: netboot failed".into()));
     }
 
@@ -490,14 +473,7 @@ mod tests {
         assert_eq!(end, End::Interrupted);
         let (mut c, guest, _d) = start();
         drop(guest);
-        let (end, _) = drive(
-            &mut c,
-            &mut watch(None),
-            Duration::from_secs(30),
-            &[],
-            &Interrupt::never(),
-        )
-        .unwrap();
+        let end = drive_plain(&mut c, None, Duration::from_secs(30));
         assert_eq!(end, End::Closed);
     }
 

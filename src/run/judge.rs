@@ -177,7 +177,6 @@ mod tests {
     use crate::console;
     use crate::scenario::Scenario;
     use std::path::Path;
-    use std::time::Duration;
 
     #[test]
     fn subnet_containment() {
@@ -229,12 +228,7 @@ mod tests {
     }
 
     fn lines(text: &str) -> Vec<ConsoleLine> {
-        text.lines()
-            .map(|t| ConsoleLine {
-                at: Duration::ZERO,
-                text: t.into(),
-            })
-            .collect()
+        crate::console::test_lines(&text.lines().collect::<Vec<_>>())
     }
 
     const BOOT: &str = "Run /init as init process\nBOOTRIG begin\nBOOTRIG modules-begin\nBOOTRIG modules-end\nBOOTRIG addr eth0 10.0.2.15/24\nBOOTRIG done\n";

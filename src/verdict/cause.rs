@@ -904,7 +904,6 @@ fn guest_no_offer(t: &Transcript) -> Option<Found> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -943,14 +942,7 @@ mod tests {
     }
 
     fn lines(texts: &[&str]) -> Vec<ConsoleLine> {
-        texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| ConsoleLine {
-                at: Duration::from_millis(100 * i as u64),
-                text: t.to_string(),
-            })
-            .collect()
+        crate::console::test_lines(texts)
     }
 
     #[test]

@@ -216,14 +216,7 @@ mod tests {
     use super::*;
 
     fn lines(texts: &[&str]) -> Vec<ConsoleLine> {
-        texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| ConsoleLine {
-                at: Duration::from_millis(100 * i as u64),
-                text: t.to_string(),
-            })
-            .collect()
+        crate::console::test_lines(texts)
     }
 
     #[test]
