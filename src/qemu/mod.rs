@@ -2,7 +2,6 @@
 //! accelerator really works ([`accel`]), and children that never outlive us ([`process`]).
 
 pub mod accel;
-pub mod direct;
 pub mod firmware;
 pub mod machine;
 pub mod process;
