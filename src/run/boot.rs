@@ -45,7 +45,7 @@ use crate::vfio::{Passthrough, Request as VfioRequest, SysfsKernel};
 
 use super::drive::{drive, End, ShellOutcome, Watch};
 use super::interrupt::Interrupt;
-use super::judge::{self, Findings};
+use super::judge;
 use super::serial::{accept_bounded, SerialConsole};
 use super::target::{AdapterNeed, InitrdSource, Target};
 
@@ -593,9 +593,11 @@ fn boot_and_judge(
             true,
         )?;
     }
+    // What a person reads: escape sequences and overwritten text removed, once for both uses.
+    let clean: Vec<String> = lines.iter().map(|l| strip_ansi(&l.text)).collect();
     write_atomic(
         &dir.join("console.txt"),
-        timestamped(&lines).as_bytes(),
+        timestamped(&lines, &clean).as_bytes(),
         true,
     )?;
 
@@ -674,9 +676,9 @@ fn boot_and_judge(
     } else {
         why
     };
-    report.findings = findings_list(&findings);
+    report.findings = findings.all();
     report.phases = phase_timings(&lines);
-    report.console_excerpt = excerpt(&lines, cause.as_ref());
+    report.console_excerpt = excerpt(&clean, cause.as_ref());
     report.cause = cause.map(|c| CauseReport {
         kind: c.kind.id().to_string(),
         summary: c.summary,
@@ -916,17 +918,13 @@ fn cause_of(
             Some(s) if s.signal().is_some() => Some(Cause::qemu_crashed(s.signal()?, lines)),
             Some(s) if s.code() != Some(0) => Some(Cause::qemu_exited(s.code()?, lines)),
             // QEMU exited 0 before the stanza finished: the guest rebooted or powered off early.
-            Some(s) if *end == End::Closed && !has_done(lines) => {
+            Some(s) if *end == End::Closed && !console::parse(&lines_text(lines)).done => {
                 Some(Cause::qemu_exited(s.code().unwrap_or(0), lines))
             }
             _ => None,
         },
         _ => None,
     }
-}
-
-fn has_done(lines: &[ConsoleLine]) -> bool {
-    lines.iter().any(|l| l.text.trim_end() == "BOOTRIG done")
 }
 
 fn lines_text(lines: &[ConsoleLine]) -> String {
@@ -938,20 +936,13 @@ fn lines_text(lines: &[ConsoleLine]) -> String {
     s
 }
 
-fn timestamped(lines: &[ConsoleLine]) -> String {
+/// `console.txt`: each line's time and its cleaned text.
+fn timestamped(lines: &[ConsoleLine], clean: &[String]) -> String {
     let mut s = String::new();
-    for l in lines {
-        s.push_str(&format!(
-            "[{:9.3}] {}\n",
-            l.at.as_secs_f64(),
-            strip_ansi(&l.text)
-        ));
+    for (l, text) in lines.iter().zip(clean) {
+        s.push_str(&format!("[{:9.3}] {text}\n", l.at.as_secs_f64()));
     }
     s
-}
-
-fn findings_list(f: &Findings) -> Vec<String> {
-    f.all()
 }
 
 fn phase_timings(lines: &[ConsoleLine]) -> Vec<PhaseTiming> {
@@ -967,8 +958,7 @@ fn phase_timings(lines: &[ConsoleLine]) -> Vec<PhaseTiming> {
 }
 
 /// The lines around the cause's first evidence line, or the last lines.
-fn excerpt(lines: &[ConsoleLine], cause: Option<&Cause>) -> String {
-    let clean: Vec<String> = lines.iter().map(|l| strip_ansi(&l.text)).collect();
+fn excerpt(clean: &[String], cause: Option<&Cause>) -> String {
     let anchor = cause
         .and_then(|c| c.evidence.first())
         .and_then(|first| clean.iter().position(|l| l.contains(first.trim())));
@@ -1096,7 +1086,8 @@ mod tests {
             evidence: vec!["Kernel panic - not syncing: VFS".into()],
             detail: None,
         };
-        let ex = excerpt(&l, Some(&cause));
+        let clean: Vec<String> = l.iter().map(|l| strip_ansi(&l.text)).collect();
+        let ex = excerpt(&clean, Some(&cause));
         assert!(ex.contains("line 30") && ex.contains("line 70"), "{ex}");
         assert!(!ex.contains("line 150"), "{ex}");
         assert!(

@@ -81,7 +81,6 @@ struct Lines {
     /// When the unfinished line's first byte came: a line is dated by when it began, since a
     /// progress line ("Probing EDD... ") may wait seconds for its end.
     partial_at: Option<Duration>,
-    closed: bool,
     bytes: u64,
 }
 
@@ -160,7 +159,6 @@ impl SerialConsole {
                     let at = t0.elapsed();
                     l.end_line(at);
                 }
-                l.closed = true;
             }
             // Dropping `feed` ends the expect session's stream: it sees EOF.
         });
