@@ -6,6 +6,7 @@ pub mod firmware;
 pub mod machine;
 pub mod process;
 pub mod qmp;
+pub mod socket;
 
 use std::ffi::OsStr;
 use std::fmt;

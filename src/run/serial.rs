@@ -16,6 +16,7 @@ use rexpect::session::{spawn_stream, StreamSession};
 use thiserror::Error;
 
 use crate::console::ConsoleLine;
+use crate::qemu::socket::AcceptError;
 
 /// How long one expect call blocks before the caller gets to look at deadlines and QEMU.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -45,32 +46,14 @@ pub fn accept_bounded(
     mut alive: impl FnMut() -> bool,
 ) -> Result<UnixStream, SerialError> {
     let name = path.display().to_string();
-    let socket_error = |source| SerialError::Socket {
-        path: name.clone(),
-        source,
-    };
-    listener.set_nonblocking(true).map_err(socket_error)?;
-    let start = Instant::now();
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).map_err(socket_error)?;
-                return Ok(stream);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(socket_error(e)),
-        }
-        if !alive() {
-            return Err(SerialError::QemuGone { path: name });
-        }
-        if start.elapsed() > timeout {
-            return Err(SerialError::NoConnection {
-                path: name,
-                waited: timeout,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    crate::qemu::socket::accept_bounded(listener, timeout, || !alive()).map_err(|e| match e {
+        AcceptError::PeerGone => SerialError::QemuGone { path: name },
+        AcceptError::TimedOut => SerialError::NoConnection {
+            path: name,
+            waited: timeout,
+        },
+        AcceptError::Io(source) => SerialError::Socket { path: name, source },
+    })
 }
 
 /// Lines completed so far, and the unfinished tail.

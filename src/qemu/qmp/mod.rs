@@ -30,15 +30,13 @@ use thiserror::Error;
 pub use message::{CommandFailure, LineProblem, QmpEvent, QmpTimestamp};
 pub use reader::{AnomalyKind, QmpAnomaly, MAX_LINE};
 
+use super::socket::{accept_bounded, AcceptError, ACCEPT_POLL};
 use journal::{Direction, Journal};
 use reader::{Reader, Reply, Shared};
 
 /// Per-command wait unless [`Qmp::set_command_timeout`] says otherwise: QMP answers in
 /// milliseconds even under TCG; seconds mean QEMU is stuck.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often a bounded accept looks for the connection and for QEMU's exit.
-const ACCEPT_POLL: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Error)]
 pub enum QmpError {
@@ -121,32 +119,14 @@ impl Qmp {
         listener: &UnixListener,
         log_path: &Path,
         timeout: Duration,
-        mut qemu_exited: impl FnMut() -> bool,
+        qemu_exited: impl FnMut() -> bool,
     ) -> Result<(Qmp, Receiver<QmpEvent>), QmpError> {
         let deadline = Instant::now() + timeout;
-        listener.set_nonblocking(true).map_err(QmpError::Listener)?;
-        let accepted = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break Ok(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if qemu_exited() {
-                        break Err(QmpError::ExitedBeforeConnecting);
-                    }
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break Err(QmpError::AcceptTimedOut { timeout });
-                    }
-                    thread::sleep(ACCEPT_POLL.min(deadline - now));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(QmpError::Listener(e)),
-            }
-        };
-        listener
-            .set_nonblocking(false)
-            .map_err(QmpError::Listener)?;
-        let stream = accepted?;
-        stream.set_nonblocking(false).map_err(QmpError::Listener)?;
+        let stream = accept_bounded(listener, timeout, qemu_exited).map_err(|e| match e {
+            AcceptError::PeerGone => QmpError::ExitedBeforeConnecting,
+            AcceptError::TimedOut => QmpError::AcceptTimedOut { timeout },
+            AcceptError::Io(e) => QmpError::Listener(e),
+        })?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         Self::connect(stream, log_path, remaining.max(ACCEPT_POLL))
     }
