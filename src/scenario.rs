@@ -571,7 +571,11 @@ impl Scenario {
     /// Parses scenario text; `path` names it in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ScenarioError> {
         let raw: RawScenario = toml::from_str(text).map_err(|e| syntax_error(text, path, &e))?;
+        // Absolute, so the paths mean the same file to every program bootrig starts, whatever
+        // its working directory (dnsmasq changes its own); a path that cannot be made absolute
+        // (no working directory) stays relative and fails where it is opened, naming it.
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         let rel = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()

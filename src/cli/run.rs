@@ -163,8 +163,8 @@ pub fn repro(args: ReproArgs) -> CliResult {
         id: "repro".into(),
         name: format!("repro: {name}"),
         file: None,
-        kernel: args.kernel.clone(),
-        initrd: crate::run::target::InitrdSource::Given(args.initrd.clone()),
+        kernel: absolute("--kernel", &args.kernel)?,
+        initrd: crate::run::target::InitrdSource::Given(absolute("--initrd", &args.initrd)?),
         boot: Boot {
             firmware: match args.firmware {
                 FirmwareArg::Bios => Firmware::Bios,
@@ -238,6 +238,9 @@ fn options(
         Some(dir) => dir.clone(),
         None => fresh_dir(&Path::new("runs").join(stamp())),
     };
+    // Absolute from here on: dnsmasq changes its working directory at start-up, and every path
+    // bootrig hands another program (QEMU, dnsmasq, dhclient, ip) must mean the same file there.
+    let out = absolute("--out", &out)?;
     Ok(RunOptions {
         qemu,
         out,
@@ -249,6 +252,11 @@ fn options(
         sysfs: PathBuf::from("/sys"),
         inventory: None,
     })
+}
+
+/// `path` made absolute against the working directory, for programs that run elsewhere.
+fn absolute(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
+    std::path::absolute(path).map_err(|e| CliError(format!("{flag} {}: {e}", path.display())))
 }
 
 /// `base`, or `base-2`, `base-3`… if it exists: two runs in one second keep their own evidence.

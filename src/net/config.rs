@@ -111,6 +111,8 @@ pub enum ConfigError {
         "{what} path {path:?}: expected UTF-8 without ',' or a line break (dnsmasq config syntax)"
     )]
     BadPath { what: &'static str, path: PathBuf },
+    #[error("{what} path {path:?} is relative: dnsmasq changes its working directory, give an absolute path")]
+    RelativePath { what: &'static str, path: PathBuf },
     #[error("a next-server needs a boot file (dnsmasq sets it with dhcp-boot=FILE,,ADDRESS)")]
     NextServerWithoutBootFile,
     #[error("interface name {0:?}: expected 1-15 characters of [A-Za-z0-9_.-]")]
@@ -132,6 +134,13 @@ pub fn valid_ifname(name: &str) -> bool {
 }
 
 fn config_path<'a>(what: &'static str, path: &'a Path) -> Result<&'a str, ConfigError> {
+    // dnsmasq changes its working directory at start-up: a relative path would name another file.
+    if !path.is_absolute() {
+        return Err(ConfigError::RelativePath {
+            what,
+            path: path.to_owned(),
+        });
+    }
     path.to_str()
         .filter(|s| !s.contains([',', '\n', '\r']))
         .ok_or_else(|| ConfigError::BadPath {
@@ -392,6 +401,20 @@ pid-file=/run/r1/dnsmasq.pid
         assert!(matches!(
             render(&c, "br0", &files()),
             Err(ConfigError::BadPath { .. })
+        ));
+        let mut c = base.clone();
+        c.tftp_root = Some("runs/x/boot".into());
+        assert!(matches!(
+            render(&c, "br0", &files()),
+            Err(ConfigError::RelativePath { .. })
+        ));
+        assert!(matches!(
+            render(
+                &base,
+                "br0",
+                &DnsmasqFiles::in_dir(Path::new("runs/x/dhcp"))
+            ),
+            Err(ConfigError::RelativePath { .. })
         ));
         assert!(matches!(
             render(&base, "a-very-long-interface", &files()),

@@ -9,6 +9,7 @@ pub mod drive;
 pub mod interrupt;
 pub mod inventory;
 pub mod judge;
+pub mod outdir;
 pub mod serial;
 pub mod suite;
 pub mod target;
@@ -44,6 +45,8 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error(transparent)]
     Inventory(#[from] inventory::InventoryError),
+    #[error(transparent)]
+    OutDir(#[from] outdir::OutDirError),
 }
 
 /// How a run goes, whatever the scenarios say.
@@ -121,10 +124,7 @@ pub fn run_targets(
 ) -> Result<RunReport, RunError> {
     let started_at = SystemTime::now();
     let started = Instant::now();
-    std::fs::create_dir_all(&opts.out).map_err(|source| RunError::Io {
-        path: opts.out.clone(),
-        source,
-    })?;
+    outdir::claim(&opts.out, &crate::report::rfc3339_utc(started_at))?;
     let interrupt = Interrupt::install().map_err(RunError::Signals)?;
     let accel = AccelResolver::new(&opts.qemu, &opts.out);
     let ctx = Context {

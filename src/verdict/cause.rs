@@ -440,6 +440,11 @@ fn kernel_message(line: &str) -> &str {
     trimmed
 }
 
+/// A line with the kernel's `[    1.234567] ` timestamp.
+fn is_kernel_line(line: &str) -> bool {
+    kernel_message(line).len() != line.trim_start().len()
+}
+
 /// `module: rest` as the kernel's module loader prefixes its messages.
 fn module_message(line: &str) -> Option<(&str, &str)> {
     let (module, rest) = kernel_message(line).split_once(": ")?;
@@ -859,12 +864,46 @@ fn kernel_panic(t: &Transcript) -> Option<Found> {
         let m = kernel_message(l);
         m.starts_with("BUG:") || m.starts_with("Oops:") || m.starts_with("general protection fault")
     }));
+    let mut summary = format!("kernel panic: {reason}");
+    if reason.starts_with("Attempted to kill init") {
+        // The panic only says init died; what init printed last says why.
+        let said = init_last_words(t, i);
+        if let Some(&last) = said.last() {
+            summary.push_str(&format!(" — init's last words: {:?}", t.lines[last].trim()));
+        }
+        lines.extend(said);
+    }
     Some(Found {
-        summary: format!("kernel panic: {reason}"),
+        summary,
         lines,
         detail: None,
         phase: None,
     })
+}
+
+/// How many of init's own lines before its death are kept as evidence.
+const INIT_LAST_WORDS: usize = 5;
+
+/// The last lines init (or a program it ran) printed before the panic at `panic`: console lines
+/// after `Run … as init process` that are not kernel messages.
+fn init_last_words(t: &Transcript, panic: usize) -> Vec<usize> {
+    let start = t.lines[..panic]
+        .iter()
+        .rposition(|l| {
+            let m = kernel_message(l);
+            m.starts_with("Run ") && m.ends_with(" as init process")
+        })
+        // Without that line (it is KERN_INFO, hidden at loglevel=4): from the kernel's first
+        // timestamped line, so firmware and iPXE output never count as init's.
+        .or_else(|| t.lines[..panic].iter().position(|l| is_kernel_line(l)))
+        .map_or(panic, |i| i + 1);
+    let said: Vec<usize> = (start..panic)
+        .filter(|&k| {
+            let l = t.lines[k].trim();
+            !l.is_empty() && !is_kernel_line(l) && !l.starts_with("BOOTRIG ")
+        })
+        .collect();
+    said[said.len().saturating_sub(INIT_LAST_WORDS)..].to_vec()
 }
 
 fn guest_no_offer(t: &Transcript) -> Option<Found> {
@@ -943,6 +982,57 @@ mod tests {
 
     fn lines(texts: &[&str]) -> Vec<ConsoleLine> {
         crate::console::test_lines(texts)
+    }
+
+    /// The console of a busybox-hardlinked initramfs-tools image whose `ip` was written
+    /// through every link: the panic alone does not say why init died.
+    #[test]
+    fn a_dead_init_is_explained_by_what_it_printed() {
+        let boot = [
+            "iPXE 1.21.1+ (g988d2) -- Open Source Network Boot Firmware",
+            "bootrig: fetching kernel",
+            "[    0.000000] Linux version 6.1.0-48-amd64",
+            "[    1.900000] Freeing unused kernel image (initmem) memory: 2800K",
+            "[    1.910000] Run /init as init process",
+            "Object \"/init\" is unknown, try \"ip help\".",
+            "[    1.950000] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100",
+        ];
+        let c = classify(&lines(&boot)).unwrap();
+        assert_eq!(c.kind, CauseKind::KernelPanic);
+        assert!(
+            c.summary.contains("init's last words") && c.summary.contains("try \\\"ip help"),
+            "{}",
+            c.summary
+        );
+        assert!(
+            c.evidence.iter().any(|l| l.starts_with("Object")),
+            "{:?}",
+            c.evidence
+        );
+        // Without the KERN_INFO line, firmware output is still never taken for init's.
+        let quiet: Vec<&str> = boot
+            .iter()
+            .copied()
+            .filter(|l| !l.contains("Run /init"))
+            .collect();
+        let c = classify(&lines(&quiet)).unwrap();
+        assert!(
+            c.evidence.iter().any(|l| l.starts_with("Object")),
+            "{:?}",
+            c.evidence
+        );
+        assert!(!c
+            .evidence
+            .iter()
+            .any(|l| l.contains("iPXE") || l.starts_with("bootrig:")));
+        // A panic with another reason gets no such words.
+        let other = [
+            "[    0.1] Linux",
+            "hello",
+            "[    1.0] Kernel panic - not syncing: VFS: x",
+        ];
+        let c = classify(&lines(&other)).unwrap();
+        assert!(!c.summary.contains("last words"), "{}", c.summary);
     }
 
     #[test]
