@@ -182,8 +182,8 @@ fn dhclient_files_lists_everything_the_script_needs() {
     for want in [
         "/sbin/dhclient",
         "/sbin/dhclient-script",
-        "/usr/sbin/ip",
-        "/usr/sbin/hostname",
+        "/usr/lib/bootrig/dhclient/ip",
+        "/usr/lib/bootrig/dhclient/hostname",
         "/etc/dhcp/dhclient.conf",
         "/var/lib/dhcp/dhclient.leases",
         "/var/state/dhcp",
@@ -192,6 +192,10 @@ fn dhclient_files_lists_everything_the_script_needs() {
         "/lib/x86_64-linux-gnu/libc.so.6",
     ] {
         assert!(dests.contains(want), "{want} missing from {dests:?}");
+    }
+    // Never over the base's own tools (a busybox hardlink there would take every applet along).
+    for theirs in ["/usr/sbin/ip", "/usr/sbin/hostname", "/bin/ip", "/sbin/ip"] {
+        assert!(!dests.contains(theirs), "{theirs} replaced");
     }
     for lib in ldd_paths("/usr/bin/ip") {
         assert!(dests.contains(lib.to_str().unwrap()), "{lib:?} for ip");
@@ -257,7 +261,7 @@ fn init_script(modules: &[String], setup: &dhcp::DhclientSetup) -> String {
         .collect();
     format!(
         r#"#!/bin/sh
-export PATH=/usr/sbin:/sbin:/bin:/usr/bin
+export PATH=/usr/sbin:/sbin:/bin:/usr/bin:/usr/lib/bootrig/dhclient
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev

@@ -48,18 +48,26 @@ struct Started {
 fn start(args: &[&str]) -> Started {
     // A fresh build cache: every run really builds its initrds.
     let cache = tempfile::tempdir().expect("cache dir");
+    let mut command = Command::new(common::bootrig_bin());
+    command.args(args).env("BOOTRIG_CACHE", cache.path());
+    spawn_in_root(command, cache)
+}
+
+/// Starts `command` from the repository root, in a process group of its own (so a timeout
+/// kills whatever it started), its output kept in files.
+fn spawn_in_root(mut command: Command, cache: tempfile::TempDir) -> Started {
+    use std::os::unix::process::CommandExt;
     let logs = tempfile::tempdir().expect("log dir");
     let stdout = fs::File::create(logs.path().join("stdout")).expect("stdout file");
     let stderr = fs::File::create(logs.path().join("stderr")).expect("stderr file");
-    let child = Command::new(common::bootrig_bin())
-        .args(args)
+    let child = command
         .current_dir(common::repo_root())
-        .env("BOOTRIG_CACHE", cache.path())
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
         .spawn()
-        .expect("spawn bootrig");
+        .expect("spawn");
     Started {
         child,
         logs,
@@ -84,6 +92,7 @@ impl Started {
                 break status;
             }
             if Instant::now() > deadline {
+                let _ = nix::sys::signal::killpg(self.pid(), Signal::SIGKILL);
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
@@ -403,25 +412,52 @@ fn phase_names(sc: &Value) -> Vec<(String, f64)> {
         .collect()
 }
 
-#[test]
-fn shipped_suite_passes_with_its_evidence() {
-    let out = tempfile::tempdir().unwrap();
-    let ran = bootrig(
-        &[
-            "run",
-            "scenarios/",
-            "-j",
-            "2",
-            "--accel",
-            "tcg",
-            "--out",
-            s(out.path()),
-        ],
-        Duration::from_secs(480),
-    );
-    assert_eq!(ran.code(), Some(0), "{}", ran.show());
-    let report = read_json(&out.path().join("summary.json"));
+/// The README's first command, as the README writes it (the line `../shared/tools/fresh-clone`
+/// and a newcomer run): set up, then `bootrig run scenarios/` with the default `--out`.
+fn readme_first_command() -> String {
+    let readme = fs::read_to_string(common::repo_root().join("README.md")).expect("README.md");
+    readme
+        .lines()
+        .filter(|l| l.starts_with("    "))
+        .map(str::trim)
+        .find(|l| l.contains("images/setup") && l.contains("cargo run"))
+        .expect("README.md: no indented `./images/setup && cargo run …` command")
+        .to_string()
+}
 
+/// The README's first command, run verbatim from the repository root (the default `--out`
+/// under `runs/`, the shipped `scenarios/`, the accelerator left on auto), passes: every
+/// scenario has the outcome its file asks for, with its evidence.
+#[test]
+fn readme_first_command_passes_the_shipped_suite_with_its_evidence() {
+    let command = readme_first_command();
+    assert!(command.contains("run scenarios/"), "{command}");
+    let mut bash = Command::new("bash");
+    bash.args(["-euo", "pipefail", "-c", &command]);
+    let ran = spawn_in_root(bash, tempfile::tempdir().unwrap()).wait(Duration::from_secs(900));
+    assert_eq!(ran.code(), Some(0), "`{command}`:\n{}", ran.show());
+    // Where the default --out put the evidence: `runs/<UTC time>/`, relative to the root.
+    let out = ran
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("bootrig: evidence in "))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no evidence line: {}", ran.show()));
+    let runs = common::repo_root().join("runs");
+    assert!(
+        out.starts_with(&runs) && out.is_dir(),
+        "evidence in {} (want a new directory under {})",
+        out.display(),
+        runs.display()
+    );
+    eprintln!("README first command: evidence in {}", out.display());
+    let report = read_json(&out.join("summary.json"));
+    check_shipped_suite(&out, &report);
+}
+
+/// Every scenario file of `scenarios/` is in the report once, with the outcome it asks for and
+/// the evidence behind it.
+fn check_shipped_suite(out: &Path, report: &Value) {
     // Every scenario file is in the report once, with the outcome its file asks for.
     let root = common::repo_root().join("scenarios");
     let mut files = Vec::new();
@@ -443,7 +479,7 @@ fn shipped_suite_passes_with_its_evidence() {
             rel.to_string_lossy().into_owned()
         })
         .collect();
-    assert_eq!(ids(&report), want, "{report:#}");
+    assert_eq!(ids(report), want, "{report:#}");
 
     let mut positives = Vec::new();
     let mut skipped = 0;
@@ -455,8 +491,8 @@ fn shipped_suite_passes_with_its_evidence() {
             .to_string_lossy()
             .into_owned();
         let plan = Scenario::load(file).unwrap_or_else(|e| panic!("{e}"));
-        let sc = scenario(&report, &id);
-        let dir = out.path().join(&id);
+        let sc = scenario(report, &id);
+        let dir = out.join(&id);
         let iface = &plan.network.interface;
         if iface.starts_with("ib") {
             assert!(
@@ -499,12 +535,12 @@ fn shipped_suite_passes_with_its_evidence() {
     assert!(skipped >= 1, "no lab scenario was skipped");
     assert!(positives.len() >= 4, "{positives:?}");
 
-    let (tests, junit_skipped, failed) = parse_junit(&out.path().join("junit.xml"));
+    let (tests, junit_skipped, failed) = parse_junit(&out.join("junit.xml"));
     assert_eq!((tests, junit_skipped, failed), (files.len(), skipped, 0));
 
     // The checks the old build_boot tests made, from the console alone.
     for id in &positives {
-        let dir = out.path().join(id);
+        let dir = out.join(id);
         let plan =
             Scenario::load(&root.join(format!("{id}.toml"))).unwrap_or_else(|e| panic!("{e}"));
         let subnet = id
@@ -520,13 +556,13 @@ fn shipped_suite_passes_with_its_evidence() {
     }
 
     for id in ["mlx4-en-manual-dhclient", "mlx4-ipoib-uefi-e1000e"] {
-        assert_http_fetches(&out.path().join(id));
+        assert_http_fetches(&out.join(id));
     }
-    let uefi = console_log(&out.path().join("mlx4-ipoib-uefi-e1000e"));
+    let uefi = console_log(&out.join("mlx4-ipoib-uefi-e1000e"));
     assert!(uefi.contains("EFI stub"), "{uefi}");
 
     // A BIOS iPXE boot goes through every phase, in order.
-    let busybox = scenario(&report, "mlx4-ipoib-busybox");
+    let busybox = scenario(report, "mlx4-ipoib-busybox");
     assert_eq!(busybox["boot"]["firmware"], "bios");
     assert_eq!(busybox["boot"]["method"], "ipxe");
     let phases = phase_names(busybox);
@@ -548,7 +584,7 @@ fn shipped_suite_passes_with_its_evidence() {
 
     // The dhclient scenario's shell steps ran and their answers are on the console.
     // (Its findings, where a failed step would show, were checked empty above.)
-    let log = console_log(&out.path().join("mlx4-en-manual-dhclient"));
+    let log = console_log(&out.join("mlx4-en-manual-dhclient"));
     assert!(log.contains("BOOTRIG shell"), "{log}");
     assert!(log.contains("fixed-address 10.0.2.15;"), "{log}");
     assert_eq!(log.matches("BOOTRIG shell-rc=0").count(), 2, "{log}");

@@ -19,9 +19,12 @@
 //! ISC dhclient (Debian's `isc-dhcp-client`) needs, besides itself and its libraries: its
 //! configuration, a leases file in a writable directory, a directory for its pid file, and
 //! `dhclient-script`, which applies the lease with iproute2's `ip` (busybox's `ip` lacks
-//! `valid_lft`/`label`) and `hostname`. Debian's dhclient runs the script with the `PATH` built
-//! into it, `/usr/sbin:/sbin:/bin:/usr/sbin:/usr/bin`, so the tools go to `/usr/sbin`, searched
-//! first: a busybox `ip` elsewhere in the base cannot shadow them. The script sources hook directories only when they exist; none are added, so
+//! `valid_lft`/`label`) and `hostname`. Those two go to a directory of bootrig's own,
+//! [`TOOLS_DIR`], never over the base's `ip`: in an initramfs-tools image `/usr/sbin/ip` is a
+//! hardlink of busybox, and a file written over it would change `/bin/sh` and every other applet
+//! with it. Debian's dhclient runs the script with the `PATH` built into it, so the copied script
+//! puts [`TOOLS_DIR`] first on its `PATH` in a line after its `#!`: a busybox `ip` in the base
+//! cannot shadow them. The script sources hook directories only when they exist; none are added, so
 //! `run-parts` is not needed. On a lease with DNS servers it rewrites `/etc/resolv.conf` with
 //! `readlink`, `rm` and `cat`, and reads `/etc/fstab` (an empty one is provided if the base has
 //! none — the shell exits on the failed redirection otherwise).
@@ -44,8 +47,9 @@ pub const DHCLIENT_LEASES: &str = "/var/lib/dhcp/dhclient.leases";
 pub const LEGACY_LEASES_DIR: &str = "/var/state/dhcp";
 /// The pid file's directory (`-pf /run/dhclient.pid`).
 pub const RUN_DIR: &str = "/run";
-/// The directory the script's tools go to: first in dhclient's `PATH` for the script.
-const TOOLS_DIR: &str = "/usr/sbin";
+/// The directory the script's tools go to, put first on the copied script's `PATH`: nothing of
+/// a base lives there.
+pub const TOOLS_DIR: &str = "/usr/lib/bootrig/dhclient";
 /// The tools dhclient-script runs that bootrig copies from the host, and where to look for them.
 const SCRIPT_TOOLS: &[&str] = &["ip", "hostname"];
 const TOOL_SEARCH: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
@@ -228,7 +232,11 @@ pub fn dhclient_files(
         additions.extend(adds);
     }
     // The script itself; its #! shell is the base's (see BASE_COMMANDS).
-    additions.push(Addition::bytes(DHCLIENT_SCRIPT, script, 0o755));
+    additions.push(Addition::bytes(
+        DHCLIENT_SCRIPT,
+        with_tools_on_path(&script),
+        0o755,
+    ));
     additions.push(Addition::bytes(DHCLIENT_CONF, conf.into_bytes(), 0o644));
     additions.push(Addition::dir("/var/lib/dhcp", 0o755));
     additions.push(Addition::bytes(DHCLIENT_LEASES, Vec::new(), 0o644));
@@ -328,6 +336,24 @@ fn hex_colon(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// `script` with a line after its `#!` line that puts [`TOOLS_DIR`] first on `PATH`.
+fn with_tools_on_path(script: &[u8]) -> Vec<u8> {
+    let split = script
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(script.len(), |i| i + 1);
+    let mut out = script[..split].to_vec();
+    if !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(
+        format!("# bootrig: its own ip and hostname, never the base's\nPATH={TOOLS_DIR}:$PATH\n")
+            .as_bytes(),
+    );
+    out.extend_from_slice(&script[split..]);
+    out
 }
 
 #[cfg(test)]
@@ -440,6 +466,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("256 bytes"));
+    }
+
+    #[test]
+    fn the_script_finds_bootrigs_tools_first() {
+        let script = b"#!/bin/sh\n# comment\nip link set dev eth0 up\n";
+        let text = String::from_utf8(with_tools_on_path(script)).unwrap();
+        assert_eq!(
+            text,
+            format!("#!/bin/sh\n# bootrig: its own ip and hostname, never the base's\nPATH={TOOLS_DIR}:$PATH\n# comment\nip link set dev eth0 up\n")
+        );
+        // A script of one line without a newline still gets the PATH on a line of its own.
+        assert!(String::from_utf8(with_tools_on_path(b"#!/bin/sh"))
+            .unwrap()
+            .starts_with("#!/bin/sh\n# bootrig"));
     }
 
     #[test]
