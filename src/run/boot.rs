@@ -513,6 +513,10 @@ fn boot_and_judge(
     if let Some(seg) = segment.as_mut() {
         seg.register_qemu(child.id())?;
     }
+    // Before the guest runs (it starts paused): what QEMU fetches is the guest's, the rest foreign.
+    if let Some(server) = &http {
+        server.set_guest_pid(child.id());
+    }
     let qemu_start = |child: &mut GroupChild, what: String| {
         let _ = child.kill();
         let text = fs::read_to_string(&stderr_path).unwrap_or_default();
