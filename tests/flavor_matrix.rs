@@ -51,7 +51,7 @@ const CLIENTS: &[(&str, &str)] = &[
 
 const MODES: &[&str] = &["overlay", "repack"];
 
-fn scenario(dir_depth: usize, base: &Base, network: &str, mode: &str) -> String {
+fn scenario(dir_depth: usize, base: &Base, client: &str, network: &str, mode: &str) -> String {
     let up = "../".repeat(dir_depth);
     let base_value = if base.base == "busybox" {
         "busybox".to_string()
@@ -59,7 +59,7 @@ fn scenario(dir_depth: usize, base: &Base, network: &str, mode: &str) -> String 
         format!("{up}{}", base.base)
     };
     format!(
-        r#"name = "{id} base, {network}, {mode}"
+        r#"name = "{id} base, {client}, {mode}"
 
 [kernel]
 image = "{up}images/cache/current/vmlinuz"
@@ -118,7 +118,7 @@ fn every_flavor_client_and_mode_boots_with_modules_in_order_and_an_address() {
                 let id = format!("{}-{client}-{mode}", b.id);
                 fs::write(
                     suite.path().join(format!("{id}.toml")),
-                    scenario(depth, b, network, mode),
+                    scenario(depth, b, client, network, mode),
                 )
                 .unwrap();
                 ids.push(id);
@@ -145,10 +145,14 @@ fn every_flavor_client_and_mode_boots_with_modules_in_order_and_an_address() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&ran.stdout);
-    let report: Value = serde_json::from_slice(
-        &fs::read(out.path().join("run/summary.json")).expect("summary.json"),
-    )
-    .unwrap();
+    let summary = fs::read(out.path().join("run/summary.json")).unwrap_or_else(|e| {
+        panic!(
+            "no summary.json ({e}): exit {:?}\n{stdout}\n{}",
+            ran.status,
+            String::from_utf8_lossy(&ran.stderr)
+        )
+    });
+    let report: Value = serde_json::from_slice(&summary).unwrap();
     let mut failures = Vec::new();
     for id in &ids {
         let sc = report["scenarios"]

@@ -206,6 +206,10 @@ fn boot(name: &str, case: &Case) -> Outcome {
             .stderr(std::fs::File::create(&stderr_path).unwrap()),
     )
     .unwrap();
+    // QEMU is paused until resumed below: every fetch it makes is the guest's.
+    if let Some(server) = &server {
+        server.set_guest_pid(child.id());
+    }
     let mut serial = accept(&serial_listener, &mut child, "serial");
     let qmp = accept(&qmp_listener, &mut child, "QMP");
     let mut qmp = qmp_resume(qmp);

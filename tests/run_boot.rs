@@ -386,6 +386,7 @@ fn assert_http_fetches(dir: &Path) {
             .len();
         let fetched = records.iter().any(|r| {
             r["path"] == format!("/{file}")
+                && r["from"] == "guest"
                 && r["status"] == 200
                 && r["complete"] == true
                 && r["bytes_sent"].as_u64() == Some(size)
