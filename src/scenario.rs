@@ -1,5 +1,7 @@
 //! Scenario files: the user's main interface. TOML, paths relative to the file, every key checked:
-//! an unknown key or a wrong type is an error with file, line and column, and a suggestion.
+//! an unknown key or a wrong type is an error with file, line and column, and a suggestion. Loading
+//! also checks every file and directory the scenario names (kernel, module trees, base initrd,
+//! binaries), each reported at its value's line and column: all of it before anything is built.
 //!
 //! ```toml
 //! name = "mlx4 IPoIB, manual order"

@@ -11,9 +11,10 @@ use super::text::strip_ansi;
 const HEADERS: [&str; 5] = ["SCENARIO", "OUTCOME", "CAUSE", "TIME", "PHASE"];
 /// Longest line of a note; longer lines wrap, at a space when there is one.
 const NOTE_WIDTH: usize = 100;
-/// Most note lines under one row: a longer note keeps its start and end (where an error's
-/// context and its culprit are) and says how much of the middle is in the JSON report.
-const NOTE_LINES: usize = 40;
+/// Most note lines under one row: enough for any message bootrig writes (a whole module plan),
+/// a bound for a guest's endless line. A longer note keeps its start and end (where an error's
+/// context and its culprit are) and says where the middle is.
+const NOTE_LINES: usize = 200;
 
 /// The table and the summary line, each line ending in `\n`.
 pub fn render_table(report: &RunReport, colour: bool) -> String {
@@ -81,8 +82,8 @@ fn sgr(outcome: Outcome) -> &'static str {
     }
 }
 
-/// Why a scenario did not pass: its lines, each terminal-safe and wrapped; continuation lines
-/// are indented two more spaces.
+/// Why a scenario did not pass: its lines, each terminal-safe and wrapped, keeping their own
+/// indentation (a plan's numbered rows); continuation lines are indented two more spaces.
 fn note(s: &ScenarioReport) -> Vec<String> {
     if s.outcome == Outcome::Pass {
         return Vec::new();
@@ -97,10 +98,20 @@ fn note(s: &ScenarioReport) -> Vec<String> {
         return Vec::new();
     };
     let mut lines: Vec<String> = Vec::new();
-    for line in text.split('\n').map(one_line).filter(|l| !l.is_empty()) {
-        let mut pieces = wrap(&line, NOTE_WIDTH).into_iter();
-        lines.extend(pieces.next());
-        lines.extend(pieces.map(|p| format!("  {p}")));
+    for line in text.split('\n') {
+        let clean = one_line(line);
+        if clean.is_empty() {
+            continue;
+        }
+        let indent = line
+            .chars()
+            .take_while(|&c| c == ' ')
+            .count()
+            .min(NOTE_WIDTH / 4);
+        let pad = " ".repeat(indent);
+        let mut pieces = wrap(&clean, NOTE_WIDTH - indent).into_iter();
+        lines.extend(pieces.next().map(|p| format!("{pad}{p}")));
+        lines.extend(pieces.map(|p| format!("{pad}  {p}")));
     }
     if lines.len() > NOTE_LINES {
         let head = NOTE_LINES / 2;
@@ -233,22 +244,25 @@ mod tests {
         let s = &mut r.scenarios[1];
         s.outcome = Outcome::Error;
         s.cause = None;
-        s.reason = Some(format!(
-            "/home/user/bootrig/scenarios/mlx4-ipoib-busybox.toml: the module plan has errors; nothing was built:\n\
-             kernel 6.1.0-48-amd64 (/home/user/bootrig/scenarios/../images/cache/current/vmlinuz)\n\
-             layer 0: /home/user/bootrig/scenarios/../images/cache/current/lib/modules/6.1.0-48-amd64 (4213 modules, modules.dep)\n\
-             order: resolved (closure of the list, dependencies first)\n\
-               1. mlx4_cor  error: unknown_module\n\
-             error: {}\n\
-             plan: NOT loadable: 1 error(s), 0 warning(s)",
-            crate::kmod::PlanError::UnknownModule {
-                module: "mlx4_cor".into(),
-                suggestions: vec!["mlx4_core".into(), "mlx5_core".into()],
-                searched: vec![PathBuf::from(
-                    "/home/user/bootrig/scenarios/../images/cache/current/lib/modules/6.1.0-48-amd64"
-                )],
-            }
-        ));
+        let error = crate::kmod::PlanError::UnknownModule {
+            module: "mlx4_cor".into(),
+            suggestions: vec!["mlx4_core".into(), "mlx5_core".into()],
+            searched: vec![PathBuf::from(
+                "/home/user/bootrig/scenarios/../images/cache/current/lib/modules/6.1.0-48-amd64",
+            )],
+        };
+        s.reason = Some(
+            [
+                "/home/user/bootrig/scenarios/mlx4-ipoib-busybox.toml: the module plan has errors; nothing was built:",
+                "kernel 6.1.0-48-amd64 (/home/user/bootrig/scenarios/../images/cache/current/vmlinuz)",
+                "layer 0: /home/user/bootrig/scenarios/../images/cache/current/lib/modules/6.1.0-48-amd64 (4213 modules, modules.dep)",
+                "order: resolved (closure of the list, dependencies first)",
+                "  1. mlx4_cor  error: unknown_module",
+                &format!("error: {error}"),
+                "plan: NOT loadable: 1 error(s), 0 warning(s)",
+            ]
+            .join("\n"),
+        );
         let text = render_table(&r, false);
         let note: Vec<&str> = text
             .lines()
@@ -274,7 +288,7 @@ mod tests {
     #[test]
     fn a_very_long_note_keeps_its_start_and_end() {
         let mut r = report();
-        let lines: Vec<String> = (1..=100).map(|i| format!("line {i}")).collect();
+        let lines: Vec<String> = (1..=300).map(|i| format!("line {i}")).collect();
         r.scenarios[1].cause.as_mut().unwrap().summary = lines.join("\n");
         let text = render_table(&r, false);
         let note: Vec<&str> = text
@@ -286,8 +300,8 @@ mod tests {
         assert_eq!(note[0], "    line 1");
         assert_eq!(
             note[NOTE_LINES / 2],
-            "    [… 61 lines left out; the whole text is in runs/1/x/result.json]"
+            "    [… 101 lines left out; the whole text is in runs/1/x/result.json]"
         );
-        assert_eq!(note[NOTE_LINES - 1], "    line 100");
+        assert_eq!(note[NOTE_LINES - 1], "    line 300");
     }
 }
