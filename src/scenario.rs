@@ -1,5 +1,7 @@
 //! Scenario files: the user's main interface. TOML, paths relative to the file, every key checked:
-//! an unknown key or a wrong type is an error with file, line and column, and a suggestion.
+//! an unknown key or a wrong type is an error with file, line and column, and a suggestion. Loading
+//! also checks every file and directory the scenario names (kernel, module trees, base initrd,
+//! binaries), each reported at its value's line and column: all of it before anything is built.
 //!
 //! ```toml
 //! name = "mlx4 IPoIB, manual order"
@@ -19,8 +21,9 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
+use toml::Spanned;
 
 use crate::initrd::add::AddMode;
 
@@ -40,6 +43,66 @@ pub enum ScenarioError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// Scenario files are TOML, which is UTF-8; the first byte that is not.
+    #[error("{path}:{line}:{column}: byte 0x{byte:02x} at byte offset {offset} is not UTF-8{hint}; save it as UTF-8")]
+    NotUtf8 {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        offset: usize,
+        byte: u8,
+        /// What the bytes look like, when that helps (a UTF-16 byte order mark).
+        hint: &'static str,
+    },
+    /// Files and directories the scenario names that are not there: every one, each at its key.
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Paths(Vec<PathProblem>),
+}
+
+/// A path a scenario names that cannot be used as written, at its key's value.
+#[derive(Debug, Clone)]
+pub struct PathProblem {
+    /// The scenario file.
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// `[kernel] image = "…"`, or `[kernel] modules: "…"` for an entry of a list.
+    pub key: String,
+    /// The path as the scenario file writes it.
+    pub written: PathBuf,
+    /// Where that led: absolute, through the symlinks that exist.
+    pub resolved: PathBuf,
+    /// What is wrong there ("no such file", "is a directory, not a file").
+    pub problem: String,
+    /// Where along the path it goes wrong, when not at its end ("/x/images does not exist").
+    pub detail: Option<String>,
+    /// What to do about it.
+    pub fix: String,
+}
+
+impl std::fmt::Display for PathProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.key,
+            self.problem
+        )?;
+        let resolved = (self.resolved != self.written)
+            .then(|| format!("resolved to {}", self.resolved.display()));
+        let notes: Vec<&str> = resolved
+            .iter()
+            .chain(&self.detail)
+            .map(String::as_str)
+            .collect();
+        if !notes.is_empty() {
+            write!(f, " ({})", notes.join("; "))?;
+        }
+        write!(f, "; {}", self.fix)
+    }
 }
 
 /// A parsed scenario, paths resolved against the file's directory.
@@ -427,28 +490,55 @@ struct RawExpect {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKernel {
-    image: PathBuf,
-    modules: OneOrMany,
+    image: Spanned<PathBuf>,
+    modules: Spanned<OneOrMany>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `"tree"` or `["tree", …]`; list entries keep where they are written. Not `untagged`: serde
+/// buffers untagged values, which loses toml's spans.
+#[derive(Debug)]
 enum OneOrMany {
     One(PathBuf),
-    Many(Vec<PathBuf>),
+    Many(Vec<Spanned<PathBuf>>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path, or a list of paths")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(PathBuf::from(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(p) = seq.next_element()? {
+                    out.push(p);
+                }
+                Ok(OneOrMany::Many(out))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInitrd {
-    #[serde(default = "default_base")]
-    base: String,
+    /// None: bootrig's busybox base.
+    base: Option<Spanned<String>>,
     #[serde(default)]
     load: Vec<String>,
     #[serde(default = "default_order")]
     order: Order,
     #[serde(default)]
-    binaries: Vec<PathBuf>,
+    binaries: Vec<Spanned<PathBuf>>,
     #[serde(default = "default_flavor")]
     flavor: FlavorChoice,
     anchor: Option<String>,
@@ -463,9 +553,6 @@ enum RawMode {
     Repack,
 }
 
-fn default_base() -> String {
-    "busybox".into()
-}
 fn default_order() -> Order {
     Order::Strict
 }
@@ -559,17 +646,40 @@ const KEYS: &[&str] = &[
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl Scenario {
-    /// Reads and validates a scenario file.
+    /// Reads and validates a scenario file, and checks that the files and directories it names
+    /// are there: a missing kernel is found here, at its key, not in the middle of a build.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ScenarioError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let text = utf8(&bytes, path)?;
+        let (scenario, named) = Self::parse_named(text, path)?;
+        let problems: Vec<PathProblem> = named.iter().filter_map(|n| n.check(text, path)).collect();
+        if !problems.is_empty() {
+            return Err(ScenarioError::Paths(problems));
+        }
+        Ok(scenario)
     }
 
-    /// Parses scenario text; `path` names it in errors and anchors relative paths.
+    /// [`Scenario::load`] of `text` as if it were in `path`.
+    #[cfg(test)]
+    fn load_checked_for_test(text: &str, path: &Path) -> Result<Self, ScenarioError> {
+        std::fs::write(path, text).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::load(path)
+    }
+
+    /// Parses scenario text; `path` names it in errors and anchors relative paths. Touches no
+    /// other file: [`Scenario::load`] checks the paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ScenarioError> {
+        Self::parse_named(text, path).map(|(s, _)| s)
+    }
+
+    /// The scenario, and the paths it names with where each is written.
+    fn parse_named(text: &str, path: &Path) -> Result<(Self, Vec<NamedPath>), ScenarioError> {
         let raw: RawScenario = toml::from_str(text).map_err(|e| syntax_error(text, path, &e))?;
         // Absolute, so the paths mean the same file to every program bootrig starts, whatever
         // its working directory (dnsmasq changes its own); a path that cannot be made absolute
@@ -587,25 +697,94 @@ impl Scenario {
             path: path.to_owned(),
             message,
         };
+        let mut named = Vec::new();
+        let mut named_path = |key: &'static str, in_list: bool, written: &Path, at: usize, want| {
+            named.push(NamedPath {
+                key,
+                in_list,
+                written: written.to_owned(),
+                resolved: rel(written),
+                offset: at,
+                want,
+            });
+            rel(written)
+        };
 
-        let modules = match raw.kernel.modules {
-            OneOrMany::One(p) => vec![rel(&p)],
+        let image = named_path(
+            "[kernel] image",
+            false,
+            raw.kernel.image.get_ref(),
+            raw.kernel.image.span().start,
+            Want::File,
+        );
+        let modules_at = raw.kernel.modules.span().start;
+        let modules = match raw.kernel.modules.into_inner() {
+            OneOrMany::One(p) => vec![named_path(
+                "[kernel] modules",
+                false,
+                &p,
+                modules_at,
+                Want::Dir,
+            )],
             OneOrMany::Many(v) if v.is_empty() => {
                 return Err(invalid(
                     "[kernel] modules: give at least one module tree".into(),
                 ))
             }
-            OneOrMany::Many(v) => v.iter().map(|p| rel(p)).collect(),
+            OneOrMany::Many(v) => v
+                .iter()
+                .map(|p| {
+                    named_path(
+                        "[kernel] modules",
+                        true,
+                        p.get_ref(),
+                        p.span().start,
+                        Want::Dir,
+                    )
+                })
+                .collect(),
         };
-        let base = match raw.initrd.base.as_str() {
-            "busybox" => Base::Busybox,
-            "" => {
-                return Err(invalid(
-                    "[initrd] base: empty; use \"busybox\" or a path to an initrd".into(),
-                ))
+        let base = match &raw.initrd.base {
+            None => Base::Busybox,
+            Some(b) => match b.get_ref().as_str() {
+                // A name, not a path: bootrig's own base.
+                "busybox" => Base::Busybox,
+                "" => {
+                    return Err(invalid(
+                        "[initrd] base: empty; use \"busybox\" or a path to an initrd".into(),
+                    ))
+                }
+                p => Base::Image(named_path(
+                    "[initrd] base",
+                    false,
+                    Path::new(p),
+                    b.span().start,
+                    Want::File,
+                )),
+            },
+        };
+        let mut binaries = Vec::new();
+        for b in &raw.initrd.binaries {
+            let (line, column) = line_column(text, b.span().start);
+            if !b.get_ref().is_absolute() {
+                return Err(ScenarioError::Syntax {
+                    path: path.to_owned(),
+                    line,
+                    column,
+                    message: format!(
+                        "[initrd] binaries: {:?}: binaries are host paths, copied into the image with their libraries; write it absolute, e.g. \"/sbin/ip\"",
+                        b.get_ref()
+                    ),
+                });
             }
-            p => Base::Image(rel(Path::new(p))),
-        };
+            binaries.push(named_path(
+                "[initrd] binaries",
+                true,
+                b.get_ref(),
+                b.span().start,
+                Want::HostBinary,
+            ));
+        }
         if raw.initrd.anchor.is_some()
             && !matches!(
                 raw.initrd.flavor,
@@ -702,18 +881,15 @@ impl Scenario {
                 "[boot] ipxe_initrd_arg applies to method = \"ipxe\" only".into(),
             ));
         }
-        Ok(Scenario {
+        let scenario = Scenario {
             path: path.to_owned(),
             name: raw.name,
-            kernel: Kernel {
-                image: rel(&raw.kernel.image),
-                modules,
-            },
+            kernel: Kernel { image, modules },
             initrd: Initrd {
                 base,
                 load: raw.initrd.load,
                 order: raw.initrd.order,
-                binaries: raw.initrd.binaries,
+                binaries,
                 flavor: raw.initrd.flavor,
                 anchor: raw.initrd.anchor,
                 mode: match raw.initrd.mode {
@@ -731,7 +907,8 @@ impl Scenario {
             boot,
             expect,
             hardware: raw.hardware,
-        })
+        };
+        Ok((scenario, named))
     }
 
     /// The scenario's id in reports: its file name without `.toml`.
@@ -839,6 +1016,209 @@ fn validate_cidr(cidr: &str) -> Result<(), String> {
         Ok(n) if n <= 32 => Ok(()),
         _ => Err(format!("prefix length {len:?} is not 0..32")),
     }
+}
+
+/// The text of a scenario file, or where it stops being UTF-8.
+fn utf8<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str, ScenarioError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let offset = e.valid_up_to();
+        // The bytes before `offset` are valid UTF-8, by `valid_up_to`'s definition.
+        let before = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+        let (line, column) = line_column(before, offset);
+        let hint = if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+            " (the file starts with a UTF-16 byte order mark)"
+        } else {
+            ""
+        };
+        ScenarioError::NotUtf8 {
+            path: path.to_owned(),
+            line,
+            column,
+            offset,
+            byte: bytes[offset],
+            hint,
+        }
+    })
+}
+
+/// What must be at a path a scenario names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    File,
+    Dir,
+    /// A file of the host, copied into the image with its libraries.
+    HostBinary,
+}
+
+/// A path a scenario names, with where it is written (for [`Scenario::load`]'s check).
+#[derive(Debug, Clone)]
+struct NamedPath {
+    key: &'static str,
+    in_list: bool,
+    written: PathBuf,
+    /// Joined to the scenario file's directory.
+    resolved: PathBuf,
+    /// Byte offset of the value in the file.
+    offset: usize,
+    want: Want,
+}
+
+impl NamedPath {
+    /// What is wrong at the path, if anything; `text` and `file` are the scenario's.
+    fn check(&self, text: &str, file: &Path) -> Option<PathProblem> {
+        let problem = self.problem()?;
+        let (line, column) = line_column(text, self.offset);
+        let key = if self.in_list {
+            format!("{}: {:?}", self.key, self.written)
+        } else {
+            format!("{} = {:?}", self.key, self.written)
+        };
+        Some(PathProblem {
+            file: file.to_owned(),
+            line,
+            column,
+            key,
+            written: self.written.clone(),
+            resolved: absolute(&self.resolved),
+            fix: self.fix(&problem),
+            problem: problem.text,
+            detail: problem.detail,
+        })
+    }
+
+    fn problem(&self) -> Option<Found> {
+        let p = &self.resolved;
+        let (want_dir, noun) = match self.want {
+            Want::Dir => (true, "directory"),
+            Want::File | Want::HostBinary => (false, "file"),
+        };
+        let meta = match p.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Some(Found::missing(noun, p));
+            }
+            Err(e) => return Some(Found::unreadable(&e)),
+        };
+        if want_dir && !meta.is_dir() {
+            return Some(Found::other("is a file, not a directory"));
+        }
+        if !want_dir && meta.is_dir() {
+            return Some(Found::other("is a directory, not a file"));
+        }
+        // Readable, as the build will need it to be.
+        let opened = if want_dir {
+            std::fs::read_dir(p).map(drop)
+        } else {
+            std::fs::File::open(p).map(drop)
+        };
+        opened.err().map(|e| Found::unreadable(&e))
+    }
+
+    fn fix(&self, found: &Found) -> String {
+        if found.unreadable {
+            return "make it readable for this user, or fix the path".into();
+        }
+        if self.written.starts_with("~") {
+            return "write the path out: ~ is not expanded".into();
+        }
+        if self.want == Want::HostBinary {
+            return "install it on this host, or fix the path".into();
+        }
+        if let Some(setup) = setup_script(&self.resolved) {
+            return format!("run {} or fix the path", setup.display());
+        }
+        if self.written.is_relative() {
+            "fix the path (relative paths are from the scenario file's directory)".into()
+        } else {
+            "fix the path".into()
+        }
+    }
+}
+
+/// What was found at a path.
+struct Found {
+    text: String,
+    detail: Option<String>,
+    unreadable: bool,
+}
+
+impl Found {
+    fn other(text: &str) -> Self {
+        Found {
+            text: text.into(),
+            detail: None,
+            unreadable: false,
+        }
+    }
+
+    fn unreadable(e: &std::io::Error) -> Self {
+        Found {
+            text: format!("cannot be read: {e}"),
+            detail: None,
+            unreadable: true,
+        }
+    }
+
+    /// "no such file", with the first part of the path that is missing when it is not the last
+    /// (a whole missing cache says more than its missing kernel), or a dangling symlink.
+    fn missing(noun: &str, path: &Path) -> Self {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let mut prefix = PathBuf::new();
+        let first_missing = abs.components().find_map(|c| {
+            prefix.push(c);
+            prefix.metadata().is_err().then(|| prefix.clone())
+        });
+        let detail = first_missing.and_then(|m| match std::fs::read_link(&m) {
+            Ok(target) => Some(format!(
+                "{} is a symbolic link to {}, which does not exist",
+                absolute(&m).display(),
+                target.display()
+            )),
+            Err(_) if m != abs => Some(format!("{} does not exist", absolute(&m).display())),
+            Err(_) => None,
+        });
+        Found {
+            text: format!("no such {noun}"),
+            detail,
+            unreadable: false,
+        }
+    }
+}
+
+/// `path` made absolute through the part of it that exists (symlinks and `..` resolved there),
+/// the rest as written: what a user can look at.
+fn absolute(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let parts: Vec<std::path::Component> = abs.components().collect();
+    for keep in (1..=parts.len()).rev() {
+        let head: PathBuf = parts[..keep].iter().collect();
+        if let Ok(mut real) = head.canonicalize() {
+            real.extend(&parts[keep..]);
+            return real;
+        }
+    }
+    abs
+}
+
+/// `images/setup` when `path` is under the `images/cache` it fills and the script is there,
+/// as a user in the current directory would type it.
+fn setup_script(path: &Path) -> Option<PathBuf> {
+    let abs = std::path::absolute(path).ok()?;
+    let cache = abs.ancestors().find(|d| {
+        d.file_name() == Some("cache".as_ref())
+            && d.parent().and_then(Path::file_name) == Some("images".as_ref())
+    })?;
+    let script = cache.with_file_name("setup").canonicalize().ok()?;
+    if !script.is_file() {
+        return None;
+    }
+    let cwd = std::env::current_dir().and_then(|d| d.canonicalize()).ok();
+    Some(
+        match cwd.and_then(|d| script.strip_prefix(d).ok().map(Path::to_owned)) {
+            Some(rel) => Path::new(".").join(rel),
+            None => script,
+        },
+    )
 }
 
 /// A toml error as `file:line:column: message`, with a suggestion for a misspelt key.
@@ -985,5 +1365,164 @@ guid = "0002:c903:0000:1039"
             .unwrap_err()
             .to_string();
         assert!(e.contains("kernel"), "{e}");
+    }
+
+    /// A scenario file in a temp dir as users lay it out: `scenarios/x.toml`, its paths relative.
+    fn layout(text: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("scenarios")).unwrap();
+        let file = dir.path().join("scenarios/x.toml");
+        std::fs::write(&file, text).unwrap();
+        (dir, file)
+    }
+
+    fn load_err(text: &[u8]) -> (tempfile::TempDir, PathBuf, String) {
+        let (dir, file) = layout(text);
+        let e = Scenario::load(&file).unwrap_err().to_string();
+        (dir, file, e)
+    }
+
+    #[test]
+    fn not_utf8_names_line_column_byte_offset_and_the_fix() {
+        let text = b"name = \"x\"\n# caf\xc3\xa9 ok\nx = \"\xc3\xbc\xe9\"\n";
+        let (_d, file, e) = load_err(text);
+        // Line 3: `x = "` is 5 characters, `ü` one more: the bad byte is column 7.
+        assert_eq!(
+            e,
+            format!(
+                "{}:3:7: byte 0xe9 at byte offset 29 is not UTF-8; save it as UTF-8",
+                file.display()
+            )
+        );
+        assert_eq!(text[29], 0xe9);
+        let (_d, _, e) = load_err(b"\xff\xfen\x00a\x00");
+        assert!(e.contains(":1:1: byte 0xff at byte offset 0 is not UTF-8 (the file starts with a UTF-16 byte order mark); save it as UTF-8"), "{e}");
+    }
+
+    const PATHS: &str = r#"name = "paths"
+[kernel]
+image = "../images/cache/current/vmlinuz"
+modules = ["../ofed", "../images/cache/current"]
+[initrd]
+base = "../initrds/field.img"
+binaries = ["/usr/sbin/ip", "/nonexistent/bootrig-test/tool"]
+"#;
+
+    /// Everything PATHS names, in place, but the binaries (host paths).
+    fn complete(root: &Path) {
+        let current = root.join("images/cache/current");
+        std::fs::create_dir_all(&current).unwrap();
+        std::fs::write(current.join("vmlinuz"), b"k").unwrap();
+        std::fs::create_dir_all(root.join("ofed")).unwrap();
+        std::fs::create_dir_all(root.join("initrds")).unwrap();
+        std::fs::write(root.join("initrds/field.img"), b"i").unwrap();
+    }
+
+    #[test]
+    fn load_checks_every_path_at_its_key() {
+        let text = PATHS.replace("\"/usr/sbin/ip\", ", "");
+        let (d, file) = layout(text.as_bytes());
+        let root = d.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("images")).unwrap();
+        std::fs::write(root.join("images/setup"), b"#!/bin/sh\n").unwrap();
+        let e = Scenario::load(&file).unwrap_err().to_string();
+        let f = file.display();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 5, "{e}");
+        assert!(lines[0].starts_with(&format!(
+            "{f}:3:9: [kernel] image = \"../images/cache/current/vmlinuz\": no such file (resolved to {}/images/cache/current/vmlinuz; {}/images/cache does not exist); run ",
+            root.display(), root.display()
+        )), "{e}");
+        assert!(lines[0].ends_with("images/setup or fix the path"), "{e}");
+        assert_eq!(lines[1], format!(
+            "{f}:4:12: [kernel] modules: \"../ofed\": no such directory (resolved to {}/ofed); fix the path (relative paths are from the scenario file's directory)",
+            root.display()
+        ));
+        assert!(
+            lines[2].starts_with(&format!(
+                "{f}:4:23: [kernel] modules: \"../images/cache/current\": no such directory"
+            )),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with(&format!(
+                "{f}:6:8: [initrd] base = \"../initrds/field.img\": no such file"
+            )),
+            "{e}"
+        );
+        assert_eq!(lines[4], format!(
+            "{f}:7:13: [initrd] binaries: \"/nonexistent/bootrig-test/tool\": no such file (/nonexistent does not exist); install it on this host, or fix the path"
+        ));
+
+        complete(&root);
+        let e = Scenario::load(&file).unwrap_err().to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(
+            e.starts_with(&format!("{f}:7:13: [initrd] binaries")),
+            "{e}"
+        );
+        let ok = Scenario::load_checked_for_test(
+            &text.replace("/nonexistent/bootrig-test/tool", "/bin/sh"),
+            &file,
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn load_says_what_is_there_instead() {
+        let (d, file) = layout(b"");
+        let root = d.path();
+        complete(root);
+        let swapped = PATHS
+            .replace(
+                "image = \"../images/cache/current/vmlinuz\"",
+                "image = \"../ofed\"",
+            )
+            .replace("\"../ofed\", ", "\"../initrds/field.img\", ")
+            .replace(", \"/nonexistent/bootrig-test/tool\"", "");
+        let e = Scenario::load_checked_for_test(&swapped, &file)
+            .unwrap_err()
+            .to_string();
+        let f = file.display();
+        assert!(
+            e.contains(&format!(
+                "{f}:3:9: [kernel] image = \"../ofed\": is a directory, not a file"
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!(
+                "{f}:4:12: [kernel] modules: \"../initrds/field.img\": is a file, not a directory"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn busybox_base_is_a_name_and_relative_binaries_are_refused() {
+        let (d, file) = layout(b"");
+        complete(d.path());
+        let text = PATHS
+            .replace("base = \"../initrds/field.img\"", "base = \"busybox\"")
+            .replace("\"/nonexistent/bootrig-test/tool\"", "\"/bin/sh\"");
+        let s = Scenario::load_checked_for_test(&text, &file).unwrap();
+        assert!(matches!(s.initrd.base, Base::Busybox));
+        assert_eq!(s.initrd.binaries[1], Path::new("/bin/sh"));
+        let relative = text.replace("\"/bin/sh\"", "\"sbin/ip\"");
+        let e = Scenario::parse(&relative, &file).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}:7:29: [initrd] binaries: \"sbin/ip\": binaries are host paths",
+                file.display()
+            )),
+            "{e}"
+        );
+        let e = Scenario::parse(&text.replace("modules = [", "modules = 3 #"), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":4:11:") && e.contains("a path, or a list of paths"),
+            "{e}"
+        );
     }
 }

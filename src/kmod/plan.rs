@@ -52,6 +52,22 @@ impl Plan {
         self.errors.is_empty()
     }
 
+    /// Whether planning the same list with `resolve` would fix one of the errors: a dependency
+    /// listed late or not at all, or a historical name. Never when already resolving, and never
+    /// for a module that is not there (ordering does not find it): a caller's hint to resolve
+    /// is only worth giving when this is true.
+    pub fn resolve_would_help(&self) -> bool {
+        !self.resolve
+            && self.errors.iter().any(|e| {
+                matches!(
+                    e.detail.kind(),
+                    ErrorKind::OrderViolation
+                        | ErrorKind::MissingDependency
+                        | ErrorKind::HistoricalName
+                )
+            })
+    }
+
     /// The modules to `insmod`, in order.
     pub fn load_order(&self) -> impl Iterator<Item = &PlannedModule> {
         self.modules
@@ -135,12 +151,16 @@ pub enum ErrorKind {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum PlanError {
     #[error(
-        "`{module}` is not a module of this kernel (in no --modules tree, not built in){}",
+        "`{module}` is not a module of this kernel: not in {}, and not built in{}",
+        trees(searched),
         suggest(suggestions)
     )]
     UnknownModule {
         module: String,
+        /// The nearest real names.
         suggestions: Vec<String>,
+        /// The module trees looked in, in search order.
+        searched: Vec<PathBuf>,
     },
     #[error("`{module}` was {}: {} (source: {})", entry.describe(), entry.advice, entry.source)]
     HistoricalName { module: String, entry: HistoryEntry },
@@ -148,7 +168,7 @@ pub enum PlanError {
     OrderViolation { module: String, dependency: String },
     #[error("`{module}` needs `{dependency}`, which is not in the list: add `{dependency}` before `{module}` (or use --resolve)")]
     MissingDependency { module: String, dependency: String },
-    #[error("`{module}` needs `{dependency}`, which no --modules tree has and the kernel does not build in: add the tree that has it")]
+    #[error("`{module}` needs `{dependency}`, which no module tree has and the kernel does not build in: add the tree that has it")]
     DependencyNotFound { module: String, dependency: String },
     #[error("dependency cycle: {}: these modules cannot be loaded one after another; the tree is broken", modules.join(" -> "))]
     DependencyCycle { modules: Vec<String> },
@@ -217,12 +237,28 @@ pub enum PlanWarning {
     },
 }
 
+/// Real names near a misspelt one; none: what else can be wrong. Never the order: ordering
+/// finds no module that is not there.
 fn suggest(suggestions: &[String]) -> String {
     if suggestions.is_empty() {
-        String::new()
+        "; no module there has a similar name: check the name, or add the tree that has it".into()
     } else {
         let names: Vec<String> = suggestions.iter().map(|s| format!("`{s}`")).collect();
         format!("; did you mean {}?", names.join(", "))
+    }
+}
+
+fn trees(searched: &[PathBuf]) -> String {
+    match searched {
+        [] => "any module tree (none was given)".into(),
+        [one] => format!("the module tree {}", one.display()),
+        many => format!(
+            "the module trees {}",
+            many.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -570,12 +606,14 @@ impl Planner {
                     .into_iter()
                     .map(str::to_string)
                     .collect();
+                let searched = self.tree.layers.iter().map(|l| l.dir.clone()).collect();
                 let index = self.push(skeleton(&spec.name, Some(spec), ModuleStatus::Ok));
                 self.fail(
                     Some(index),
                     PlanError::UnknownModule {
                         module: spec.name.clone(),
                         suggestions,
+                        searched,
                     },
                 );
             }
@@ -926,10 +964,49 @@ mod tests {
             "{}",
             p.errors[0].message
         );
+        assert!(!p.resolve_would_help());
         let warnings: Vec<&str> = p.warnings.iter().map(|w| w.message.as_str()).collect();
         assert!(warnings[0].contains("`ipv6` is built into the kernel"));
         assert!(warnings[1].contains("`ipv6.disable=1`"));
         assert!(warnings[2].contains("listed again"));
+    }
+
+    /// An unknown module is reported the same with and without `resolve`: the trees searched and
+    /// the nearest names, never the order as a fix; resolving is offered only for what it fixes.
+    #[test]
+    fn unknown_module_names_the_trees_and_never_suggests_resolving() {
+        let (d, k, m) = fixture();
+        let other = d.path().join("other");
+        let vm = format!("vermagic={REL} SMP mod_unload");
+        write_tree(&other, &[("extra/x.ko", &["name=x", "depends=", &vm])]);
+        for resolve in [false, true] {
+            let p = run(&k, &[other.clone(), m.clone()], &["core", "ipoi"], resolve);
+            assert_eq!(kinds(&p), vec![ErrorKind::UnknownModule], "{p:?}");
+            let message = &p.errors[0].message;
+            let want = format!(
+                "`ipoi` is not a module of this kernel: not in the module trees {}, {}, and not built in; did you mean `ipoib`, `ipv6`?",
+                other.display(),
+                m.display()
+            );
+            assert_eq!(message, &want);
+            assert!(!message.contains("resolve"), "{message}");
+            assert!(!p.resolve_would_help());
+        }
+        let p = run(&k, std::slice::from_ref(&m), &["zzzzzzzzzz"], true);
+        assert!(
+            p.errors[0].message.ends_with(&format!(
+                "not in the module tree {}, and not built in; no module there has a similar name: check the name, or add the tree that has it",
+                m.display()
+            )),
+            "{}",
+            p.errors[0].message
+        );
+        // What ordering does fix.
+        let p = run(&k, std::slice::from_ref(&m), &["cm", "core"], false);
+        assert_eq!(kinds(&p), vec![ErrorKind::OrderViolation]);
+        assert!(p.resolve_would_help());
+        let p = run(&k, &[m], &["core", "cm", "ipoi"], false);
+        assert!(!p.resolve_would_help());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The human table at the end of a run: one aligned row per scenario, the why of each failure
-//! beneath its row, then the one-line summary. Colour only when asked (the caller knows whether
-//! its stream is a terminal).
+//! beneath its row (all of it, wrapped: the culprit is often at the end of a long message), then
+//! the one-line summary. Colour only when asked (the caller knows whether its stream is a
+//! terminal).
 
 use std::fmt::Write as _;
 
@@ -8,8 +9,12 @@ use super::model::{Outcome, RunReport, ScenarioReport};
 use super::text::strip_ansi;
 
 const HEADERS: [&str; 5] = ["SCENARIO", "OUTCOME", "CAUSE", "TIME", "PHASE"];
-/// Longest note printed under a row; the JSON and JUnit files have the rest.
-const NOTE_MAX: usize = 160;
+/// Longest line of a note; longer lines wrap, at a space when there is one.
+const NOTE_WIDTH: usize = 100;
+/// Most note lines under one row: enough for any message bootrig writes (a whole module plan),
+/// a bound for a guest's endless line. A longer note keeps its start and end (where an error's
+/// context and its culprit are) and says where the middle is.
+const NOTE_LINES: usize = 200;
 
 /// The table and the summary line, each line ending in `\n`.
 pub fn render_table(report: &RunReport, colour: bool) -> String {
@@ -24,8 +29,8 @@ pub fn render_table(report: &RunReport, colour: bool) -> String {
     push_row(&mut out, &HEADERS.map(str::to_owned), &widths, None);
     for (r, s) in rows.iter().zip(&report.scenarios) {
         push_row(&mut out, r, &widths, colour.then_some(s.outcome));
-        if let Some(note) = note(s) {
-            let _ = writeln!(out, "    {note}");
+        for line in note(s) {
+            let _ = writeln!(out, "    {line}");
         }
     }
     out.push_str(&report.totals().summary_line());
@@ -77,24 +82,80 @@ fn sgr(outcome: Outcome) -> &'static str {
     }
 }
 
-/// Why a scenario did not pass, in one line.
-fn note(s: &ScenarioReport) -> Option<String> {
+/// Why a scenario did not pass: its lines, each terminal-safe and wrapped, keeping their own
+/// indentation (a plan's numbered rows); continuation lines are indented two more spaces.
+fn note(s: &ScenarioReport) -> Vec<String> {
     if s.outcome == Outcome::Pass {
-        return None;
+        return Vec::new();
     }
-    let text = s
+    let Some(text) = s
         .cause
         .as_ref()
         .map(|c| c.summary.clone())
         .or_else(|| s.reason.clone())
-        .or_else(|| s.findings.first().cloned())?;
-    let text = one_line(&text);
-    Some(if text.chars().count() > NOTE_MAX {
-        let cut: String = text.chars().take(NOTE_MAX - 1).collect();
-        format!("{cut}…")
-    } else {
-        text
-    })
+        .or_else(|| s.findings.first().cloned())
+    else {
+        return Vec::new();
+    };
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.split('\n') {
+        let clean = one_line(line);
+        if clean.is_empty() {
+            continue;
+        }
+        let indent = line
+            .chars()
+            .take_while(|&c| c == ' ')
+            .count()
+            .min(NOTE_WIDTH / 4);
+        let pad = " ".repeat(indent);
+        let mut pieces = wrap(&clean, NOTE_WIDTH - indent).into_iter();
+        lines.extend(pieces.next().map(|p| format!("{pad}{p}")));
+        lines.extend(pieces.map(|p| format!("{pad}  {p}")));
+    }
+    if lines.len() > NOTE_LINES {
+        let head = NOTE_LINES / 2;
+        let tail = NOTE_LINES - head - 1;
+        let left_out = lines.len() - head - tail;
+        let whole = match &s.artifacts {
+            Some(dir) => format!("{}", dir.join("result.json").display()),
+            None => "the JSON report".to_owned(),
+        };
+        lines.splice(
+            head..lines.len() - tail,
+            [format!(
+                "[… {left_out} lines left out; the whole text is in {whole}]"
+            )],
+        );
+    }
+    lines
+}
+
+/// `line` in pieces of at most `width` characters, broken at the last space that fits (the
+/// space dropped), or mid-word when a word is longer than `width`.
+fn wrap(line: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest: Vec<char> = line.chars().collect();
+    while rest.len() > width {
+        let cut = rest[..=width]
+            .iter()
+            .rposition(|&c| c == ' ')
+            .filter(|&at| at > 0);
+        let (piece, skip) = match cut {
+            Some(at) => (at, at + 1),
+            None => (width, width),
+        };
+        out.push(
+            rest[..piece]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .to_owned(),
+        );
+        rest.drain(..skip);
+    }
+    out.push(rest.into_iter().collect());
+    out
 }
 
 /// Terminal-safe single line: escape sequences removed, controls and line ends as spaces.
@@ -109,6 +170,8 @@ fn one_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::super::model::sample::{run, scenario};
     use super::*;
 
@@ -155,15 +218,90 @@ mod tests {
     }
 
     #[test]
-    fn hostile_text_stays_on_one_line() {
+    fn hostile_text_stays_inside_its_note() {
         let mut r = report();
         r.scenarios[1].cause.as_mut().unwrap().summary =
-            format!("\x1b[31mline one\nline two\r{}", "x".repeat(400));
+            format!("\x1b[31mline one\nline two\r{}", "x".repeat(250));
         let text = render_table(&r, false);
-        let note = text.lines().nth(3).unwrap();
-        assert!(note.starts_with("    line one line two xxx"), "{note}");
-        assert_eq!(note.chars().count(), 4 + NOTE_MAX);
-        assert!(note.ends_with('…'));
-        assert_eq!(text.lines().count(), 7);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[3], "    line one");
+        assert_eq!(lines[4], "    line two");
+        assert_eq!(lines[5], format!("      {}", "x".repeat(NOTE_WIDTH)));
+        assert_eq!(lines[6], format!("      {}", "x".repeat(NOTE_WIDTH)));
+        assert_eq!(
+            lines[7],
+            format!("      {}", "x".repeat(250 - 2 * NOTE_WIDTH))
+        );
+        assert!(lines[8].starts_with("skip.toml"), "{text}");
+        assert!(!text.contains('\x1b') && !text.contains('\r'));
+    }
+
+    /// The planner's message for a misspelt module, as `bootrig run` reports a build that stops
+    /// on it: the name and its suggestion come after the plan's header, past any fixed cut.
+    #[test]
+    fn a_long_message_keeps_the_culprit() {
+        let mut r = report();
+        let s = &mut r.scenarios[1];
+        s.outcome = Outcome::Error;
+        s.cause = None;
+        let error = crate::kmod::PlanError::UnknownModule {
+            module: "mlx4_cor".into(),
+            suggestions: vec!["mlx4_core".into(), "mlx5_core".into()],
+            searched: vec![PathBuf::from(
+                "/home/user/bootrig/scenarios/../images/cache/current/lib/modules/6.1.0-48-amd64",
+            )],
+        };
+        s.reason = Some(
+            [
+                "/home/user/bootrig/scenarios/mlx4-ipoib-busybox.toml: the module plan has errors; nothing was built:",
+                "kernel 6.1.0-48-amd64 (/home/user/bootrig/scenarios/../images/cache/current/vmlinuz)",
+                "layer 0: /home/user/bootrig/scenarios/../images/cache/current/lib/modules/6.1.0-48-amd64 (4213 modules, modules.dep)",
+                "order: resolved (closure of the list, dependencies first)",
+                "  1. mlx4_cor  error: unknown_module",
+                &format!("error: {error}"),
+                "plan: NOT loadable: 1 error(s), 0 warning(s)",
+            ]
+            .join("\n"),
+        );
+        let text = render_table(&r, false);
+        let note: Vec<&str> = text
+            .lines()
+            .skip(3)
+            .take_while(|l| l.starts_with("    "))
+            .collect();
+        let joined = note.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+        assert!(
+            joined.contains("error: `mlx4_cor` is not a module"),
+            "{text}"
+        );
+        assert!(
+            joined.contains("did you mean `mlx4_core`, `mlx5_core`?"),
+            "{text}"
+        );
+        assert!(joined.contains("plan: NOT loadable"), "{text}");
+        assert!(
+            note.iter().all(|l| l.chars().count() <= 6 + NOTE_WIDTH),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_very_long_note_keeps_its_start_and_end() {
+        let mut r = report();
+        let lines: Vec<String> = (1..=300).map(|i| format!("line {i}")).collect();
+        r.scenarios[1].cause.as_mut().unwrap().summary = lines.join("\n");
+        let text = render_table(&r, false);
+        let note: Vec<&str> = text
+            .lines()
+            .skip(3)
+            .take_while(|l| l.starts_with("    "))
+            .collect();
+        assert_eq!(note.len(), NOTE_LINES);
+        assert_eq!(note[0], "    line 1");
+        assert_eq!(
+            note[NOTE_LINES / 2],
+            "    [… 101 lines left out; the whole text is in runs/1/x/result.json]"
+        );
+        assert_eq!(note[NOTE_LINES - 1], "    line 300");
     }
 }
