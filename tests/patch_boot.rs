@@ -302,7 +302,7 @@ fn real_images_detect_and_place() {
                 assert_eq!(detected, Flavor::Dracut { systemd: false }, "{file}");
                 assert_eq!(
                     dests,
-                    ["/usr/lib/dracut/hooks/pre-udev/90-bootrig.sh"],
+                    ["/usr/lib/dracut/hooks/cmdline/90-bootrig.sh"],
                     "{file}"
                 );
             }
