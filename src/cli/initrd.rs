@@ -335,6 +335,9 @@ fn add_cmd(args: AddArgs) -> CliResult {
     for note in &report.notes {
         eprintln!("bootrig: note: {note}");
     }
+    for warning in &report.warnings {
+        eprintln!("bootrig: warning: {warning}");
+    }
     eprintln!(
         "{}: {} ({} input segment(s), {} path(s) added, {} segment, {} bytes)",
         args.output.display(),
