@@ -94,6 +94,9 @@ pub enum IssueKind {
     BadSymlinkTarget { len: usize },
     /// A directory, device, fifo or socket entry with data: `do_header` skips it unread.
     DataOnNonFile { size: u64 },
+    /// A component longer than NAME_MAX (255): the kernel's lookup fails with ENAMETOOLONG and
+    /// the entry is not created.
+    ComponentTooLong { len: usize },
     /// Skipped by `do_header`: the name (with its NUL) exceeds PATH_MAX. `offset`: where the
     /// entry starts in its segment's cpio stream.
     NameTooLong { size: u32, offset: u64 },
@@ -145,6 +148,9 @@ impl IssueKind {
             IssueKind::DataOnNonFile { size } => {
                 format!("{size} bytes of data on an entry that is not a regular file or symlink: the kernel skips this entry")
             }
+            IssueKind::ComponentTooLong { len } => format!(
+                "a path component of {len} bytes exceeds NAME_MAX {NAME_MAX}: the kernel cannot create this entry and skips it"
+            ),
             IssueKind::NameTooLong { size, offset } => format!(
                 "entry at byte {offset} of the segment's cpio stream: name of {size} bytes (with its NUL) exceeds PATH_MAX {}: the kernel skips this entry",
                 cpio::MAX_NAME_SIZE
@@ -167,6 +173,9 @@ pub struct Issue {
 
 /// The kernel's hardlink key: `find_link` matches inode, device and file type.
 type LinkKey = (u32, u32, u32, u32);
+
+/// Longest path component Linux looks up (NAME_MAX).
+const NAME_MAX: usize = 255;
 
 /// Linux's limit on symlinks followed in one lookup.
 const MAX_SYMLINKS: usize = 40;
@@ -381,6 +390,11 @@ impl Tree {
             self.issue(segment, &raw, IssueKind::UnsafeName(u));
         }
         let comps = path::components(&raw);
+        if let Some(long) = comps.iter().find(|c| c.len() > NAME_MAX) {
+            let len = long.len();
+            self.issue(segment, &raw, IssueKind::ComponentTooLong { len });
+            return;
+        }
         let Some((last, parents)) = comps.split_last() else {
             if kind == Kind::Directory {
                 self.set_dir(b".".to_vec(), &entry, segment);
