@@ -854,4 +854,140 @@ mod tests {
         assert!(kinds.contains(&IssueKind::UnsafeName(Unsafe::DotDot)));
         assert!(kinds.contains(&IssueKind::UnsafeName(Unsafe::Absolute)));
     }
+
+    fn linked(name: &str, ino: u32, nlink: u32, data: &str) -> Entry {
+        let mut e = file(name, data);
+        e.header.ino = ino;
+        e.header.nlink = nlink;
+        e
+    }
+    fn apply_in(t: &mut Tree, segment: usize, e: Entry) {
+        let len = e.data.len() as u64;
+        t.apply(segment, e, len);
+    }
+
+    /// busybox as initramfs-tools stores it: one inode, data on the last name (GNU cpio).
+    fn busybox() -> Tree {
+        build(vec![
+            dir("usr"),
+            dir("usr/bin"),
+            dir("usr/sbin"),
+            linked("usr/bin/busybox", 9, 3, ""),
+            linked("usr/bin/sh", 9, 3, ""),
+            linked("usr/sbin/ip", 9, 3, "BUSYBOX"),
+        ])
+    }
+
+    #[test]
+    fn a_file_written_over_a_hardlinked_name_changes_every_name() {
+        let mut t = busybox();
+        assert_eq!(content(&t, "usr/bin/sh"), Some(&b"BUSYBOX"[..]));
+        // A later segment's usr/sbin/ip, nlink 1: do_name opens the existing name with O_TRUNC
+        // and writes through its inode, then fchown, fchmod and utime act on that inode.
+        let mut ip = file("usr/sbin/ip", "IP");
+        (
+            ip.header.mode,
+            ip.header.uid,
+            ip.header.gid,
+            ip.header.mtime,
+        ) = (0o100700, 5, 6, 77);
+        apply_in(&mut t, 1, ip);
+        for p in ["usr/bin/busybox", "usr/bin/sh", "usr/sbin/ip"] {
+            assert_eq!(content(&t, p), Some(&b"IP"[..]), "{p}");
+            let n = t.get(p.as_bytes()).unwrap();
+            assert_eq!(
+                (n.mode, n.uid, n.gid, n.mtime, n.segment),
+                (0o100700, 5, 6, 77, 1),
+                "{p}"
+            );
+        }
+        assert_eq!(t.link_counts().iter().max(), Some(&3));
+    }
+
+    #[test]
+    fn a_hardlink_entry_unlinks_what_is_at_its_name_and_links_the_first_name() {
+        // b is a hardlink of c; then a new group (ino 4) lands on b: maybe_link's
+        // clean_path(name, 0) unlinks b, so c keeps its content.
+        let mut t = build(vec![linked("c", 3, 2, ""), linked("b", 3, 2, "old")]);
+        apply_in(&mut t, 0, Entry::trailer());
+        apply_in(&mut t, 1, linked("a", 4, 2, ""));
+        apply_in(&mut t, 1, linked("b", 4, 2, "new"));
+        assert_eq!(content(&t, "a"), Some(&b"new"[..]));
+        assert_eq!(content(&t, "b"), Some(&b"new"[..]));
+        assert_eq!(content(&t, "c"), Some(&b"old"[..]));
+        assert_eq!(t.other_links(b"b"), [&b"a"[..]]);
+        assert!(t.other_links(b"c").is_empty());
+    }
+
+    #[test]
+    fn a_data_less_hardlink_keeps_content_but_sets_the_inode_attributes() {
+        let mut t = build(vec![linked("a", 3, 2, "data")]);
+        let mut b = linked("b", 3, 2, "");
+        b.header.mode = 0o100750;
+        apply_in(&mut t, 0, b);
+        assert_eq!(content(&t, "b"), Some(&b"data"[..]));
+        assert_eq!(t.get(b"a").unwrap().mode, 0o100750);
+    }
+
+    #[test]
+    fn a_hardlink_whose_first_name_is_gone_is_skipped_like_a_failed_link() {
+        let mut t = build(vec![
+            linked("a", 3, 2, ""),
+            link("a", "elsewhere"),
+            file("b", "x"),
+        ]);
+        apply_in(&mut t, 0, linked("b", 3, 2, "data"));
+        // clean_path(b, 0) removed b, then link(a, b) found no file to link.
+        assert!(t.get(b"b").is_none());
+        assert!(
+            matches!(&t.issues()[0].kind, IssueKind::LinkTargetGone { first } if first == b"a")
+        );
+    }
+
+    #[test]
+    fn unlink_breaks_one_name_only() {
+        let mut t = busybox();
+        assert_eq!(t.other_links(b"usr/bin/sh").len(), 2);
+        assert!(t.unlink(b"usr/sbin/ip"));
+        apply_in(&mut t, 1, file("usr/sbin/ip", "IP"));
+        assert_eq!(content(&t, "usr/bin/sh"), Some(&b"BUSYBOX"[..]));
+        assert_eq!(content(&t, "usr/sbin/ip"), Some(&b"IP"[..]));
+        assert_eq!(t.other_links(b"usr/bin/sh"), [&b"usr/bin/busybox"[..]]);
+        assert!(!t.unlink(b"usr"), "a non-empty directory stays");
+    }
+
+    #[test]
+    fn symlink_targets_symlink_refuses_only_remove_the_old_name() {
+        let long = "t".repeat(4096);
+        let t = build(vec![
+            file("a", "1"),
+            link("a", ""),
+            file("b", "2"),
+            link("b", &long),
+            link("c", "x\0junk"),
+        ]);
+        assert!(t.get(b"a").is_none() && t.get(b"b").is_none());
+        assert_eq!(t.get(b"c").unwrap().target, b"x");
+        let lens: Vec<_> = t.issues().iter().map(|i| i.kind.clone()).collect();
+        assert_eq!(
+            lens,
+            [
+                IssueKind::BadSymlinkTarget { len: 0 },
+                IssueKind::BadSymlinkTarget { len: 4096 }
+            ]
+        );
+        let t = build(vec![link("d", &long[..4095])]);
+        assert_eq!(t.get(b"d").unwrap().target.len(), 4095);
+    }
+
+    #[test]
+    fn entries_the_kernel_skips_unread_are_skipped() {
+        let mut d = dir("d");
+        d.data = b"xx".to_vec();
+        let long = "n".repeat(256);
+        let t = build(vec![d, file(&long, "1"), file(&long[..255], "2")]);
+        assert_eq!(paths(&t), [&long[..255]]);
+        assert_eq!(t.issues()[0].kind, IssueKind::DataOnNonFile { size: 2 });
+        assert_eq!(t.issues()[1].kind, IssueKind::ComponentTooLong { len: 256 });
+    }
 }
