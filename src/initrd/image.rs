@@ -225,9 +225,7 @@ pub fn walk<R: Read>(
                     }
                     Ok(None) => break,
                     Err(source) => {
-                        let over = find_codec_error(&source)
-                            .is_some_and(|c| matches!(c, codec::CodecError::OutputTooLarge { .. }));
-                        if over {
+                        if output_too_large(&source) {
                             let what = format!("segment {index} ({})", compression.name());
                             return Err(too_large(offset, what));
                         }
@@ -254,6 +252,17 @@ pub fn walk<R: Read>(
         });
     }
     Ok(segments)
+}
+
+/// Whether the decompressor stopped at the output cap (its error reaches the cpio reader as
+/// the `io::Error` of a read).
+fn output_too_large(err: &CpioError) -> bool {
+    let cpio::CpioErrorKind::Io(io) = &err.kind else {
+        return false;
+    };
+    io.get_ref()
+        .and_then(|inner| inner.downcast_ref::<codec::CodecError>())
+        .is_some_and(|c| matches!(c, codec::CodecError::OutputTooLarge { .. }))
 }
 
 /// An item whose offset counts from `base` further on.
