@@ -61,6 +61,12 @@ pub struct LsArgs {
 pub struct ExtractArgs {
     image: PathBuf,
     dir: PathBuf,
+    /// Do not create device nodes, even as root (listed as skipped); for inspecting an untrusted image.
+    #[arg(long)]
+    no_devices: bool,
+    /// Clear set-uid/set-gid bits of extracted files (listed); for inspecting an untrusted image.
+    #[arg(long)]
+    no_setuid: bool,
     #[command(flatten)]
     read: ReadArgs,
 }
@@ -114,14 +120,18 @@ pub fn run(cmd: InitrdCommand) -> CliResult {
     }
 }
 
+fn issue_line(issue: &Issue) -> String {
+    format!(
+        "entry \"{}\" in segment {}: {}",
+        path::display(&issue.name),
+        issue.segment,
+        issue.kind.describe()
+    )
+}
+
 fn warn_issues(issues: &[Issue]) {
     for issue in issues {
-        eprintln!(
-            "bootrig: warning: entry \"{}\" in segment {}: {}",
-            path::display(&issue.name),
-            issue.segment,
-            issue.kind.describe()
-        );
+        eprintln!("bootrig: warning: {}", issue_line(issue));
     }
 }
 
@@ -133,6 +143,7 @@ fn ls(args: LsArgs) -> CliResult {
             "image": args.image,
             "segments": segments,
             "paths": tree.nodes().map(|n| node_json(&tree, n)).collect::<Vec<_>>(),
+            "warnings": tree.issues().iter().map(issue_line).collect::<Vec<_>>(),
         });
         print_out(&format!(
             "{}\n",
@@ -256,21 +267,41 @@ fn extract_cmd(args: ExtractArgs) -> CliResult {
         &args.dir,
         &ExtractOptions {
             read: args.read.options(),
+            no_devices: args.no_devices,
+            no_setuid: args.no_setuid,
         },
     )?;
     warn_issues(&report.warnings);
-    if !report.skipped_devices.is_empty() {
-        eprintln!(
-            "bootrig: warning: {} device node(s) not created (only root can): {}",
-            report.skipped_devices.len(),
-            report
-                .skipped_devices
-                .iter()
-                .map(|p| path::display(p))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    let why_skipped = if args.no_devices {
+        "--no-devices"
+    } else {
+        "only root can"
+    };
+    print_paths(
+        &format!("device node(s) not created ({why_skipped})"),
+        report.skipped_devices.iter().map(|p| path::display(p)),
+    );
+    print_paths(
+        "device node(s) created (pass --no-devices to skip them)",
+        report
+            .devices
+            .iter()
+            .map(|(p, (major, minor))| format!("{} ({major}:{minor})", path::display(p))),
+    );
+    print_paths(
+        "set-uid/set-gid file(s) created (pass --no-setuid to clear the bits)",
+        report
+            .setid_files
+            .iter()
+            .map(|(p, bits)| format!("{} ({})", path::display(p), setid_name(*bits))),
+    );
+    print_paths(
+        "set-uid/set-gid bit(s) cleared (--no-setuid)",
+        report
+            .cleared_setid
+            .iter()
+            .map(|(p, bits)| format!("{} ({})", path::display(p), setid_name(*bits))),
+    );
     eprintln!(
         "extracted {} files, {} directories, {} symlinks, {} special files into {}",
         report.files,
@@ -282,6 +313,22 @@ fn extract_cmd(args: ExtractArgs) -> CliResult {
     Ok(Outcome::Pass)
 }
 
+/// One stderr line listing `paths` after `what`, when there are any.
+fn print_paths(what: &str, paths: impl Iterator<Item = String>) {
+    let paths: Vec<String> = paths.collect();
+    if !paths.is_empty() {
+        eprintln!("bootrig: {} {what}: {}", paths.len(), paths.join(", "));
+    }
+}
+
+fn setid_name(bits: u32) -> &'static str {
+    match (bits & 0o4000 != 0, bits & 0o2000 != 0) {
+        (true, true) => "set-uid, set-gid",
+        (true, false) => "set-uid",
+        _ => "set-gid",
+    }
+}
+
 /// Entry point for `bootrig initrd diff`; exit 1 when the images differ, like diff(1).
 fn diff_cmd(args: DiffArgs) -> CliResult {
     let opts = DiffOptions {
@@ -290,6 +337,9 @@ fn diff_cmd(args: DiffArgs) -> CliResult {
         ..DiffOptions::default()
     };
     let diff = diff_images(&args.a, &args.b, &opts)?;
+    for warning in &diff.warnings {
+        eprintln!("bootrig: warning: {warning}");
+    }
     if args.json {
         print_out(&format!(
             "{}\n",
@@ -334,6 +384,9 @@ fn add_cmd(args: AddArgs) -> CliResult {
     let report = add(&args.image, &args.output, &additions, &opts)?;
     for note in &report.notes {
         eprintln!("bootrig: note: {note}");
+    }
+    for warning in &report.warnings {
+        eprintln!("bootrig: warning: {warning}");
     }
     eprintln!(
         "{}: {} ({} input segment(s), {} path(s) added, {} segment, {} bytes)",

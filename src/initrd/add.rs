@@ -173,6 +173,9 @@ pub struct AddReport {
     pub written: Vec<String>,
     /// Notes for the user: paths redirected through symlinks, replaced nodes.
     pub notes: Vec<String>,
+    /// Things the user should act on: an addition that broke a hardlink (the other names keep
+    /// the old content), entries of the input the kernel skips. Callers print them.
+    pub warnings: Vec<String>,
     pub compression: Compression,
     pub output_len: u64,
 }
@@ -310,12 +313,19 @@ fn new_entry(mode: u32, mtime: u32, data: Vec<u8>) -> Entry {
 
 /// Resolves each source's destination against `tree` as the kernel will, creating missing parent
 /// directories, applies the entries to `tree`, and returns the entries to write.
+///
+/// A regular file added where the image has a regular file with other hardlinks gets a fresh
+/// inode: the kernel would open the existing one with O_TRUNC and write through it, changing
+/// every other name (busybox, `/bin/sh` and `/init`'s interpreter with it). A symlink entry
+/// written first makes the kernel unlink the old name (`clean_path`: another type), so the file
+/// entry then creates a new inode; the tree (and so repack) sees the same.
 fn place(
     tree: &mut Tree,
     sources: &[SourceEntry],
     dir_mtime: u32,
-    notes: &mut Vec<String>,
+    remarks: &mut Remarks,
 ) -> Result<Vec<Entry>, AddError> {
+    let notes = &mut remarks.notes;
     let mut entries = Vec::new();
     let segment = usize::MAX;
     for source in sources {
@@ -383,6 +393,16 @@ fn place(
                     path::display(&key),
                     path::display(&existing.target)
                 )),
+                (Kind::Regular, Kind::Regular) => {
+                    let others = tree.other_links(&key);
+                    if !others.is_empty() {
+                        remarks.warnings.push(hardlink_warning(&key, &others));
+                        let mut unlink = new_entry(0o120777, dir_mtime, UNLINK_TARGET.to_vec());
+                        unlink.name = key.clone();
+                        tree.apply(segment, unlink.clone(), UNLINK_TARGET.len() as u64);
+                        entries.push(unlink);
+                    }
+                }
                 _ => {}
             }
         }
@@ -393,6 +413,60 @@ fn place(
         entries.push(entry);
     }
     Ok(entries)
+}
+
+/// Target of the symlink written to unlink a hardlinked name before a fresh file replaces it;
+/// it never survives the next entry, so only someone reading the archive sees it.
+const UNLINK_TARGET: &[u8] = b"bootrig-unlinks-this-hardlink";
+
+/// What `place` has to tell the user.
+#[derive(Default)]
+struct Remarks {
+    notes: Vec<String>,
+    warnings: Vec<String>,
+}
+
+fn hardlink_warning(key: &[u8], others: &[&[u8]]) -> String {
+    const SHOWN: usize = 3;
+    let mut names: Vec<String> = others
+        .iter()
+        .take(SHOWN)
+        .map(|p| format!("/{}", path::display(p)))
+        .collect();
+    if others.len() > SHOWN {
+        names.push(format!("and {} more", others.len() - SHOWN));
+    }
+    format!(
+        "/{} was a hardlink shared with {} other path(s) ({}): written as a new file; those {} \
+         keep the old content (the kernel would otherwise have written through the shared inode \
+         and changed them all)",
+        path::display(key),
+        others.len(),
+        names.join(", "),
+        others.len()
+    )
+}
+
+/// The paths written, once each (a hardlink-breaking symlink shares its file's name).
+fn written_paths(entries: &[Entry]) -> Vec<String> {
+    let mut paths: Vec<String> = entries.iter().map(|e| path::display(&e.name)).collect();
+    paths.dedup();
+    paths
+}
+
+/// The input's entries the kernel skips or cannot create, as warnings.
+fn issue_warnings(tree: &Tree) -> Vec<String> {
+    tree.issues()
+        .iter()
+        .map(|i| {
+            format!(
+                "input entry \"{}\" in segment {}: {}",
+                path::display(&i.name),
+                i.segment,
+                i.kind.describe()
+            )
+        })
+        .collect()
 }
 
 /// Compresses one in-memory archive as one segment.
@@ -442,8 +516,8 @@ fn overlay(
     let may_speculate = opts.compress.is_none_or(|c| c == Compression::Gzip);
     let mut speculation: Option<Speculation> = None;
     let mut seen = 0usize;
-    let walked = walk(&mut input, image, &opts.read, false, |seg, entry, len| {
-        tree.apply(seg.index, entry, len);
+    let walked = walk(&mut input, image, &opts.read, false, |seg, item| {
+        tree.apply_item(seg.index, item);
         seen += 1;
         if seen == SPECULATE_AFTER && may_speculate {
             speculation = Speculation::start(&tree, sources, opts.dir_mtime, level);
@@ -459,8 +533,11 @@ fn overlay(
             image: image.to_owned(),
         });
     }
-    let mut notes = Vec::new();
-    let entries = place(&mut tree, sources, opts.dir_mtime, &mut notes)?;
+    let mut remarks = Remarks {
+        warnings: issue_warnings(&tree),
+        ..Remarks::default()
+    };
+    let entries = place(&mut tree, sources, opts.dir_mtime, &mut remarks)?;
     let compression = opts
         .compress
         .unwrap_or_else(|| default_compression(&segments));
@@ -489,8 +566,9 @@ fn overlay(
     output.commit()?;
     Ok(AddReport {
         input_segments: segments,
-        written: entries.iter().map(|e| path::display(&e.name)).collect(),
-        notes,
+        written: written_paths(&entries),
+        notes: remarks.notes,
+        warnings: remarks.warnings,
         compression,
         output_len,
     })
@@ -515,7 +593,7 @@ struct Speculation {
 impl Speculation {
     fn start(tree: &Tree, sources: &[SourceEntry], dir_mtime: u32, level: u32) -> Option<Self> {
         let mut guess = tree.clone();
-        let entries = place(&mut guess, sources, dir_mtime, &mut Vec::new()).ok()?;
+        let entries = place(&mut guess, sources, dir_mtime, &mut Remarks::default()).ok()?;
         let (_, files) = split_dirs(&entries);
         let mut bytes = pack::entries_bytes(&files, TAIL_FIRST_INO).ok()?;
         let mut trailer = cpio::Writer::new(Vec::new());
@@ -567,21 +645,26 @@ fn repack(
     let mut main = Tree::new(DataPolicy::Full);
     let mut in_early = true;
     let mut input = Input::new(image::open(image)?);
-    let segments = walk(&mut input, image, &opts.read, true, |seg, entry, len| {
+    let segments = walk(&mut input, image, &opts.read, true, |seg, item| {
         in_early &= seg.compression == Compression::None;
         if in_early {
-            early.apply(seg.index, entry, len);
+            early.apply_item(seg.index, item);
         } else {
-            main.apply(seg.index, entry, len);
+            main.apply_item(seg.index, item);
         }
     })?;
+    let mut warnings = issue_warnings(&early);
+    warnings.extend(issue_warnings(&main));
     let (prefix_len, mut tree) = match segments.iter().find(|s| s.compression != Compression::None)
     {
         Some(first) => (first.offset - first.padding_before, main),
         None => (0, early),
     };
-    let mut notes = Vec::new();
-    let added = place(&mut tree, sources, opts.dir_mtime, &mut notes)?;
+    let mut remarks = Remarks {
+        warnings,
+        ..Remarks::default()
+    };
+    let added = place(&mut tree, sources, opts.dir_mtime, &mut remarks)?;
     let compression = opts
         .compress
         .unwrap_or_else(|| default_compression(&segments));
@@ -621,8 +704,9 @@ fn repack(
     output.commit()?;
     Ok(AddReport {
         input_segments: segments,
-        written: added.iter().map(|e| path::display(&e.name)).collect(),
-        notes,
+        written: written_paths(&added),
+        notes: remarks.notes,
+        warnings: remarks.warnings,
         compression,
         output_len,
     })

@@ -94,6 +94,9 @@ pub struct TextDiff {
 pub struct Diff {
     pub changes: Vec<Change>,
     pub text_diffs: Vec<TextDiff>,
+    /// Entries of either image the kernel skips or cannot create (over-long names, …), each
+    /// naming its image: they are absent from both views, so they appear in no change.
+    pub warnings: Vec<String>,
 }
 
 impl Diff {
@@ -179,7 +182,19 @@ pub fn diff_images(a: &Path, b: &Path, opts: &DiffOptions) -> Result<Diff, Image
     };
     let (ta, _) = read_tree(a, policy, &opts.read)?;
     let (tb, _) = read_tree(b, policy, &opts.read)?;
-    Ok(diff_trees(&ta, &tb, opts))
+    let mut diff = diff_trees(&ta, &tb, opts);
+    for (image, tree) in [(a, &ta), (b, &tb)] {
+        diff.warnings.extend(tree.issues().iter().map(|i| {
+            format!(
+                "{}: entry \"{}\" in segment {}: {}",
+                image.display(),
+                path::display(&i.name),
+                i.segment,
+                i.kind.describe()
+            )
+        }));
+    }
+    Ok(diff)
 }
 
 /// Compares two merged views (trees read with a digest policy).
@@ -226,6 +241,7 @@ pub fn diff_trees(a: &Tree, b: &Tree, opts: &DiffOptions) -> Diff {
     Diff {
         changes,
         text_diffs,
+        warnings: Vec::new(),
     }
 }
 

@@ -29,6 +29,18 @@ pub enum ExtractError {
     NotEmpty { dir: PathBuf },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// Writing one entry of the image failed.
+    #[error("{image}: entry /{entry} (segment {segment}): {action} {} failed", path.display())]
+    Write {
+        image: PathBuf,
+        entry: String,
+        segment: usize,
+        /// What was being done: "creating file", "setting the mode of", …
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn list_unsafe(entries: &[Issue]) -> String {
@@ -60,8 +72,15 @@ pub struct ExtractReport {
     pub dirs: usize,
     pub symlinks: usize,
     pub specials: usize,
-    /// Device nodes not made because we are not root.
+    /// Device nodes not made: we are not root, or `no_devices` was asked.
     pub skipped_devices: Vec<Vec<u8>>,
+    /// Device nodes made (as root), with their (major, minor): what can reach the host's
+    /// hardware through the extracted tree.
+    pub devices: Vec<(Vec<u8>, (u32, u32))>,
+    /// Regular files written with their set-uid/set-gid bits, and those bits (`mode & 0o6000`).
+    pub setid_files: Vec<(Vec<u8>, u32)>,
+    /// Regular files whose set-uid/set-gid bits were cleared (`no_setuid`), and the bits cleared.
+    pub cleared_setid: Vec<(Vec<u8>, u32)>,
     /// Entries the kernel would drop, and why.
     pub warnings: Vec<Issue>,
 }
@@ -69,7 +88,13 @@ pub struct ExtractReport {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExtractOptions {
     pub read: ReadOptions,
+    /// Do not create device nodes, even as root (inspecting an untrusted image).
+    pub no_devices: bool,
+    /// Clear set-uid/set-gid bits of regular files (inspecting an untrusted image).
+    pub no_setuid: bool,
 }
+
+const SETID_BITS: u32 = 0o6000;
 
 /// Extracts `image` into `dest` (created if missing; must be empty if present).
 pub fn extract(
@@ -90,16 +115,22 @@ pub fn extract(
             entries: unsafe_entries,
         });
     }
-    prepare_dest(dest)?;
+    let created = prepare_dest(dest)?;
     let mut report = ExtractReport {
         warnings: tree.issues().to_vec(),
         ..Default::default()
     };
-    write_tree(&tree, dest, &mut report)?;
+    if let Err(e) = write_tree(&tree, image, dest, opts, &mut report) {
+        // Leave the destination as it was: absent, or empty.
+        roll_back(dest, created);
+        return Err(e);
+    }
     Ok(report)
 }
 
-fn prepare_dest(dest: &Path) -> Result<(), ExtractError> {
+/// Checks that `dest` is a new or empty directory, creating it if missing; returns whether it
+/// was created.
+fn prepare_dest(dest: &Path) -> Result<bool, ExtractError> {
     let io_err = |source| ExtractError::Io {
         path: dest.to_owned(),
         source,
@@ -111,16 +142,67 @@ fn prepare_dest(dest: &Path) -> Result<(), ExtractError> {
                     dir: dest.to_owned(),
                 });
             }
-            Ok(())
+            Ok(false)
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(dest).map_err(io_err),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dest).map_err(io_err)?;
+            Ok(true)
+        }
         Err(e) => Err(io_err(e)),
     }
 }
 
-fn write_tree(tree: &Tree, dest: &Path, report: &mut ExtractReport) -> Result<(), ExtractError> {
+/// Best effort: removes what a failed extraction wrote (the error already says what failed).
+fn roll_back(dest: &Path, created: bool) {
+    if created {
+        let _ = fs::remove_dir_all(dest);
+        return;
+    }
+    if let Ok(entries) = fs::read_dir(dest) {
+        for entry in entries.flatten() {
+            let p = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let _ = if is_dir {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+/// The error of one entry's write, for `map_err`.
+fn write_error(
+    image: &Path,
+    node: &Node,
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> ExtractError {
+    let image = image.to_owned();
+    let entry = path::display(&node.path);
+    let segment = node.segment;
+    let path = path.to_owned();
+    move |source| ExtractError::Write {
+        image,
+        entry,
+        segment,
+        action,
+        path,
+        source,
+    }
+}
+
+fn write_tree(
+    tree: &Tree,
+    image: &Path,
+    dest: &Path,
+    opts: &ExtractOptions,
+    report: &mut ExtractReport,
+) -> Result<(), ExtractError> {
     let is_root = nix::unistd::geteuid().is_root();
     let target = |node: &Node| dest.join(OsStr::from_bytes(&node.path));
+    let failed =
+        |node: &Node, action: &'static str, path: &Path| write_error(image, node, action, path);
     let mut first_path_of_inode: Vec<Option<PathBuf>> = Vec::new();
     // Directories first (owner-writable until the end), then content, then symlinks last so no
     // write can go through one.
@@ -132,18 +214,11 @@ fn write_tree(tree: &Tree, dest: &Path, report: &mut ExtractReport) -> Result<()
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&p)
-            .map_err(|source| ExtractError::Io {
-                path: p.clone(),
-                source,
-            })?;
+            .map_err(failed(node, "creating directory", &p))?;
         report.dirs += 1;
     }
     for node in tree.nodes() {
         let p = target(node);
-        let io_err = |source| ExtractError::Io {
-            path: p.clone(),
-            source,
-        };
         match node.kind {
             Kind::Regular => {
                 let Some(inode_index) = node.inode else {
@@ -153,7 +228,7 @@ fn write_tree(tree: &Tree, dest: &Path, report: &mut ExtractReport) -> Result<()
                     first_path_of_inode.resize(inode_index + 1, None);
                 }
                 if let Some(first) = &first_path_of_inode[inode_index] {
-                    fs::hard_link(first, &p).map_err(io_err)?;
+                    fs::hard_link(first, &p).map_err(failed(node, "creating hardlink", &p))?;
                 } else {
                     let data = tree
                         .inode(node)
@@ -165,19 +240,29 @@ fn write_tree(tree: &Tree, dest: &Path, report: &mut ExtractReport) -> Result<()
                         .mode(0o600)
                         .custom_flags(nix::libc::O_NOFOLLOW)
                         .open(&p)
-                        .map_err(io_err)?;
-                    f.write_all(data).map_err(io_err)?;
+                        .map_err(failed(node, "creating file", &p))?;
+                    f.write_all(data)
+                        .map_err(failed(node, "writing file", &p))?;
                     first_path_of_inode[inode_index] = Some(p.clone());
                 }
                 report.files += 1;
+                let setid = node.mode & SETID_BITS;
+                if setid != 0 {
+                    if opts.no_setuid {
+                        report.cleared_setid.push((node.path.clone(), setid));
+                    } else {
+                        report.setid_files.push((node.path.clone(), setid));
+                    }
+                }
             }
             Kind::Fifo => {
                 nix::unistd::mkfifo(&p, Mode::from_bits_truncate(0o600))
-                    .map_err(|e| io_err(e.into()))?;
+                    .map_err(|e| failed(node, "creating fifo", &p)(e.into()))?;
                 report.specials += 1;
             }
             Kind::CharDevice | Kind::BlockDevice | Kind::Socket => {
-                if !is_root && node.kind != Kind::Socket {
+                let device = node.kind != Kind::Socket;
+                if device && (!is_root || opts.no_devices) {
                     report.skipped_devices.push(node.path.clone());
                     continue;
                 }
@@ -188,7 +273,10 @@ fn write_tree(tree: &Tree, dest: &Path, report: &mut ExtractReport) -> Result<()
                 };
                 let dev = nix::sys::stat::makedev(u64::from(node.rdev.0), u64::from(node.rdev.1));
                 stat::mknod(&p, sflag, Mode::from_bits_truncate(0o600), dev)
-                    .map_err(|e| io_err(e.into()))?;
+                    .map_err(|e| failed(node, "creating device node", &p)(e.into()))?;
+                if device {
+                    report.devices.push((node.path.clone(), node.rdev));
+                }
                 report.specials += 1;
             }
             _ => {}
@@ -196,12 +284,11 @@ fn write_tree(tree: &Tree, dest: &Path, report: &mut ExtractReport) -> Result<()
     }
     for node in tree.nodes().filter(|n| n.kind == Kind::Symlink) {
         let p = target(node);
-        std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), &p).map_err(|source| {
-            ExtractError::Io {
-                path: p.clone(),
-                source,
-            }
-        })?;
+        std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), &p).map_err(failed(
+            node,
+            "creating symlink",
+            &p,
+        ))?;
         report.symlinks += 1;
     }
     // Attributes: ownership only as root; modes; mtimes, directories deepest first so creating
@@ -213,20 +300,27 @@ fn write_tree(tree: &Tree, dest: &Path, report: &mut ExtractReport) -> Result<()
         if report.skipped_devices.contains(&node.path) {
             continue;
         }
-        let io_err = |source| ExtractError::Io {
-            path: p.clone(),
-            source,
-        };
         if is_root {
-            std::os::unix::fs::lchown(&p, Some(node.uid), Some(node.gid)).map_err(io_err)?;
+            std::os::unix::fs::lchown(&p, Some(node.uid), Some(node.gid)).map_err(failed(
+                node,
+                "setting the owner of",
+                &p,
+            ))?;
         }
         if node.kind != Kind::Symlink {
-            fs::set_permissions(&p, fs::Permissions::from_mode(node.mode & 0o7777))
-                .map_err(io_err)?;
+            let mut mode = node.mode & 0o7777;
+            if opts.no_setuid && node.kind == Kind::Regular {
+                mode &= !SETID_BITS;
+            }
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(failed(
+                node,
+                "setting the mode of",
+                &p,
+            ))?;
         }
         let t = TimeSpec::new(i64::from(node.mtime), 0);
         stat::utimensat(None, &p, &t, &t, UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| io_err(e.into()))?;
+            .map_err(|e| failed(node, "setting the mtime of", &p)(e.into()))?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::codec::{self, Compression};
-use super::cpio::{self, CpioError, Entry};
+use super::cpio::{self, CpioError, Item};
 use super::input::Input;
 use super::tree::{DataPolicy, Tree};
 
@@ -83,6 +83,17 @@ pub enum ImageError {
         compression: &'static str,
         source: CpioError,
     },
+    #[error(
+        "{path}: {what} at byte {offset} goes past the --max-size limit of {max} bytes \
+         (decompressed data and padding count); if the image really is this large, raise --max-size"
+    )]
+    TooLarge {
+        path: PathBuf,
+        offset: u64,
+        /// What was being read: "NUL padding", "segment 1 (gzip)".
+        what: String,
+        max: u64,
+    },
     #[error("{path}: segment {index} ({compression}) at byte {offset}: {detail}")]
     Decode {
         path: PathBuf,
@@ -101,15 +112,17 @@ pub struct SegmentRef {
     pub compression: Compression,
 }
 
-/// Walks the segments of `input`, handing each entry to `visit(segment, entry, data_len)`.
-/// With `keep_data` false, regular files' data is read and dropped (the entry's data is empty).
-/// Returns the segments found.
+/// Walks the segments of `input`, handing each entry (or entry the kernel skips) to
+/// `visit(segment, item)`; a skipped entry's offset counts from its segment's start. With
+/// `keep_data` false, regular files' data is read and dropped (the entry's data is empty).
+/// Returns the segments found. Decompressed bytes, uncompressed segments and NUL padding all
+/// count against `opts.max_output`, so no input, however long, is read without end.
 pub fn walk<R: Read>(
     input: &mut Input<R>,
     image: &Path,
     opts: &ReadOptions,
     keep_data: bool,
-    mut visit: impl FnMut(SegmentRef, Entry, u64),
+    mut visit: impl FnMut(SegmentRef, Item),
 ) -> Result<Vec<Segment>, ImageError> {
     let mut segments = Vec::new();
     let mut budget = opts.max_output;
@@ -117,8 +130,19 @@ pub fn walk<R: Read>(
         path: image.to_owned(),
         source,
     };
+    let too_large = |offset, what: String| ImageError::TooLarge {
+        path: image.to_owned(),
+        offset,
+        what,
+        max: opts.max_output,
+    };
     loop {
-        let padding_before = input.skip_nuls().map_err(io_err)?;
+        let padding_start = input.offset();
+        let padding_before = input.skip_nuls(budget).map_err(io_err)?;
+        if padding_before > budget {
+            return Err(too_large(padding_start, "NUL padding".into()));
+        }
+        budget -= padding_before;
         let offset = input.offset();
         let head = input.peek(6).map_err(io_err)?.to_vec();
         if head.is_empty() {
@@ -154,13 +178,17 @@ pub fn walk<R: Read>(
             loop {
                 let entry_start = input.offset();
                 let mut reader = cpio::Reader::new(&mut *input);
-                let next = read_entry(&mut reader, keep_data);
+                let next = reader.next_item(keep_data);
                 let pos = reader.position();
                 match next {
-                    Ok(Some((entry, len))) => {
+                    Ok(Some(item)) => {
                         entries += 1;
-                        budget = budget.saturating_sub(pos);
-                        visit(seg, entry, len);
+                        if pos > budget {
+                            let what = format!("segment {index} (uncompressed)");
+                            return Err(too_large(offset, what));
+                        }
+                        budget -= pos;
+                        visit(seg, with_offset(item, entry_start - offset));
                     }
                     Ok(None) => break,
                     Err(mut source) => {
@@ -190,14 +218,18 @@ pub fn walk<R: Read>(
             );
             let mut reader = cpio::Reader::new(decoder);
             loop {
-                match read_entry(&mut reader, keep_data) {
-                    Ok(Some((entry, len))) => {
+                match reader.next_item(keep_data) {
+                    Ok(Some(item)) => {
                         entries += 1;
-                        visit(seg, entry, len);
+                        visit(seg, item);
                     }
                     Ok(None) => break,
                     Err(source) => {
-                        return Err(compressed_error(image, index, offset, compression, source))
+                        if output_too_large(&source) {
+                            let what = format!("segment {index} ({})", compression.name());
+                            return Err(too_large(offset, what));
+                        }
+                        return Err(compressed_error(image, index, offset, compression, source));
                     }
                 }
             }
@@ -222,17 +254,25 @@ pub fn walk<R: Read>(
     Ok(segments)
 }
 
-fn read_entry<R: Read>(
-    reader: &mut cpio::Reader<R>,
-    keep_data: bool,
-) -> Result<Option<(Entry, u64)>, CpioError> {
-    if keep_data {
-        Ok(reader.next_entry()?.map(|e| {
-            let len = e.data.len() as u64;
-            (e, len)
-        }))
-    } else {
-        reader.skip_entry()
+/// Whether the decompressor stopped at the output cap (its error reaches the cpio reader as
+/// the `io::Error` of a read).
+fn output_too_large(err: &CpioError) -> bool {
+    let cpio::CpioErrorKind::Io(io) = &err.kind else {
+        return false;
+    };
+    io.get_ref()
+        .and_then(|inner| inner.downcast_ref::<codec::CodecError>())
+        .is_some_and(|c| matches!(c, codec::CodecError::OutputTooLarge { .. }))
+}
+
+/// An item whose offset counts from `base` further on.
+fn with_offset(item: Item, base: u64) -> Item {
+    match item {
+        Item::Skipped(mut skipped) => {
+            skipped.offset += base;
+            Item::Skipped(skipped)
+        }
+        entry => entry,
     }
 }
 
@@ -251,7 +291,7 @@ fn compressed_error(
             index,
             offset,
             compression: compression.name(),
-            detail: codec_err,
+            detail: codec_err.to_string(),
         };
     }
     ImageError::Cpio {
@@ -263,16 +303,18 @@ fn compressed_error(
     }
 }
 
-fn find_codec_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+fn find_codec_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a codec::CodecError> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(c) = e.downcast_ref::<codec::CodecError>() {
-            return Some(c.to_string());
+            return Some(c);
         }
         if let Some(io) = e.downcast_ref::<io::Error>() {
             if let Some(inner) = io.get_ref() {
                 if let Some(c) = inner.downcast_ref::<codec::CodecError>() {
-                    return Some(c.to_string());
+                    return Some(c);
                 }
             }
         }
@@ -313,12 +355,8 @@ pub fn read_tree_from<R: Read>(
     let path = name;
     let mut input = Input::new(reader);
     let mut tree = Tree::new(policy);
-    let segments = walk(
-        &mut input,
-        path,
-        opts,
-        policy.needs_data(),
-        |seg, entry, len| tree.apply(seg.index, entry, len),
-    )?;
+    let segments = walk(&mut input, path, opts, policy.needs_data(), |seg, item| {
+        tree.apply_item(seg.index, item)
+    })?;
     Ok((tree, segments))
 }

@@ -51,9 +51,14 @@ impl<R: Read> Input<R> {
     }
 
     /// Consumes a run of NUL bytes (the kernel skips them between segments); returns how many.
-    pub fn skip_nuls(&mut self) -> io::Result<u64> {
+    /// Stops once more than `limit` were consumed, so endless zeros (`/dev/zero`) end: a result
+    /// above `limit` means the run went on past it.
+    pub fn skip_nuls(&mut self, limit: u64) -> io::Result<u64> {
         let mut skipped = 0;
         loop {
+            if skipped > limit {
+                return Ok(skipped);
+            }
             let buf = self.fill_buf()?;
             if buf.is_empty() {
                 return Ok(skipped);

@@ -5,6 +5,11 @@
 //! `lib/modules/x` entry lands in `usr/lib/modules/x` when `lib -> usr/lib`; hardlinks
 //! (`nlink >= 2`) join the first entry with the same inode key until the next `TRAILER!!!`.
 //!
+//! Regular files are inodes, as in the rootfs: a regular-file entry over an existing regular file
+//! is opened with `O_TRUNC` and written *through* the existing inode (`do_name`), so its content,
+//! mode, owner and mtime change for every path hardlinked to it. That is how an overlay's
+//! `usr/sbin/ip` can turn busybox, and with it `/bin/sh`, into `ip`.
+//!
 //! Entries the kernel would silently drop (missing parent, parent not a directory) are dropped
 //! here too, and recorded as issues, so `ls` shows what really boots and a support engineer can
 //! see why a file is absent.
@@ -13,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 
 use sha2::{Digest, Sha256};
 
-use super::cpio::{Entry, Kind};
+use super::cpio::{self, Entry, Item, Kind, SkipReason, Skipped};
 use super::path::{self, Unsafe};
 
 /// How much of each file's content the tree keeps.
@@ -81,6 +86,22 @@ pub enum IssueKind {
     ReplacedSymlink { target: Vec<u8> },
     /// A file type the kernel does not create.
     UnknownType { mode: u32 },
+    /// A hardlink whose first name is no longer a regular file: `link()` fails, the entry is
+    /// skipped (what was at its name is already unlinked).
+    LinkTargetGone { first: Vec<u8> },
+    /// A symlink target `symlink()` refuses (empty, or PATH_MAX bytes with the NUL): the entry
+    /// only removes what was at its name.
+    BadSymlinkTarget { len: usize },
+    /// A directory, device, fifo or socket entry with data: `do_header` skips it unread.
+    DataOnNonFile { size: u64 },
+    /// A component longer than NAME_MAX (255): the kernel's lookup fails with ENAMETOOLONG and
+    /// the entry is not created.
+    ComponentTooLong { len: usize },
+    /// Skipped by `do_header`: the name (with its NUL) exceeds PATH_MAX. `offset`: where the
+    /// entry starts in its segment's cpio stream.
+    NameTooLong { size: u32, offset: u64 },
+    /// Skipped by `do_header`: the symlink target exceeds PATH_MAX.
+    TargetTooLong { size: u32, offset: u64 },
 }
 
 impl IssueKind {
@@ -116,6 +137,28 @@ impl IssueKind {
                 path::display(target)
             ),
             IssueKind::UnknownType { mode } => format!("file type {mode:o} is not one the kernel creates"),
+            IssueKind::LinkTargetGone { first } => format!(
+                "hardlink of {}, which is no longer a regular file: the kernel's link() fails and skips this entry",
+                path::display(first)
+            ),
+            IssueKind::BadSymlinkTarget { len } => format!(
+                "symlink target of {len} bytes: the kernel's symlink() refuses it (empty, or not shorter than PATH_MAX {}); the entry only removes what was at its path",
+                cpio::MAX_NAME_SIZE
+            ),
+            IssueKind::DataOnNonFile { size } => {
+                format!("{size} bytes of data on an entry that is not a regular file or symlink: the kernel skips this entry")
+            }
+            IssueKind::ComponentTooLong { len } => format!(
+                "a path component of {len} bytes exceeds NAME_MAX {NAME_MAX}: the kernel cannot create this entry and skips it"
+            ),
+            IssueKind::NameTooLong { size, offset } => format!(
+                "entry at byte {offset} of the segment's cpio stream: name of {size} bytes (with its NUL) exceeds PATH_MAX {}: the kernel skips this entry",
+                cpio::MAX_NAME_SIZE
+            ),
+            IssueKind::TargetTooLong { size, offset } => format!(
+                "entry at byte {offset} of the segment's cpio stream: symlink target of {size} bytes exceeds PATH_MAX {}: the kernel skips this entry",
+                cpio::MAX_NAME_SIZE
+            ),
         }
     }
 }
@@ -131,6 +174,9 @@ pub struct Issue {
 /// The kernel's hardlink key: `find_link` matches inode, device and file type.
 type LinkKey = (u32, u32, u32, u32);
 
+/// Longest path component Linux looks up (NAME_MAX).
+const NAME_MAX: usize = 255;
+
 /// Linux's limit on symlinks followed in one lookup.
 const MAX_SYMLINKS: usize = 40;
 
@@ -140,6 +186,8 @@ pub struct Tree {
     index: HashMap<Vec<u8>, usize>,
     children: HashMap<Vec<u8>, usize>,
     inodes: Vec<Inode>,
+    /// Live nodes of each inode (indices into `nodes`): the paths a write through it changes.
+    members: Vec<Vec<usize>>,
     links: HashMap<LinkKey, Vec<u8>>,
     policy: DataPolicy,
     issues: Vec<Issue>,
@@ -152,6 +200,7 @@ impl Tree {
             index: HashMap::new(),
             children: HashMap::new(),
             inodes: Vec::new(),
+            members: Vec::new(),
             links: HashMap::new(),
             policy,
             issues: Vec::new(),
@@ -201,13 +250,64 @@ impl Tree {
 
     /// How many live paths share each inode.
     pub fn link_counts(&self) -> Vec<u32> {
-        let mut counts = vec![0u32; self.inodes.len()];
-        for node in self.nodes() {
-            if let Some(i) = node.inode {
-                counts[i] += 1;
-            }
+        self.members.iter().map(|m| m.len() as u32).collect()
+    }
+
+    /// The other live paths sharing the inode of the regular file at `key`, in order of first
+    /// appearance: what a write through `key` would change too.
+    pub fn other_links(&self, key: &[u8]) -> Vec<&[u8]> {
+        let Some(&me) = self.index.get(key) else {
+            return Vec::new();
+        };
+        let Some(inode) = self.nodes[me].inode.filter(|_| self.nodes[me].live) else {
+            return Vec::new();
+        };
+        let mut others: Vec<usize> = self.members[inode]
+            .iter()
+            .copied()
+            .filter(|&m| m != me)
+            .collect();
+        others.sort_unstable();
+        others
+            .into_iter()
+            .map(|m| self.nodes[m].path.as_slice())
+            .collect()
+    }
+
+    /// Removes the node at `key` (a directory only when empty), as `unlink`/`rmdir` would;
+    /// returns whether something was removed. Other hardlinks of a file keep their inode.
+    pub fn unlink(&mut self, key: &[u8]) -> bool {
+        let Some(node) = self.get(key) else {
+            return false;
+        };
+        if node.kind == Kind::Directory && self.children.get(key).copied().unwrap_or(0) > 0 {
+            return false;
         }
-        counts
+        self.remove(key);
+        true
+    }
+
+    /// Applies an entry, or records one the reader skipped.
+    pub fn apply_item(&mut self, segment: usize, item: Item) {
+        match item {
+            Item::Entry(entry, size) => self.apply(segment, entry, size),
+            Item::Skipped(skipped) => self.skipped(segment, skipped),
+        }
+    }
+
+    /// Records an entry the cpio reader skipped as `do_header` does.
+    pub fn skipped(&mut self, segment: usize, skipped: Skipped) {
+        let kind = match skipped.reason {
+            SkipReason::NameTooLong { size } => IssueKind::NameTooLong {
+                size,
+                offset: skipped.offset,
+            },
+            SkipReason::TargetTooLong { size } => IssueKind::TargetTooLong {
+                size,
+                offset: skipped.offset,
+            },
+        };
+        self.issue(segment, &skipped.name, kind);
     }
 
     /// Resolves a directory path the way the kernel's path walk does (symlinks followed,
@@ -273,17 +373,28 @@ impl Tree {
     /// Applies one entry of segment `segment`, as the kernel would. `size` is the entry's data
     /// length (its data may be empty when the tree keeps sizes only).
     pub fn apply(&mut self, segment: usize, entry: Entry, size: u64) {
+        let kind = entry.kind();
+        if size > 0 && !matches!(kind, Kind::Regular | Kind::Symlink) {
+            // do_header reads the name only of regular files and data-less entries.
+            self.issue(segment, entry.c_name(), IssueKind::DataOnNonFile { size });
+            return;
+        }
         if entry.is_trailer() {
             // The kernel forgets hardlinks at each trailer (free_hash).
             self.links.clear();
             return;
         }
-        let kind = entry.kind();
-        let raw = entry.name.clone();
+        // The kernel sees the name as a C string: up to its first NUL.
+        let raw = entry.c_name().to_vec();
         if let Some(u) = path::unsafe_name(&raw) {
             self.issue(segment, &raw, IssueKind::UnsafeName(u));
         }
         let comps = path::components(&raw);
+        if let Some(long) = comps.iter().find(|c| c.len() > NAME_MAX) {
+            let len = long.len();
+            self.issue(segment, &raw, IssueKind::ComponentTooLong { len });
+            return;
+        }
         let Some((last, parents)) = comps.split_last() else {
             if kind == Kind::Directory {
                 self.set_dir(b".".to_vec(), &entry, segment);
@@ -314,10 +425,19 @@ impl Tree {
             return;
         }
         match kind {
-            Kind::Regular => self.put_file(key, entry, size, segment),
+            Kind::Regular => self.put_file(key, entry, size, segment, &raw),
             Kind::Directory => self.set_dir(key, &entry, segment),
             Kind::Symlink => {
-                let target = entry.data.clone();
+                // do_symlink NUL-terminates the target; symlink() wants 1..PATH_MAX-1 bytes.
+                let target = match entry.data.iter().position(|&b| b == 0) {
+                    Some(end) => entry.data[..end].to_vec(),
+                    None => entry.data.clone(),
+                };
+                if target.is_empty() || target.len() >= cpio::MAX_NAME_SIZE as usize {
+                    let len = target.len();
+                    self.issue(segment, &raw, IssueKind::BadSymlinkTarget { len });
+                    return;
+                }
                 self.put(node_from(key, &entry, segment, target, None));
             }
             Kind::CharDevice | Kind::BlockDevice | Kind::Fifo | Kind::Socket => {
@@ -358,38 +478,66 @@ impl Tree {
         true
     }
 
-    fn put_file(&mut self, key: Vec<u8>, entry: Entry, size: u64, segment: usize) {
+    /// A regular-file entry after `clean_path`: `maybe_link`, then the open in `do_name`.
+    fn put_file(&mut self, key: Vec<u8>, entry: Entry, size: u64, segment: usize, raw: &[u8]) {
         let h = &entry.header;
-        let mut inode = None;
         if h.nlink >= 2 {
             let link_key = (h.ino, h.dev_major, h.dev_minor, h.mode & 0o170000);
-            match self.links.get(&link_key) {
+            match self.links.get(&link_key).cloned() {
                 Some(first) => {
-                    inode = self.get(first).and_then(|n| n.inode);
-                    // init_link replaces whatever is at the new name.
-                    if inode.is_some() && self.get(&key).is_some() {
-                        self.remove(&key);
+                    // maybe_link: clean_path(name, 0) unlinks whatever is at the name, then
+                    // link(first, name), which fails when the first name is gone.
+                    self.remove(&key);
+                    let first_inode = self
+                        .get(&first)
+                        .filter(|n| n.kind == Kind::Regular)
+                        .and_then(|n| n.inode);
+                    let Some(inode) = first_inode else {
+                        self.issue(segment, raw, IssueKind::LinkTargetGone { first });
+                        return;
+                    };
+                    // Opened without O_TRUNC: content changes only when this name carries data
+                    // (ftruncate to its length, then the write).
+                    if size > 0 {
+                        self.set_data(inode, entry.data.clone(), size);
                     }
+                    self.put(node_from(key, &entry, segment, Vec::new(), Some(inode)));
+                    self.set_inode_attrs(inode, &entry, segment);
+                    return;
                 }
                 None => {
                     self.links.insert(link_key, key.clone());
                 }
             }
         }
-        let linked = inode.is_some();
-        // Same type already there: the kernel opens it with O_TRUNC, so hardlinked names share
-        // the new content.
-        let inode = inode
-            .or_else(|| self.get(&key).and_then(|n| n.inode))
-            .unwrap_or_else(|| {
-                self.inodes.push(Inode::default());
-                self.inodes.len() - 1
-            });
-        // A later hardlink without data leaves the content alone (no O_TRUNC).
-        if !(linked && size == 0) {
-            self.set_data(inode, entry.data.clone(), size);
-        }
+        // O_CREAT|O_TRUNC: an existing regular file keeps its inode, so every hardlink of it
+        // gets the new content.
+        let inode = match self.get(&key).and_then(|n| n.inode) {
+            Some(inode) => inode,
+            None => self.new_inode(),
+        };
+        self.set_data(inode, entry.data.clone(), size);
         self.put(node_from(key, &entry, segment, Vec::new(), Some(inode)));
+        self.set_inode_attrs(inode, &entry, segment);
+    }
+
+    fn new_inode(&mut self) -> usize {
+        self.inodes.push(Inode::default());
+        self.members.push(Vec::new());
+        self.inodes.len() - 1
+    }
+
+    /// fchown, fchmod and the closing utime act on the inode: every name of it shows them.
+    fn set_inode_attrs(&mut self, inode: usize, entry: &Entry, segment: usize) {
+        let h = &entry.header;
+        for &m in &self.members[inode] {
+            let node = &mut self.nodes[m];
+            node.mode = h.mode;
+            node.uid = h.uid;
+            node.gid = h.gid;
+            node.mtime = h.mtime;
+            node.segment = segment;
+        }
     }
 
     fn set_data(&mut self, inode: usize, data: Vec<u8>, size: u64) {
@@ -416,15 +564,19 @@ impl Tree {
     }
 
     fn put(&mut self, node: Node) {
-        match self.index.get(&node.path).copied() {
+        let inode = node.inode;
+        let at = match self.index.get(&node.path).copied() {
             Some(i) => {
-                if !self.nodes[i].live {
+                if self.nodes[i].live {
+                    self.detach(i);
+                } else {
                     *self
                         .children
                         .entry(path::parent(&node.path).to_vec())
                         .or_default() += 1;
                 }
                 self.nodes[i] = node;
+                i
             }
             None => {
                 if node.path != b"." {
@@ -435,13 +587,25 @@ impl Tree {
                 }
                 self.index.insert(node.path.clone(), self.nodes.len());
                 self.nodes.push(node);
+                self.nodes.len() - 1
             }
+        };
+        if let Some(inode) = inode {
+            self.members[inode].push(at);
+        }
+    }
+
+    /// Forgets node `i` as a name of its inode.
+    fn detach(&mut self, i: usize) {
+        if let Some(inode) = self.nodes[i].inode {
+            self.members[inode].retain(|&m| m != i);
         }
     }
 
     fn remove(&mut self, key: &[u8]) {
         if let Some(&i) = self.index.get(key) {
             if self.nodes[i].live {
+                self.detach(i);
                 self.nodes[i].live = false;
                 if let Some(c) = self.children.get_mut(path::parent(key)) {
                     *c = c.saturating_sub(1);
@@ -689,5 +853,141 @@ mod tests {
         let kinds: Vec<_> = t.issues().iter().map(|i| i.kind.clone()).collect();
         assert!(kinds.contains(&IssueKind::UnsafeName(Unsafe::DotDot)));
         assert!(kinds.contains(&IssueKind::UnsafeName(Unsafe::Absolute)));
+    }
+
+    fn linked(name: &str, ino: u32, nlink: u32, data: &str) -> Entry {
+        let mut e = file(name, data);
+        e.header.ino = ino;
+        e.header.nlink = nlink;
+        e
+    }
+    fn apply_in(t: &mut Tree, segment: usize, e: Entry) {
+        let len = e.data.len() as u64;
+        t.apply(segment, e, len);
+    }
+
+    /// busybox as initramfs-tools stores it: one inode, data on the last name (GNU cpio).
+    fn busybox() -> Tree {
+        build(vec![
+            dir("usr"),
+            dir("usr/bin"),
+            dir("usr/sbin"),
+            linked("usr/bin/busybox", 9, 3, ""),
+            linked("usr/bin/sh", 9, 3, ""),
+            linked("usr/sbin/ip", 9, 3, "BUSYBOX"),
+        ])
+    }
+
+    #[test]
+    fn a_file_written_over_a_hardlinked_name_changes_every_name() {
+        let mut t = busybox();
+        assert_eq!(content(&t, "usr/bin/sh"), Some(&b"BUSYBOX"[..]));
+        // A later segment's usr/sbin/ip, nlink 1: do_name opens the existing name with O_TRUNC
+        // and writes through its inode, then fchown, fchmod and utime act on that inode.
+        let mut ip = file("usr/sbin/ip", "IP");
+        (
+            ip.header.mode,
+            ip.header.uid,
+            ip.header.gid,
+            ip.header.mtime,
+        ) = (0o100700, 5, 6, 77);
+        apply_in(&mut t, 1, ip);
+        for p in ["usr/bin/busybox", "usr/bin/sh", "usr/sbin/ip"] {
+            assert_eq!(content(&t, p), Some(&b"IP"[..]), "{p}");
+            let n = t.get(p.as_bytes()).unwrap();
+            assert_eq!(
+                (n.mode, n.uid, n.gid, n.mtime, n.segment),
+                (0o100700, 5, 6, 77, 1),
+                "{p}"
+            );
+        }
+        assert_eq!(t.link_counts().iter().max(), Some(&3));
+    }
+
+    #[test]
+    fn a_hardlink_entry_unlinks_what_is_at_its_name_and_links_the_first_name() {
+        // b is a hardlink of c; then a new group (ino 4) lands on b: maybe_link's
+        // clean_path(name, 0) unlinks b, so c keeps its content.
+        let mut t = build(vec![linked("c", 3, 2, ""), linked("b", 3, 2, "old")]);
+        apply_in(&mut t, 0, Entry::trailer());
+        apply_in(&mut t, 1, linked("a", 4, 2, ""));
+        apply_in(&mut t, 1, linked("b", 4, 2, "new"));
+        assert_eq!(content(&t, "a"), Some(&b"new"[..]));
+        assert_eq!(content(&t, "b"), Some(&b"new"[..]));
+        assert_eq!(content(&t, "c"), Some(&b"old"[..]));
+        assert_eq!(t.other_links(b"b"), [&b"a"[..]]);
+        assert!(t.other_links(b"c").is_empty());
+    }
+
+    #[test]
+    fn a_data_less_hardlink_keeps_content_but_sets_the_inode_attributes() {
+        let mut t = build(vec![linked("a", 3, 2, "data")]);
+        let mut b = linked("b", 3, 2, "");
+        b.header.mode = 0o100750;
+        apply_in(&mut t, 0, b);
+        assert_eq!(content(&t, "b"), Some(&b"data"[..]));
+        assert_eq!(t.get(b"a").unwrap().mode, 0o100750);
+    }
+
+    #[test]
+    fn a_hardlink_whose_first_name_is_gone_is_skipped_like_a_failed_link() {
+        let mut t = build(vec![
+            linked("a", 3, 2, ""),
+            link("a", "elsewhere"),
+            file("b", "x"),
+        ]);
+        apply_in(&mut t, 0, linked("b", 3, 2, "data"));
+        // clean_path(b, 0) removed b, then link(a, b) found no file to link.
+        assert!(t.get(b"b").is_none());
+        assert!(
+            matches!(&t.issues()[0].kind, IssueKind::LinkTargetGone { first } if first == b"a")
+        );
+    }
+
+    #[test]
+    fn unlink_breaks_one_name_only() {
+        let mut t = busybox();
+        assert_eq!(t.other_links(b"usr/bin/sh").len(), 2);
+        assert!(t.unlink(b"usr/sbin/ip"));
+        apply_in(&mut t, 1, file("usr/sbin/ip", "IP"));
+        assert_eq!(content(&t, "usr/bin/sh"), Some(&b"BUSYBOX"[..]));
+        assert_eq!(content(&t, "usr/sbin/ip"), Some(&b"IP"[..]));
+        assert_eq!(t.other_links(b"usr/bin/sh"), [&b"usr/bin/busybox"[..]]);
+        assert!(!t.unlink(b"usr"), "a non-empty directory stays");
+    }
+
+    #[test]
+    fn symlink_targets_symlink_refuses_only_remove_the_old_name() {
+        let long = "t".repeat(4096);
+        let t = build(vec![
+            file("a", "1"),
+            link("a", ""),
+            file("b", "2"),
+            link("b", &long),
+            link("c", "x\0junk"),
+        ]);
+        assert!(t.get(b"a").is_none() && t.get(b"b").is_none());
+        assert_eq!(t.get(b"c").unwrap().target, b"x");
+        let lens: Vec<_> = t.issues().iter().map(|i| i.kind.clone()).collect();
+        assert_eq!(
+            lens,
+            [
+                IssueKind::BadSymlinkTarget { len: 0 },
+                IssueKind::BadSymlinkTarget { len: 4096 }
+            ]
+        );
+        let t = build(vec![link("d", &long[..4095])]);
+        assert_eq!(t.get(b"d").unwrap().target.len(), 4095);
+    }
+
+    #[test]
+    fn entries_the_kernel_skips_unread_are_skipped() {
+        let mut d = dir("d");
+        d.data = b"xx".to_vec();
+        let long = "n".repeat(256);
+        let t = build(vec![d, file(&long, "1"), file(&long[..255], "2")]);
+        assert_eq!(paths(&t), [&long[..255]]);
+        assert_eq!(t.issues()[0].kind, IssueKind::DataOnNonFile { size: 2 });
+        assert_eq!(t.issues()[1].kind, IssueKind::ComponentTooLong { len: 256 });
     }
 }

@@ -27,8 +27,6 @@ pub enum CpioErrorKind {
         "name size 0: expected at least 1 for the terminating NUL (the kernel skips such an entry)"
     )]
     EmptyName,
-    #[error("name size {size} exceeds PATH_MAX {max} (the kernel skips such an entry)", max = super::MAX_NAME_SIZE)]
-    NameTooLong { size: u32 },
     #[error("name \"{}\" is not NUL-terminated: expected byte 0 at its end, found 0x{last:02x} (kernel: \"malformed archive\")", name.escape_default())]
     NameNotTerminated { name: String, last: u8 },
     #[error("truncated: expected {expected} bytes of {what}, stream ends after {available}")]

@@ -21,14 +21,18 @@ mod tests_gnu;
 mod tests_roundtrip;
 
 pub use error::{CpioError, CpioErrorKind};
-pub use reader::Reader;
+pub use reader::{Item, Reader, SkipReason, Skipped};
 pub use writer::Writer;
 
 /// The name of the entry that ends an archive.
 pub const TRAILER: &[u8] = b"TRAILER!!!";
 
-/// Longest name size (with its NUL) the kernel unpacks: PATH_MAX. Longer names are rejected.
+/// PATH_MAX: the longest name size (with its NUL), and the longest symlink target, the kernel's
+/// `do_header` accepts; it skips entries with longer ones and goes on.
 pub const MAX_NAME_SIZE: u32 = 4096;
+
+/// Bytes of a skipped entry's name kept for messages.
+const SKIPPED_NAME_KEPT: usize = 64;
 
 const S_IFMT: u32 = 0o170000;
 

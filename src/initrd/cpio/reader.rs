@@ -6,6 +6,7 @@ use super::error::display_name;
 use super::header::{self, HEADER_LEN, NAMESIZE_OFFSET};
 use super::{
     checksum, padding_after, CpioError, CpioErrorKind, Entry, Format, Kind, MAX_NAME_SIZE,
+    SKIPPED_NAME_KEPT,
 };
 
 /// Data is read in steps of at most this much, so a hostile `c_filesize` cannot make us reserve
@@ -20,6 +21,31 @@ const SKIP_BUF_LEN: usize = 256 << 10;
 pub struct Reader<R: Read> {
     source: Source<R>,
     skip_buf: Vec<u8>,
+}
+
+/// One step of a stream: an entry (with its `c_filesize`), or one the kernel skips unread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Entry(Entry, u64),
+    Skipped(Skipped),
+}
+
+/// An entry `do_header` skips (and goes on after): too long for PATH_MAX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Stream offset of its header.
+    pub offset: u64,
+    /// The start of its name (all of it when short enough), for messages.
+    pub name: Vec<u8>,
+    pub reason: SkipReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// `c_namesize` (with the NUL) exceeds PATH_MAX.
+    NameTooLong { size: u32 },
+    /// A symlink whose target (`c_filesize`) exceeds PATH_MAX.
+    TargetTooLong { size: u32 },
 }
 
 /// What to do with the data of regular files.
@@ -53,14 +79,37 @@ impl<R: Read> Reader<R> {
     /// which the kernel skips between entries). TRAILER!!! is returned like any entry; reading
     /// continues after it (the kernel reads concatenated archives). 070702 checks are verified
     /// for regular files.
+    /// Entries the kernel skips (names or symlink targets over PATH_MAX) are passed over; see
+    /// `next_item` to hear of them.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, CpioError> {
-        Ok(self.read_entry(DataMode::Keep)?.map(|(entry, _)| entry))
+        Ok(self.next_kept(DataMode::Keep)?.map(|(entry, _)| entry))
     }
 
     /// Like `next_entry`, but the data of regular files is read (and 070702-checked) then
     /// dropped; returns the entry with empty data for regular files, and `c_filesize`.
     pub fn skip_entry(&mut self) -> Result<Option<(Entry, u64)>, CpioError> {
-        self.read_entry(DataMode::Drop)
+        self.next_kept(DataMode::Drop)
+    }
+
+    /// The next entry, or the next one the kernel skips unread. With `keep_data` false, regular
+    /// files' data is read and dropped as by `skip_entry`.
+    pub fn next_item(&mut self, keep_data: bool) -> Result<Option<Item>, CpioError> {
+        let mode = if keep_data {
+            DataMode::Keep
+        } else {
+            DataMode::Drop
+        };
+        self.read_entry(mode)
+    }
+
+    fn next_kept(&mut self, mode: DataMode) -> Result<Option<(Entry, u64)>, CpioError> {
+        loop {
+            match self.read_entry(mode)? {
+                None => return Ok(None),
+                Some(Item::Entry(entry, len)) => return Ok(Some((entry, len))),
+                Some(Item::Skipped(_)) => {}
+            }
+        }
     }
 
     /// Skips NUL padding as the kernel does between entries and returns the next up to 4 bytes
@@ -90,12 +139,21 @@ impl<R: Read> Reader<R> {
         (self.source.peeked().to_vec(), self.source.inner)
     }
 
-    fn read_entry(&mut self, mode: DataMode) -> Result<Option<(Entry, u64)>, CpioError> {
+    fn read_entry(&mut self, mode: DataMode) -> Result<Option<Item>, CpioError> {
         if !self.source.skip_nuls()? {
             return Ok(None);
         }
         let start = self.source.position;
         let parsed = self.read_header(start)?;
+        if parsed.namesize > MAX_NAME_SIZE {
+            let size = parsed.namesize;
+            return self.skip_rest(start, &parsed, SkipReason::NameTooLong { size });
+        }
+        let is_symlink = Kind::from_mode(parsed.header.mode) == Kind::Symlink;
+        if is_symlink && parsed.filesize > MAX_NAME_SIZE {
+            let size = parsed.filesize;
+            return self.skip_rest(start, &parsed, SkipReason::TargetTooLong { size });
+        }
         let name = self.read_name(start, parsed.namesize)?;
         self.read_padding("padding after the name")?;
 
@@ -123,7 +181,73 @@ impl<R: Read> Reader<R> {
             ));
         }
         self.read_padding("padding after file data")?;
-        Ok(Some((Entry { header, name, data }, len)))
+        Ok(Some(Item::Entry(Entry { header, name, data }, len)))
+    }
+
+    /// Passes over the rest of an entry as the kernel's SkipIt state does: to the next 4-aligned
+    /// offset after name and data, nothing checked but that the bytes are there.
+    fn skip_rest(
+        &mut self,
+        start: u64,
+        parsed: &header::Parsed,
+        reason: SkipReason,
+    ) -> Result<Option<Item>, CpioError> {
+        let name_start = self.source.position;
+        let namesize = u64::from(parsed.namesize);
+        let kept = namesize.min(SKIPPED_NAME_KEPT as u64) as usize;
+        let mut name = vec![0u8; kept];
+        let got = self.source.read_full(&mut name)?;
+        let what = || format!("name (c_namesize of the header at byte {start})");
+        if got < kept {
+            return Err(truncated(name_start, what(), namesize, got));
+        }
+        if let Some(end) = name.iter().position(|&b| b == 0) {
+            name.truncate(end);
+        }
+        self.discard(namesize - kept as u64, |done| {
+            truncated(name_start, what(), namesize, (kept as u64 + done) as usize)
+        })?;
+        // The kernel's next_header: N_ALIGN(name_len) + body_len, aligned again.
+        let pad_start = self.source.position;
+        let pad = padding_after(pad_start) as u64;
+        self.discard(pad, |done| {
+            truncated(
+                pad_start,
+                "padding after the name".into(),
+                pad,
+                done as usize,
+            )
+        })?;
+        let data_start = self.source.position;
+        let end = data_start + u64::from(parsed.filesize);
+        let data_len = end + padding_after(end) as u64 - data_start;
+        let shown = super::error::display_name(&name);
+        self.discard(data_len, |done| {
+            let what = format!("data and padding of the skipped entry \"{shown}\"");
+            truncated(data_start, what, data_len, done as usize)
+        })?;
+        Ok(Some(Item::Skipped(Skipped {
+            offset: start,
+            name,
+            reason,
+        })))
+    }
+
+    /// Reads and drops `len` bytes; `short(done)` is the error when the input ends first.
+    fn discard(&mut self, len: u64, short: impl Fn(u64) -> CpioError) -> Result<(), CpioError> {
+        if self.skip_buf.is_empty() {
+            self.skip_buf = vec![0; SKIP_BUF_LEN];
+        }
+        let mut done = 0u64;
+        while done < len {
+            let step = (len - done).min(SKIP_BUF_LEN as u64) as usize;
+            let got = self.source.read_full(&mut self.skip_buf[..step])?;
+            done += got as u64;
+            if got < step {
+                return Err(short(done));
+            }
+        }
+        Ok(())
     }
 
     fn read_header(&mut self, start: u64) -> Result<header::Parsed, CpioError> {
@@ -157,13 +281,6 @@ impl<R: Read> Reader<R> {
         let namesize_at = start + NAMESIZE_OFFSET;
         if parsed.namesize == 0 {
             return Err(CpioError::new(namesize_at, CpioErrorKind::EmptyName));
-        }
-        if parsed.namesize > MAX_NAME_SIZE {
-            let size = parsed.namesize;
-            return Err(CpioError::new(
-                namesize_at,
-                CpioErrorKind::NameTooLong { size },
-            ));
         }
         Ok(parsed)
     }
