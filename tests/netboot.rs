@@ -144,7 +144,7 @@ fn boot(name: &str, case: &Case) -> Outcome {
         fetch,
         &staged.kernel.name,
         &staged.initrd.name,
-        "console=ttyS0,115200 panic=-1",
+        "console=ttyS0,115200 panic=-1 no_timer_check",
     );
     spec.initrd_arg = case.initrd_arg;
     stage::write_script(&boot_dir, &ipxe::render(&spec).unwrap()).unwrap();

@@ -364,7 +364,7 @@ fn dhclient_gets_the_lease_in_a_busybox_initrd() {
         .arg(&kernel)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1"])
+        .args(["-append", "console=ttyS0 panic=-1 no_timer_check"])
         .args([
             "-netdev",
             "user,id=n0",

@@ -263,7 +263,7 @@ fn root_fs_panic_without_pvpanic_driver_shows_as_guest_reset() {
         "-kernel",
         &kernel,
         "-append",
-        "console=ttyS0 panic=-1",
+        "console=ttyS0 panic=-1 no_timer_check",
         "-device",
         "pvpanic",
         "-action",
