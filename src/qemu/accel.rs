@@ -638,6 +638,7 @@ mod tests {
             ProbeOutcome::Hung { timeout } => assert_eq!(*timeout, bound),
             ProbeOutcome::Exited { .. } => assert_ne!(result.reached, Some(Stage::LoopDone)),
             ProbeOutcome::NotStarted(err) => panic!("{err}"),
+            ProbeOutcome::Interrupted => panic!("nothing interrupted this probe"),
         }
     }
 
