@@ -372,6 +372,89 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupt_in_scope_stops_writes_and_refuses_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.img");
+        let stop = Interrupt::never();
+        let err = with_interrupt(&stop, || {
+            let mut out = AtomicOutput::create(&p, false).unwrap();
+            let mut w = out.writer();
+            w.write_all(b"before").unwrap();
+            stop.request();
+            let e = w.write_all(b"after").unwrap_err();
+            assert!(Interrupted::is(&e), "{e}");
+            drop(w);
+            out.commit().unwrap_err()
+        });
+        assert!(err.to_string().contains("interrupted"), "{err}");
+        assert!(!p.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Outside the scope the interrupt does not reach new outputs.
+        write_atomic(&p, b"x", false).unwrap();
+    }
+
+    #[test]
+    fn temporaries_name_their_owner_and_are_registered_while_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = AtomicOutput::create(&dir.path().join("out.img"), false).unwrap();
+        let tmp = out.tmp.path().to_owned();
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        let rest = name.strip_prefix(TEMP_PREFIX).unwrap();
+        assert_eq!(Owner::of(rest), Owner::Alive(std::process::id()));
+        assert!(registered().values().any(|p| *p == tmp));
+        drop(out);
+        assert!(!registered().values().any(|p| *p == tmp));
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn stale_temporaries_of_gone_runs_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join(".bootrig-4194305-1-abcdef.tmp");
+        let live = dir
+            .path()
+            .join(format!(".bootrig-{}-abcdef.tmp", owner_tag()));
+        // An older bootrig's name, fresh: could be a live run's.
+        let unowned = dir.path().join(".bootrig-Xy12ab.tmp");
+        let entry = dir.path().join("0123.img");
+        for f in [&gone, &live, &unowned, &entry] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let mut out = Leftovers::default();
+        remove_stale_temporaries(dir.path(), &mut out);
+        assert_eq!(out.removed.len(), 1, "{out:?}");
+        assert_eq!(out.removed[0].path, gone);
+        assert_eq!(out.removed[0].owner_pid, Some(4194305));
+        assert_eq!(out.kept.len(), 1, "{out:?}");
+        assert_eq!(out.kept[0].path, live);
+        assert!(live.exists() && unowned.exists() && entry.exists());
+        assert!(!gone.exists());
+
+        let old = SystemTime::now() - UNOWNED_AGE - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(&unowned)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut out = Leftovers::default();
+        remove_stale_temporaries(dir.path(), &mut out);
+        assert_eq!(out.removed.len(), 1, "{out:?}");
+        assert_eq!(out.removed[0].owner_pid, None);
+        assert!(!unowned.exists());
+        remove_stale_temporaries(&dir.path().join("missing"), &mut out);
+        assert!(out.errors.is_empty());
+    }
+
+    #[test]
+    fn owners_parse_only_from_bootrigs_names() {
+        assert_eq!(parse_owner("12-345-abcdef.tmp"), Some((12, 345)));
+        assert_eq!(parse_owner("Xy12ab.tmp"), None);
+        assert_eq!(parse_owner("base-Xy12ab"), None);
+        assert_eq!(parse_owner("12-345"), None);
+    }
+
+    #[test]
     fn uncommitted_output_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.img");

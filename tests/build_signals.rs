@@ -97,9 +97,8 @@ fn xz_stored(data: &[u8]) -> Vec<u8> {
     }
     out.push(0x00); // end of LZMA2 data
     lzma2 += 1;
-    for _ in 0..(4 - (header.len() + lzma2) % 4) % 4 {
-        out.push(0);
-    }
+    let block_padding = (4 - (header.len() + lzma2) % 4) % 4;
+    out.extend(std::iter::repeat_n(0, block_padding));
     out.extend_from_slice(&crc32(data));
     // The index records the block without its padding.
     let unpadded = header.len() + lzma2 + 4;

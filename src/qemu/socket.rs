@@ -166,7 +166,9 @@ mod tests {
         remove_stale_socket_dirs(tmp.path(), &mut out);
         let mut removed: Vec<&Path> = out.removed.iter().map(|l| l.path.as_path()).collect();
         removed.sort();
-        assert_eq!(removed, [gone.as_path(), reused.as_path()], "{out:?}");
+        let mut want = [gone.as_path(), reused.as_path()];
+        want.sort();
+        assert_eq!(removed, want, "{out:?}");
         assert_eq!(out.kept.len(), 1, "{out:?}");
         assert_eq!(out.kept[0].path, live.path());
         assert!(out.errors.is_empty(), "{out:?}");
