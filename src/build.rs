@@ -117,7 +117,7 @@ pub enum BuildError {
     Output(#[from] OutputError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("the build was stopped before it finished; nothing was written")]
+    #[error("the build was stopped before it finished; its output was not written")]
     Interrupted(#[from] Interrupted),
     #[error("{path}: changed while bootrig copied it out of the build cache; run the build again")]
     CacheChanged { path: PathBuf },
@@ -356,7 +356,7 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
             ..AddOptions::default()
         };
         add(&base_path, &entry.image, &additions, &add_opts)?;
-        let sha256 = hash_files(interrupt, std::slice::from_ref(&entry.image), "")?;
+        let sha256 = file_sha256(interrupt, &entry.image)?;
         entry.complete(&flavor_name, &sha256, &key)?;
         let (out, copied) = copy_hashing(&entry.image, &opts.out, opts.force, interrupt)?;
         if copied != sha256 {
@@ -630,20 +630,25 @@ fn expectation(s: &Scenario, plan: &Plan, loads: &[Load]) -> Expectation {
     Expectation { modules, interface }
 }
 
-/// SHA-256 over a label and the content of each file, in order; stops when `interrupt` is set.
-/// An empty label with one file hashes just its content.
+/// SHA-256 over a label and the path and content of each file, in order; stops when
+/// `interrupt` is set.
 fn hash_files(interrupt: &Interrupt, files: &[PathBuf], label: &str) -> Result<String, BuildError> {
     let mut h = Sha256::new();
     h.update(label.as_bytes());
-    let whole_file = label.is_empty() && files.len() == 1;
     for f in files {
         let file = fs::File::open(f).map_err(io_err(f))?;
-        if !whole_file {
-            h.update(f.as_os_str().as_encoded_bytes());
-            h.update([0]);
-        }
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update([0]);
         io::copy(&mut InterruptibleRead::new(file, interrupt), &mut h).map_err(io_err(f))?;
     }
+    Ok(hex(&h.finalize()))
+}
+
+/// The SHA-256 of one file's content, as `sha256sum` prints it.
+fn file_sha256(interrupt: &Interrupt, path: &Path) -> Result<String, BuildError> {
+    let file = fs::File::open(path).map_err(io_err(path))?;
+    let mut h = Sha256::new();
+    io::copy(&mut InterruptibleRead::new(file, interrupt), &mut h).map_err(io_err(path))?;
     Ok(hex(&h.finalize()))
 }
 
