@@ -5,7 +5,12 @@
 //!
 //! Builds are cached by content: the key hashes every input (scenario, kernel, module files,
 //! base image, binaries, bootrig's own version and guest templates), so the same inputs give the
-//! same output, reused without rebuilding.
+//! same output, reused without rebuilding. An entry is `<key>.img`, `<key>.flavor` and, written
+//! last, `<key>.sha256` (the image's SHA-256): it is reused only when all three are there and the
+//! image still has that content; anything else is rebuilt, with a warning saying why.
+//!
+//! A build stops within a read or write of an [`Interrupt`] (Ctrl-C), and then leaves nothing
+//! behind: no output, no cache entry, no temporary file.
 
 use std::fs;
 use std::io;
@@ -15,12 +20,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::fsutil::{write_atomic, AtomicOutput, OutputError};
+use crate::fsutil::{with_interrupt, write_atomic, AtomicOutput, OutputError};
 use crate::initrd::add::{add, AddError, AddMode, AddOptions, Addition};
-use crate::initrd::image::{read_tree, ImageError, ReadOptions};
+use crate::initrd::image::{read_tree_from, ImageError, ReadOptions};
 use crate::initrd::tree::DataPolicy;
 use crate::kmod::{self, KmodError, Plan, PlanRequest};
 use crate::patch::{base, dhcp, elf, flavor, stanza};
+use crate::run::interrupt::{Interrupt, Interrupted, InterruptibleRead};
 use crate::scenario::{Addressing, Base, DhcpChoice, FlavorChoice, Order, Scenario};
 use crate::verdict::{Expectation, ExpectedModule};
 
@@ -44,6 +50,8 @@ pub struct BuildOptions {
     pub cache_dir: PathBuf,
     /// The host's static busybox.
     pub busybox: PathBuf,
+    /// Stops the build when set.
+    pub interrupt: Interrupt,
 }
 
 impl BuildOptions {
@@ -55,6 +63,7 @@ impl BuildOptions {
             then: stanza::Then::Continue,
             cache_dir: default_cache_dir(),
             busybox: PathBuf::from("/bin/busybox"),
+            interrupt: Interrupt::never(),
         }
     }
 }
@@ -71,6 +80,11 @@ pub fn default_cache_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("bootrig")
+}
+
+/// The directories of a build cache where builds write temporary files.
+pub fn cache_temp_dirs(cache_dir: &Path) -> [PathBuf; 2] {
+    [cache_dir.join("builds"), cache_dir.join("bases")]
 }
 
 #[derive(Debug, Error)]
@@ -103,6 +117,10 @@ pub enum BuildError {
     Output(#[from] OutputError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("the build was stopped before it finished; its output was not written")]
+    Interrupted(#[from] Interrupted),
+    #[error("{path}: changed while bootrig copied it out of the build cache; run the build again")]
+    CacheChanged { path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
@@ -123,10 +141,26 @@ pub struct BuildResult {
     pub plan: Plan,
     /// What a boot of this image must show (for `bootrig run` and the tests).
     pub expectation: Expectation,
+    /// Cache entries found bad and rebuilt, and why.
+    pub warnings: Vec<String>,
 }
 
-/// Builds the scenario's initrd.
+/// Builds the scenario's initrd. Once `opts.interrupt` is set it fails with
+/// [`BuildError::Interrupted`], whatever step it was in, and writes nothing.
 pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildError> {
+    let interrupt = &opts.interrupt;
+    interrupt.check()?;
+    // Outputs made anywhere below (initrd::add's too) stop writing and are never committed once
+    // the interrupt is set.
+    match with_interrupt(interrupt, || build_steps(s, opts)) {
+        // Whatever a step failed with after a stop request, the stop is the reason.
+        Err(_) if interrupt.requested() => Err(BuildError::Interrupted(Interrupted)),
+        other => other,
+    }
+}
+
+fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildError> {
+    let interrupt = &opts.interrupt;
     let release = kmod::kernel_release::read_kernel_release(&s.kernel.image)?;
     let module_dirs: Vec<PathBuf> = s
         .kernel
@@ -153,7 +187,11 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
     // The base: bootrig's own (made once, cached by busybox content) or the user's image.
     let base_path = match &s.initrd.base {
         Base::Busybox => {
-            let key = hash_files(std::slice::from_ref(&opts.busybox), "busybox-base-v1")?;
+            let key = hash_files(
+                interrupt,
+                std::slice::from_ref(&opts.busybox),
+                "busybox-base-v1",
+            )?;
             let path = opts
                 .cache_dir
                 .join("bases")
@@ -167,6 +205,7 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
         }
         Base::Image(p) => p.clone(),
     };
+    interrupt.check()?;
 
     // Host files that go in: modules, binaries and their libraries, the DHCP client.
     let mut host_files: Vec<PathBuf> = loads.iter().map(|l| l.host.clone()).collect();
@@ -197,6 +236,7 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
     // The rendered stanza carries the guest templates and the plan's paths; the files carry the
     // content of everything copied in.
     let key = hash_files(
+        interrupt,
         &host_files,
         &format!(
             "bootrig-build-v1\n{}\n{scenario_json}\n{mode:?}\n{stanza_text}\n{}\n{}",
@@ -210,13 +250,37 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
     )?;
     let plan_path = plan_path_for(&opts.out);
     let expectation = expectation(s, &plan, &loads);
-    let flavor_name;
-    let cached = opts.cache_dir.join("builds").join(format!("{key}.img"));
-    let reused = cached.exists();
-    if reused {
-        flavor_name = fs::read_to_string(cached.with_extension("flavor")).unwrap_or_default();
+    let entry = CacheEntry::new(&opts.cache_dir, &key);
+    let mut warnings = Vec::new();
+    // A usable entry is copied out verified: the output holds exactly the recorded content.
+    let reused_flavor = match entry.check() {
+        Err(EntryProblem::Absent) => None,
+        Err(problem) => {
+            warnings.push(entry.warning(&problem));
+            None
+        }
+        Ok(found) => {
+            let (out, sha256) = copy_hashing(&entry.image, &opts.out, opts.force, interrupt)?;
+            if sha256 == found.sha256 {
+                out.commit()?;
+                Some(found.flavor)
+            } else {
+                let problem = EntryProblem::Changed {
+                    recorded: found.sha256,
+                    found: sha256,
+                };
+                warnings.push(entry.warning(&problem));
+                None
+            }
+        }
+    };
+    let reused = reused_flavor.is_some();
+    let flavor_name = if let Some(flavor) = reused_flavor {
+        flavor
     } else {
-        let (tree, _) = read_tree(
+        let file = fs::File::open(&base_path).map_err(io_err(&base_path))?;
+        let (tree, _) = read_tree_from(
+            InterruptibleRead::new(io::BufReader::new(file), interrupt),
             &base_path,
             DataPolicy::Digest {
                 keep_up_to: 4 << 20,
@@ -234,7 +298,7 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
             FlavorChoice::DebianInstaller => flavor::Flavor::DebianInstaller,
             FlavorChoice::Generic => flavor::Flavor::Generic,
         };
-        flavor_name = format!("{detected:?}");
+        let flavor_name = format!("{detected:?}");
         let mut additions: Vec<Addition> = Vec::new();
         for l in &loads {
             additions.push(Addition::path(l.host.clone(), &l.image));
@@ -279,22 +343,28 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
         };
         additions.extend(flavor::place(detected, &tree, &stanza_text, &placement)?);
         drop(tree);
+        interrupt.check()?;
 
-        fs::create_dir_all(cached.parent().unwrap_or(Path::new(".")))
-            .map_err(io_err(&opts.cache_dir))?;
+        let dir = opts.cache_dir.join("builds");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // No sidecar while the image is being replaced: a stop half-way leaves an entry that is
+        // rebuilt, never one that is trusted.
+        entry.invalidate()?;
         let add_opts = AddOptions {
             mode,
             force: true,
             ..AddOptions::default()
         };
-        add(&base_path, &cached, &additions, &add_opts)?;
-        write_atomic(
-            &cached.with_extension("flavor"),
-            flavor_name.as_bytes(),
-            true,
-        )?;
-    }
-    copy_atomic(&cached, &opts.out, opts.force)?;
+        add(&base_path, &entry.image, &additions, &add_opts)?;
+        let sha256 = file_sha256(interrupt, &entry.image)?;
+        entry.complete(&flavor_name, &sha256, &key)?;
+        let (out, copied) = copy_hashing(&entry.image, &opts.out, opts.force, interrupt)?;
+        if copied != sha256 {
+            return Err(BuildError::CacheChanged { path: entry.image });
+        }
+        out.commit()?;
+        flavor_name
+    };
     let plan_json = serde_json::to_vec_pretty(&plan).unwrap_or_default();
     write_atomic(&plan_path, &plan_json, true)?;
     Ok(BuildResult {
@@ -305,7 +375,125 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
         flavor: flavor_name,
         plan,
         expectation,
+        warnings,
     })
+}
+
+/// One entry of the build cache.
+struct CacheEntry {
+    image: PathBuf,
+    flavor: PathBuf,
+    /// `<key>.sha256`, in `sha256sum` format; written last, so its presence marks a complete entry.
+    sha256: PathBuf,
+}
+
+/// A usable entry, before its content is checked against `sha256`.
+struct FoundEntry {
+    flavor: String,
+    sha256: String,
+}
+
+/// Why an entry is not reused.
+#[derive(Debug)]
+enum EntryProblem {
+    Absent,
+    Missing { file: PathBuf, why: String },
+    Unreadable { file: PathBuf, why: String },
+    Changed { recorded: String, found: String },
+}
+
+impl CacheEntry {
+    fn new(cache_dir: &Path, key: &str) -> Self {
+        let builds = cache_dir.join("builds");
+        Self {
+            image: builds.join(format!("{key}.img")),
+            flavor: builds.join(format!("{key}.flavor")),
+            sha256: builds.join(format!("{key}.sha256")),
+        }
+    }
+
+    /// The entry's flavor and recorded hash, when all its files are there and readable.
+    fn check(&self) -> Result<FoundEntry, EntryProblem> {
+        if self.image.symlink_metadata().is_err() {
+            return Err(EntryProblem::Absent);
+        }
+        let read = |file: &Path, missing_why: &str| match fs::read_to_string(file) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(EntryProblem::Missing {
+                file: file.to_owned(),
+                why: missing_why.to_owned(),
+            }),
+            Err(e) => Err(EntryProblem::Unreadable {
+                file: file.to_owned(),
+                why: e.to_string(),
+            }),
+        };
+        let sum = read(
+            &self.sha256,
+            "the entry was never completed (a build stopped while writing it?)",
+        )?;
+        let sha256 = sum
+            .split_whitespace()
+            .next()
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| EntryProblem::Unreadable {
+                file: self.sha256.clone(),
+                why: "expected a SHA-256 in hex".into(),
+            })?
+            .to_ascii_lowercase();
+        let flavor = read(&self.flavor, "the base's flavor was not recorded")?
+            .trim()
+            .to_owned();
+        if flavor.is_empty() {
+            return Err(EntryProblem::Unreadable {
+                file: self.flavor.clone(),
+                why: "empty".into(),
+            });
+        }
+        Ok(FoundEntry { flavor, sha256 })
+    }
+
+    fn warning(&self, problem: &EntryProblem) -> String {
+        // The sidecars sit beside the image the message names.
+        let name = |file: &Path| {
+            file.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        };
+        let why = match problem {
+            EntryProblem::Absent => "not in the cache".to_owned(),
+            EntryProblem::Missing { file, why } => format!("its {} is missing: {why}", name(file)),
+            EntryProblem::Unreadable { file, why } => format!("its {}: {why}", name(file)),
+            EntryProblem::Changed { recorded, found } => format!(
+                "its content (SHA-256 {found}) is not what was written (SHA-256 {recorded}): \
+                 it was changed or damaged since"
+            ),
+        };
+        format!(
+            "build cache entry {}: {why}; building it again",
+            self.image.display()
+        )
+    }
+
+    /// Removes the sidecar before the image is rewritten.
+    fn invalidate(&self) -> Result<(), BuildError> {
+        match fs::remove_file(&self.sha256) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&self.sha256)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records the written image's flavor and hash; the hash last, as it marks the entry complete.
+    fn complete(&self, flavor: &str, sha256: &str, key: &str) -> Result<(), BuildError> {
+        write_atomic(&self.flavor, flavor.as_bytes(), true)?;
+        write_atomic(
+            &self.sha256,
+            format!("{sha256}  {key}.img\n").as_bytes(),
+            true,
+        )?;
+        Ok(())
+    }
 }
 
 /// `plan.json` beside the output image.
@@ -442,23 +630,64 @@ fn expectation(s: &Scenario, plan: &Plan, loads: &[Load]) -> Expectation {
     Expectation { modules, interface }
 }
 
-/// SHA-256 over a label and the content of each file, in order.
-fn hash_files(files: &[PathBuf], label: &str) -> Result<String, BuildError> {
+/// SHA-256 over a label and the path and content of each file, in order; stops when
+/// `interrupt` is set.
+fn hash_files(interrupt: &Interrupt, files: &[PathBuf], label: &str) -> Result<String, BuildError> {
     let mut h = Sha256::new();
     h.update(label.as_bytes());
     for f in files {
-        let mut file = fs::File::open(f).map_err(io_err(f))?;
+        let file = fs::File::open(f).map_err(io_err(f))?;
         h.update(f.as_os_str().as_encoded_bytes());
         h.update([0]);
-        io::copy(&mut file, &mut h).map_err(io_err(f))?;
+        io::copy(&mut InterruptibleRead::new(file, interrupt), &mut h).map_err(io_err(f))?;
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&h.finalize()))
 }
 
-fn copy_atomic(from: &Path, to: &Path, force: bool) -> Result<(), BuildError> {
+/// The SHA-256 of one file's content, as `sha256sum` prints it.
+fn file_sha256(interrupt: &Interrupt, path: &Path) -> Result<String, BuildError> {
+    let file = fs::File::open(path).map_err(io_err(path))?;
+    let mut h = Sha256::new();
+    io::copy(&mut InterruptibleRead::new(file, interrupt), &mut h).map_err(io_err(path))?;
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Copies `from` to an output at `to`, not yet committed, and the SHA-256 of what was copied.
+fn copy_hashing(
+    from: &Path,
+    to: &Path,
+    force: bool,
+    interrupt: &Interrupt,
+) -> Result<(AtomicOutput, String), BuildError> {
+    /// Hashes what passes through.
+    struct Tee<W> {
+        out: W,
+        hash: Sha256,
+    }
+    impl<W: io::Write> io::Write for Tee<W> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = self.out.write(buf)?;
+            self.hash.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.out.flush()
+        }
+    }
     let mut out = AtomicOutput::create(to, force)?;
-    let mut src = fs::File::open(from).map_err(io_err(from))?;
-    io::copy(&mut src, out.file()).map_err(io_err(to))?;
-    out.commit()?;
-    Ok(())
+    let src = fs::File::open(from).map_err(io_err(from))?;
+    let hash = {
+        let mut tee = Tee {
+            out: out.writer(),
+            hash: Sha256::new(),
+        };
+        io::copy(&mut InterruptibleRead::new(src, interrupt), &mut tee).map_err(io_err(to))?;
+        io::Write::flush(&mut tee).map_err(io_err(to))?;
+        tee.hash
+    };
+    Ok((out, hex(&hash.finalize())))
 }

@@ -73,3 +73,39 @@ fn plan_errors_stop_the_build_and_write_nothing() {
     assert!(e.contains("ib_ipoib") && e.contains("order"), "{e}");
     assert!(!dir.path().join("x.img").exists());
 }
+
+#[test]
+fn a_damaged_entry_is_rebuilt_with_a_warning_and_an_interrupted_build_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let opts = |out: &str| {
+        let mut o = BuildOptions::new(&dir.path().join(out));
+        o.cache_dir = cache.clone();
+        o
+    };
+    let s = scenario(dir.path(), "[\"ib_core\"]");
+    let first = build(&s, &opts("a.img")).unwrap();
+    assert!(first.warnings.is_empty(), "{:?}", first.warnings);
+    let image = cache.join("builds").join(format!("{}.img", first.key));
+    // Same length, one byte changed: only the content hash tells.
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[100] ^= 0xFF;
+    std::fs::write(&image, &bytes).unwrap();
+    let second = build(&s, &opts("b.img")).unwrap();
+    assert!(!second.reused);
+    assert_eq!(second.warnings.len(), 1, "{:?}", second.warnings);
+    assert!(second.warnings[0].contains("changed or damaged"));
+    assert_eq!(
+        std::fs::read(dir.path().join("a.img")).unwrap(),
+        std::fs::read(dir.path().join("b.img")).unwrap()
+    );
+
+    let stopped = opts("c.img");
+    stopped.interrupt.request();
+    let e = build(&s, &stopped).unwrap_err();
+    assert!(
+        matches!(e, bootrig::build::BuildError::Interrupted(_)),
+        "{e}"
+    );
+    assert!(!dir.path().join("c.img").exists());
+}

@@ -1,4 +1,6 @@
-//! `bootrig build SCENARIO -o OUT`: the patched initrd and its plan.json.
+//! `bootrig build SCENARIO -o OUT`: the patched initrd and its plan.json. Ctrl-C stops the build
+//! within a second or so and leaves nothing behind; a second Ctrl-C exits at once, removing the
+//! temporary files first.
 
 use std::path::PathBuf;
 
@@ -8,6 +10,7 @@ use super::{print_out, CliError, CliResult, Outcome};
 use crate::build::{build, BuildError, BuildOptions};
 use crate::initrd::add::AddMode;
 use crate::patch::stanza::Then;
+use crate::run::interrupt::Interrupt;
 use crate::scenario::Scenario;
 
 #[derive(Debug, Args)]
@@ -35,6 +38,8 @@ pub struct BuildArgs {
 pub fn run(args: BuildArgs) -> CliResult {
     let scenario = Scenario::load(&args.scenario)?;
     let mut opts = BuildOptions::new(&args.output);
+    opts.interrupt = Interrupt::install()
+        .map_err(|e| CliError(format!("cannot watch for Ctrl-C and SIGTERM: {e}")))?;
     opts.mode = args.mode;
     opts.force = args.force;
     opts.then = if args.test_mode {
@@ -44,6 +49,9 @@ pub fn run(args: BuildArgs) -> CliResult {
     };
     match build(&scenario, &opts) {
         Ok(result) => {
+            for w in &result.warnings {
+                eprintln!("bootrig: warning: {w}");
+            }
             if args.json {
                 let text =
                     serde_json::to_string_pretty(&result).map_err(|e| CliError(e.to_string()))?;

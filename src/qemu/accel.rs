@@ -6,6 +6,7 @@
 //! printing one marker byte per stage on the debug console and then exiting QEMU through
 //! `isa-debug-exit`. An accelerator is usable only if every marker arrives and QEMU exits with
 //! the payload's status within the time bound; otherwise the whole process group is killed.
+//! An interrupt (Ctrl-C) ends the probe within [`INTERRUPT_POLL`], QEMU killed the same way.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -19,9 +20,13 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::process::GroupChild;
+use crate::run::interrupt::Interrupt;
 
 /// Default bound for one probe: TCG needs ~0.15 s, a hanging nested KVM never finishes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a probe looks at its interrupt while QEMU runs.
+pub const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,6 +105,8 @@ pub enum ProbeOutcome {
     Usable,
     /// Still running at the deadline: the process group was killed.
     Hung { timeout: Duration },
+    /// A stop was asked for while QEMU ran: the process group was killed.
+    Interrupted,
     /// QEMU ended without the payload finishing (KVM not accessible, bad option, …).
     Exited {
         code: Option<i32>,
@@ -141,6 +148,12 @@ impl ProbeResult {
                 "no exit within {:.1} s ({reached}), killed",
                 timeout.as_secs_f64()
             ),
+            ProbeOutcome::Interrupted => {
+                format!(
+                    "interrupted after {:.2} s ({reached}), killed",
+                    self.elapsed.as_secs_f64()
+                )
+            }
             ProbeOutcome::Exited { code, stderr } => {
                 let code = code.map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
                 let why = if stderr.is_empty() {
@@ -159,9 +172,20 @@ impl ProbeResult {
 /// Files (`probe-<accel>.bios`, `.debugcon`, `.stderr`) go into `workdir`, e.g. the run's own
 /// directory. Never leaves a QEMU process behind, whatever happens.
 pub fn probe(qemu: &Path, accel: Accel, timeout: Duration, workdir: &Path) -> ProbeResult {
+    probe_until(qemu, accel, timeout, workdir, &Interrupt::never())
+}
+
+/// [`probe`], ended early (QEMU killed) when `interrupt` is set.
+pub fn probe_until(
+    qemu: &Path,
+    accel: Accel,
+    timeout: Duration,
+    workdir: &Path,
+    interrupt: &Interrupt,
+) -> ProbeResult {
     let start = Instant::now();
     let files = ProbeFiles::new(workdir, accel);
-    let (outcome, console) = match run(qemu, accel, timeout, &files) {
+    let (outcome, console) = match run(qemu, accel, timeout, &files, interrupt) {
         Ok(done) => done,
         Err(err) => (ProbeOutcome::NotStarted(err), Vec::new()),
     };
@@ -175,9 +199,9 @@ pub fn probe(qemu: &Path, accel: Accel, timeout: Duration, workdir: &Path) -> Pr
 }
 
 /// The accelerator for `accel = "auto"`: KVM when the probe proves it runs guests, else TCG.
-/// Takes at most about `timeout`.
-pub fn choose_auto(qemu: &Path, timeout: Duration, workdir: &Path) -> Accel {
-    if probe(qemu, Accel::Kvm, timeout, workdir).usable() {
+/// Takes at most about `timeout`, and returns TCG at once when `interrupt` is set.
+pub fn choose_auto(qemu: &Path, timeout: Duration, workdir: &Path, interrupt: &Interrupt) -> Accel {
+    if probe_until(qemu, Accel::Kvm, timeout, workdir, interrupt).usable() {
         Accel::Kvm
     } else {
         Accel::Tcg
@@ -206,7 +230,11 @@ fn run(
     accel: Accel,
     timeout: Duration,
     files: &ProbeFiles,
+    interrupt: &Interrupt,
 ) -> Result<(ProbeOutcome, Vec<u8>), ProbeError> {
+    if interrupt.requested() {
+        return Ok((ProbeOutcome::Interrupted, Vec::new()));
+    }
     let write_err = |path: &Path| {
         let path = path.to_owned();
         move |source| ProbeError::Write { path, source }
@@ -228,15 +256,33 @@ fn run(
         source,
     })?;
     let pid = child.id();
-    let waited = child
-        .wait_timeout(timeout)
-        .map_err(|source| ProbeError::Wait { pid, source })?;
+    let deadline = Instant::now() + timeout;
+    // Waited for in short steps, so an interrupt is seen while QEMU runs.
+    let waited = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let status = child
+            .wait_timeout(left.min(INTERRUPT_POLL))
+            .map_err(|source| ProbeError::Wait { pid, source })?;
+        if let Some(status) = status {
+            break Some(status);
+        }
+        if interrupt.requested() {
+            break None;
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+    };
     let outcome = match waited {
         None => {
             child
                 .kill()
                 .map_err(|source| ProbeError::Wait { pid, source })?;
-            ProbeOutcome::Hung { timeout }
+            if interrupt.requested() {
+                ProbeOutcome::Interrupted
+            } else {
+                ProbeOutcome::Hung { timeout }
+            }
         }
         Some(status) => {
             let console = std::fs::read(&files.debugcon).unwrap_or_default();
@@ -592,7 +638,49 @@ mod tests {
             ProbeOutcome::Hung { timeout } => assert_eq!(*timeout, bound),
             ProbeOutcome::Exited { .. } => assert_ne!(result.reached, Some(Stage::LoopDone)),
             ProbeOutcome::NotStarted(err) => panic!("{err}"),
+            ProbeOutcome::Interrupted => panic!("nothing interrupted this probe"),
         }
+    }
+
+    /// A stand-in QEMU that never exits, as under a hanging nested KVM.
+    fn hanging_qemu(dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("qemu-hangs");
+        std::fs::write(&path, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_interrupt_ends_the_probe_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let qemu = hanging_qemu(dir.path());
+        let stop = Interrupt::never();
+        let bound = Duration::from_secs(30);
+        let start = Instant::now();
+        let result = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                stop.request();
+            });
+            probe_until(&qemu, Accel::Kvm, bound, dir.path(), &stop)
+        });
+        // Far below the bound: the probe saw the interrupt, not its deadline.
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            matches!(result.outcome, ProbeOutcome::Interrupted),
+            "{result:?}"
+        );
+        assert!(
+            result.summary().contains("interrupted"),
+            "{}",
+            result.summary()
+        );
+        assert_eq!(choose_auto(&qemu, bound, dir.path(), &stop), Accel::Tcg);
     }
 
     #[test]
@@ -616,7 +704,12 @@ mod tests {
     fn auto_never_picks_an_accelerator_that_failed() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(
-            choose_auto(Path::new("/nonexistent/qemu"), DEFAULT_TIMEOUT, dir.path()),
+            choose_auto(
+                Path::new("/nonexistent/qemu"),
+                DEFAULT_TIMEOUT,
+                dir.path(),
+                &Interrupt::never()
+            ),
             Accel::Tcg
         );
     }

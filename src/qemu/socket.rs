@@ -1,11 +1,93 @@
 //! Accepting QEMU's connection on a Unix socket bootrig listens on (its serial console, QMP):
 //! bounded, and given up at once when QEMU is gone, since a QEMU that fails on its command line
-//! never connects.
+//! never connects. Also the private directory the sockets live in, and the removal of those a
+//! killed run left.
 
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::fsutil::{owner_tag, Leftover, Leftovers, Owner, Registered};
+
+/// Directories of boots' sockets, in the system's temporary directory:
+/// `bootrig-sock-<pid>-<start>-XXXXXX`.
+pub const SOCKET_DIR_PREFIX: &str = "bootrig-sock-";
+
+/// A private directory for one boot's Unix sockets (serial console, QMP). Short, in the system's
+/// temporary directory rather than the run's: a socket path must fit in 108 bytes. Removed when
+/// dropped and on a second Ctrl-C; its name records its owner, so `bootrig cleanup` can remove
+/// the one of a killed run ([`remove_stale_socket_dirs`]).
+pub struct SocketDir {
+    dir: tempfile::TempDir,
+    _registered: Registered,
+}
+
+impl SocketDir {
+    /// A new directory in `std::env::temp_dir()` (`$TMPDIR`, else `/tmp`).
+    pub fn create() -> io::Result<Self> {
+        Self::create_in(&std::env::temp_dir())
+    }
+
+    pub fn create_in(parent: &Path) -> io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{SOCKET_DIR_PREFIX}{}-", owner_tag()))
+            .tempdir_in(parent)?;
+        let registered = Registered::new(dir.path());
+        Ok(Self {
+            dir,
+            _registered: registered,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Removes the socket directories in `parent` whose owning run is gone; keeps live runs' ones.
+pub fn remove_stale_socket_dirs(parent: &Path, out: &mut Leftovers) {
+    let entries = match std::fs::read_dir(parent) {
+        Ok(entries) => entries,
+        Err(e) => {
+            out.errors.push(format!("{}: {e}", parent.display()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SOCKET_DIR_PREFIX))
+        else {
+            continue;
+        };
+        let path: PathBuf = entry.path();
+        // Only real directories: a symlink planted in a shared /tmp is not followed.
+        if !path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        match Owner::of(rest) {
+            Owner::Alive(pid) => out.kept.push(Leftover {
+                path,
+                owner_pid: Some(pid),
+                why: format!("run {pid} is alive"),
+            }),
+            Owner::Gone(pid) => match std::fs::remove_dir_all(&path) {
+                Ok(()) => out.removed.push(Leftover {
+                    path,
+                    owner_pid: Some(pid),
+                    why: format!("run {pid} is gone"),
+                }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => out.errors.push(format!("{}: {e}", path.display())),
+            },
+            // Not a name bootrig makes.
+            Owner::Unrecorded => {}
+        }
+    }
+}
 
 /// How often the listener is polled: short next to QEMU's start-up.
 pub const ACCEPT_POLL: Duration = Duration::from_millis(5);
@@ -54,6 +136,49 @@ pub fn accept_bounded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_dirs_of_gone_runs_are_removed_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let live = SocketDir::create_in(tmp.path()).unwrap();
+        let name = live
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(name.starts_with(&format!("bootrig-sock-{}-", std::process::id())));
+        UnixListener::bind(live.path().join("serial.sock")).unwrap();
+        // A pid that cannot exist (above pid_max), and one whose start time is not this one's.
+        let gone = tmp.path().join("bootrig-sock-4194305-1-abcdef");
+        let reused = tmp
+            .path()
+            .join(format!("bootrig-sock-{}-1-abcdef", std::process::id()));
+        for d in [&gone, &reused] {
+            std::fs::create_dir(d).unwrap();
+            UnixListener::bind(d.join("qmp.sock")).unwrap();
+        }
+        let other = tmp.path().join("bootrig-sock-notours");
+        std::fs::create_dir(&other).unwrap();
+
+        let mut out = Leftovers::default();
+        remove_stale_socket_dirs(tmp.path(), &mut out);
+        let mut removed: Vec<&Path> = out.removed.iter().map(|l| l.path.as_path()).collect();
+        removed.sort();
+        let mut want = [gone.as_path(), reused.as_path()];
+        want.sort();
+        assert_eq!(removed, want, "{out:?}");
+        assert_eq!(out.kept.len(), 1, "{out:?}");
+        assert_eq!(out.kept[0].path, live.path());
+        assert!(out.errors.is_empty(), "{out:?}");
+        assert!(live.path().join("serial.sock").exists());
+        assert!(other.exists());
+
+        let path = live.path().to_owned();
+        drop(live);
+        assert!(!path.exists());
+    }
 
     #[test]
     fn gives_up_when_the_peer_is_gone_or_time_passes_and_accepts_a_client() {

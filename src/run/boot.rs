@@ -88,12 +88,12 @@ impl AccelResolver {
         }
     }
 
-    pub fn resolve(&self, choice: AccelChoice) -> Accel {
+    pub fn resolve(&self, choice: AccelChoice, interrupt: &Interrupt) -> Accel {
         match choice {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Kvm => Accel::Kvm,
             AccelChoice::Auto => *self.auto.get_or_init(|| {
-                accel::choose_auto(&self.qemu, accel::DEFAULT_TIMEOUT, &self.workdir)
+                accel::choose_auto(&self.qemu, accel::DEFAULT_TIMEOUT, &self.workdir, interrupt)
             }),
         }
     }
@@ -249,9 +249,10 @@ pub fn run_target(target: &Target, dir: &Path, ctx: &Context) -> ScenarioReport 
             report
         }
         None => {
-            let accel = ctx
-                .accel
-                .resolve(ctx.accel_override.unwrap_or(target.boot.accel));
+            let accel = ctx.accel.resolve(
+                ctx.accel_override.unwrap_or(target.boot.accel),
+                &ctx.interrupt,
+            );
             let mut report = blank_report(target, dir, Some(accel));
             if let Err(e) = boot_and_judge(target, dir, ctx, accel, &mut report) {
                 report.outcome = Outcome::Error;
@@ -338,6 +339,7 @@ fn prepare_media(target: &Target, dir: &Path, ctx: &Context) -> Result<Media, Se
             let built_at = dir.join("initrd.built");
             let mut opts = BuildOptions::new(&built_at);
             opts.force = true;
+            opts.interrupt = ctx.interrupt.clone();
             opts.then = if target.expect.shell.is_empty() {
                 Then::PowerOff
             } else {
@@ -383,10 +385,8 @@ fn boot_and_judge(
     let boot = &target.boot;
 
     // Sockets live in a short private directory: a Unix socket path must fit in 108 bytes.
-    let sockets = tempfile::Builder::new()
-        .prefix("bootrig-")
-        .tempdir()
-        .map_err(io_error(Path::new("/tmp")))?;
+    let sockets =
+        crate::qemu::socket::SocketDir::create().map_err(io_error(&std::env::temp_dir()))?;
     let serial_path = sockets.path().join("serial.sock");
     let qmp_path = sockets.path().join("qmp.sock");
     let serial_listener = UnixListener::bind(&serial_path).map_err(io_error(&serial_path))?;
