@@ -120,6 +120,8 @@ pub struct BuildResult {
     pub key: String,
     pub reused: bool,
     pub flavor: String,
+    /// Why that flavor: what detection saw, or the scenario's `[initrd] flavor`.
+    pub flavor_reason: String,
     pub plan: Plan,
     /// What a boot of this image must show (for `bootrig run` and the tests).
     pub expectation: Expectation,
@@ -199,9 +201,10 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
     let key = hash_files(
         &host_files,
         &format!(
-            "bootrig-build-v1\n{}\n{scenario_json}\n{mode:?}\n{stanza_text}\n{}\n{}",
+            "bootrig-build-v1\n{}\n{scenario_json}\n{mode:?}\n{stanza_text}\n{}\n{}\n{}",
             env!("CARGO_PKG_VERSION"),
             stanza::UDHCPC_SCRIPT,
+            flavor::WRAP_INIT,
             dhclient
                 .as_ref()
                 .map(|d| format!("{:?}", d.additions))
@@ -210,31 +213,45 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
     )?;
     let plan_path = plan_path_for(&opts.out);
     let expectation = expectation(s, &plan, &loads);
-    let flavor_name;
+    let (flavor_name, flavor_reason);
     let cached = opts.cache_dir.join("builds").join(format!("{key}.img"));
     let reused = cached.exists();
     if reused {
-        flavor_name = fs::read_to_string(cached.with_extension("flavor")).unwrap_or_default();
+        let saved = fs::read_to_string(cached.with_extension("flavor")).unwrap_or_default();
+        let (name, reason) = saved.split_once('\n').unwrap_or((&saved, ""));
+        (flavor_name, flavor_reason) = (name.to_string(), reason.to_string());
     } else {
-        let (tree, _) = read_tree(
+        let (mut tree, _) = read_tree(
             &base_path,
             DataPolicy::Digest {
                 keep_up_to: 4 << 20,
             },
             &ReadOptions::default(),
         )?;
+        let rdinit = flavor::rdinit(&s.boot.append);
+        let explained = flavor::explain(&tree, rdinit.as_deref());
         let detected = match s.initrd.flavor {
-            FlavorChoice::Auto => flavor::detect(&tree),
+            FlavorChoice::Auto => explained.flavor,
             FlavorChoice::Busybox => flavor::Flavor::BusyboxBase,
             FlavorChoice::InitramfsTools => flavor::Flavor::InitramfsTools,
-            FlavorChoice::Dracut => match flavor::detect(&tree) {
+            FlavorChoice::Dracut => match explained.flavor {
                 f @ flavor::Flavor::Dracut { .. } => f,
                 _ => flavor::Flavor::Dracut { systemd: false },
             },
             FlavorChoice::DebianInstaller => flavor::Flavor::DebianInstaller,
             FlavorChoice::Generic => flavor::Flavor::Generic,
+            FlavorChoice::Wrap => flavor::Flavor::Wrap,
         };
-        flavor_name = format!("{detected:?}");
+        flavor_name = detected.name().to_string();
+        flavor_reason = match s.initrd.flavor {
+            FlavorChoice::Auto => explained.reason,
+            _ => format!("[initrd] flavor = \"{flavor_name}\" in the scenario"),
+        };
+        if detected == flavor::Flavor::Wrap && flavor::wrap_needs_data(&tree, rdinit.as_deref()) {
+            // The original init is copied into the image: read it in full (the first read keeps
+            // files up to 4 MiB).
+            tree = read_tree(&base_path, DataPolicy::Full, &ReadOptions::default())?.0;
+        }
         let mut additions: Vec<Addition> = Vec::new();
         for l in &loads {
             additions.push(Addition::path(l.host.clone(), &l.image));
@@ -276,6 +293,7 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
         }
         let placement = flavor::Placement {
             anchor: s.initrd.anchor.clone(),
+            init: rdinit,
         };
         additions.extend(flavor::place(detected, &tree, &stanza_text, &placement)?);
         drop(tree);
@@ -290,12 +308,17 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
         add(&base_path, &cached, &additions, &add_opts)?;
         write_atomic(
             &cached.with_extension("flavor"),
-            flavor_name.as_bytes(),
+            format!("{flavor_name}\n{flavor_reason}").as_bytes(),
             true,
         )?;
     }
     copy_atomic(&cached, &opts.out, opts.force)?;
-    let plan_json = serde_json::to_vec_pretty(&plan).unwrap_or_default();
+    let plan_json = serde_json::to_vec_pretty(&PlanFile {
+        flavor: &flavor_name,
+        flavor_reason: &flavor_reason,
+        plan: &plan,
+    })
+    .unwrap_or_default();
     write_atomic(&plan_path, &plan_json, true)?;
     Ok(BuildResult {
         image: opts.out.clone(),
@@ -303,9 +326,19 @@ pub fn build(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildErro
         key,
         reused,
         flavor: flavor_name,
+        flavor_reason,
         plan,
         expectation,
     })
+}
+
+/// `plan.json`: the module plan, and the flavor that placed the stanza with its reason.
+#[derive(Serialize)]
+struct PlanFile<'a> {
+    flavor: &'a str,
+    flavor_reason: &'a str,
+    #[serde(flatten)]
+    plan: &'a Plan,
 }
 
 /// `plan.json` beside the output image.

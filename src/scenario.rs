@@ -100,6 +100,7 @@ pub enum FlavorChoice {
     Dracut,
     DebianInstaller,
     Generic,
+    Wrap,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -56,7 +56,7 @@ pub fn run(args: BuildArgs) -> CliResult {
                     .map(|m| m.name.as_str())
                     .collect();
                 print_out(&format!(
-                    "{}: {} ({}), flavor {}, modules in load order: {}\nplan: {}\n",
+                    "{}: {} ({}), flavor {} ({}), modules in load order: {}\nplan: {}\n",
                     result.image.display(),
                     if result.reused {
                         "reused from cache"
@@ -65,6 +65,7 @@ pub fn run(args: BuildArgs) -> CliResult {
                     },
                     &result.key[..16],
                     result.flavor,
+                    result.flavor_reason,
                     if modules.is_empty() {
                         "none".to_string()
                     } else {

@@ -11,7 +11,12 @@
 //!   edited there.
 //! - Debian installer: `lib/debian-installer-startup.d/S09bootrig`, executable (d-i executes
 //!   executable startup scripts and sources the others), run by busybox init's sysinit.
-//! - anything else: inserted into /init after an anchor line (see [`place`]).
+//! - a shell script /init of none of those: inserted into it after an anchor line (generic, see
+//!   [`place`]).
+//! - any other init (an ELF binary such as tiny-initramfs, busybox init, u-root, systemd without
+//!   dracut; another interpreter; whatever `rdinit=` names): wrapped. The original moves aside to
+//!   [`WRAP_ORIGINAL_DIR`] and `harness/wrap-init.sh` takes its place: it mounts what the stanza
+//!   needs, runs it, unmounts, and execs the original as PID 1 (see [`place_wrap`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,10 +24,11 @@ use std::str::FromStr;
 use regex::bytes::Regex;
 use thiserror::Error;
 
-use crate::initrd::add::Addition;
+use crate::initrd::add::{Addition, Source};
 use crate::initrd::cpio::Kind;
 use crate::initrd::path;
 use crate::initrd::tree::{Node, Tree};
+use crate::patch::stanza::quote;
 
 /// The line of bootrig's base /init where the stanza goes.
 pub const BUSYBOX_MARKER: &str = "# BOOTRIG-STANZA";
@@ -57,16 +63,18 @@ pub enum Flavor {
     Dracut { systemd: bool },
     DebianInstaller,
     Generic,
+    Wrap,
 }
 
 impl Flavor {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "busybox",
         "initramfs-tools",
         "dracut",
         "dracut-systemd",
         "debian-installer",
         "generic",
+        "wrap",
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +85,7 @@ impl Flavor {
             Flavor::Dracut { systemd: true } => "dracut-systemd",
             Flavor::DebianInstaller => "debian-installer",
             Flavor::Generic => "generic",
+            Flavor::Wrap => "wrap",
         }
     }
 }
@@ -97,6 +106,7 @@ impl FromStr for Flavor {
             "dracut-systemd" => Flavor::Dracut { systemd: true },
             "debian-installer" => Flavor::DebianInstaller,
             "generic" => Flavor::Generic,
+            "wrap" => Flavor::Wrap,
             _ => return Err(FlavorError::UnknownName { name: s.into() }),
         })
     }
@@ -108,6 +118,9 @@ pub struct Placement {
     /// Insert after the first line matching this regex (and after the shell block that line
     /// opens). None: after the lines mounting /proc and /sys.
     pub anchor: Option<String>,
+    /// What the kernel runs: `rdinit=` from the scenario's `[boot] append` (see [`rdinit`]).
+    /// None: /init. The wrap flavor wraps this path.
+    pub init: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -118,7 +131,7 @@ pub enum FlavorError {
     Missing { what: String, fix: &'static str },
     #[error("/{path} has no content in the tree: read the image with DataPolicy::Full")]
     NoData { path: String },
-    #[error("/init resolves to /{path}, which is not a shell script ({why}): give the flavor that runs it (dracut-systemd, debian-installer) instead of generic")]
+    #[error("/init resolves to /{path}, which is not a shell script ({why}): use flavor \"wrap\" (runs the stanza, then execs this init; what \"auto\" picks) or the flavor that runs it (dracut-systemd, debian-installer) instead of generic")]
     NotAScript { path: String, why: &'static str },
     #[error("/init has no line {marker:?}: it is not bootrig's busybox base; detect the flavor instead of forcing busybox")]
     NoMarker { marker: &'static str },
@@ -146,32 +159,196 @@ pub enum FlavorError {
     Unclosed { path: String, line: usize },
     #[error("/init does not run {what}: {why}")]
     NotRun { what: String, why: String },
+    #[error("{init}: cannot wrap it: {why}")]
+    CannotWrap { init: String, why: String },
+}
+
+/// The flavor chosen for a base, and why (for the build output and `plan.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    pub flavor: Flavor,
+    pub reason: String,
 }
 
 /// The base's flavor, from its files. See the module documentation for the markers.
 pub fn detect(tree: &Tree) -> Flavor {
+    explain(tree, None).flavor
+}
+
+/// [`detect`] with its reason. `rdinit`: the init the kernel is told to run (`rdinit=`, see
+/// [`rdinit`]); when it is not /init, only wrapping it puts the stanza where the boot goes.
+pub fn explain(tree: &Tree, rdinit: Option<&str>) -> Detection {
+    let found = |flavor: Flavor, reason: String| Detection { flavor, reason };
+    if let Some(rd) = rdinit {
+        let rd_key = path::normalize(rd.as_bytes());
+        let same = rd_key == b"init"
+            || matches!(
+                (lookup(tree, &rd_key), lookup(tree, b"init")),
+                (Some((a, _)), Some((b, _))) if a == b
+            );
+        if !same {
+            return found(
+                Flavor::Wrap,
+                format!(
+                    "rdinit=/{} in [boot] append: the kernel runs it instead of /init, so it is wrapped",
+                    path::display(&rd_key)
+                ),
+            );
+        }
+    }
     let init = init_text(tree);
     if let Some(text) = &init {
         if has_line(text, BUSYBOX_MARKER) {
-            return Flavor::BusyboxBase;
+            return found(
+                Flavor::BusyboxBase,
+                format!("/init has the line {BUSYBOX_MARKER:?} (bootrig's busybox base)"),
+            );
         }
     }
-    if dracut_hook_dir(tree).is_some() {
-        return Flavor::Dracut {
-            systemd: init_is_systemd(tree),
-        };
+    if let Some(dir) = dracut_hook_dir(tree) {
+        let systemd = init_is_systemd(tree);
+        return found(
+            Flavor::Dracut { systemd },
+            format!(
+                "dracut hooks in /{dir}{}",
+                if systemd { "; /init is systemd" } else { "" }
+            ),
+        );
     }
     if is_file(tree, b"scripts/functions")
         && init
             .as_deref()
             .is_some_and(|t| contains(t, b"/scripts/init-premount"))
     {
-        return Flavor::InitramfsTools;
+        return found(
+            Flavor::InitramfsTools,
+            "/scripts/functions, and /init runs /scripts/init-premount (initramfs-tools)".into(),
+        );
     }
-    if di_startup_dir(tree).is_some() {
-        return Flavor::DebianInstaller;
+    if let Some(dir) = di_startup_dir(tree) {
+        return found(
+            Flavor::DebianInstaller,
+            format!("/{dir} (the Debian installer's startup scripts)"),
+        );
     }
-    Flavor::Generic
+    match classify(tree, b"init") {
+        InitKind::Missing => found(Flavor::Generic, "no /init in the image".into()),
+        InitKind::Shell { what, line } => found(
+            Flavor::Generic,
+            format!("{what} is a shell script ({line}): the stanza goes into it"),
+        ),
+        InitKind::Other { what, why } => found(
+            Flavor::Wrap,
+            format!("{what} is {why}, not a shell script: wrapped"),
+        ),
+        InitKind::Wrapped { what } => {
+            found(Flavor::Wrap, format!("{what} is bootrig's wrapper already"))
+        }
+    }
+}
+
+/// What an init is, for [`explain`].
+enum InitKind {
+    Missing,
+    Shell {
+        what: String,
+        line: String,
+    },
+    /// Anything else the kernel may run: `why` says what ("an ELF binary").
+    Other {
+        what: String,
+        why: String,
+    },
+    Wrapped {
+        what: String,
+    },
+}
+
+fn classify(tree: &Tree, init: &[u8]) -> InitKind {
+    let shown = format!("/{}", path::display(&path::normalize(init)));
+    let Some((key, node)) = lookup(tree, init) else {
+        return InitKind::Missing;
+    };
+    let what = match entry_at(tree, init) {
+        Some((_, link)) if link.kind == Kind::Symlink => format!(
+            "{shown} (a symlink to {}, resolving to /{})",
+            path::display(&link.target),
+            path::display(&key)
+        ),
+        _ => shown,
+    };
+    if node.kind != Kind::Regular {
+        return InitKind::Other {
+            what,
+            why: format!("a {:?}", node.kind).to_lowercase(),
+        };
+    }
+    let Some(data) = tree.inode(node).and_then(|i| i.data.as_deref()) else {
+        // Too big for the tree to keep: no script is.
+        return InitKind::Other {
+            what,
+            why: "a large file".into(),
+        };
+    };
+    if has_line(data, WRAP_MARKER) {
+        return InitKind::Wrapped { what };
+    }
+    if data.starts_with(b"\x7fELF") {
+        return InitKind::Other {
+            what,
+            why: "an ELF binary".into(),
+        };
+    }
+    let Some(rest) = data.strip_prefix(b"#!") else {
+        return InitKind::Other {
+            what,
+            why: "neither a #! script nor an ELF binary".into(),
+        };
+    };
+    let line = String::from_utf8_lossy(split_lines(rest).first().copied().unwrap_or_default())
+        .trim()
+        .to_string();
+    if is_shell_line(&line) {
+        InitKind::Shell {
+            what,
+            line: format!("#!{line}"),
+        }
+    } else {
+        InitKind::Other {
+            what,
+            why: format!("a script for #!{line}"),
+        }
+    }
+}
+
+/// Whether a `#!` line (without the `#!`) runs a POSIX-ish shell the generic flavor can edit.
+fn is_shell_line(line: &str) -> bool {
+    const SHELLS: [&str; 7] = ["sh", "ash", "dash", "bash", "ksh", "mksh", "hush"];
+    let mut words = line.split_ascii_whitespace();
+    let base = |w: &str| w.rsplit('/').next().unwrap_or(w).to_string();
+    let mut program = words.next().map(base);
+    // `#!/usr/bin/env sh`, `#!/bin/busybox sh`: the shell is the next word.
+    if matches!(program.as_deref(), Some("env" | "busybox")) {
+        program = words.next().map(base);
+    }
+    program.is_some_and(|p| SHELLS.contains(&p.as_str()))
+}
+
+/// `rdinit=` from a kernel command line: the init the kernel runs from the initramfs instead of
+/// /init. The kernel's rules: parameters end at `--` (the rest is init's), the last one wins, a
+/// value may be double-quoted.
+pub fn rdinit(append: &str) -> Option<String> {
+    let mut found = None;
+    for word in append.split_ascii_whitespace() {
+        if word == "--" {
+            break;
+        }
+        if let Some(value) = word.strip_prefix("rdinit=") {
+            let value = value.trim_matches('"');
+            found = (!value.is_empty()).then(|| value.to_string());
+        }
+    }
+    found
 }
 
 /// The additions that put `stanza` where `flavor` runs it.
@@ -187,7 +364,117 @@ pub fn place(
         Flavor::Dracut { systemd } => place_dracut(tree, stanza, systemd),
         Flavor::DebianInstaller => place_debian_installer(tree, stanza),
         Flavor::Generic => place_generic(tree, stanza, placement),
+        Flavor::Wrap => place_wrap(tree, stanza, placement),
     }
+}
+
+/// bootrig's wrapper init, with the stanza at [`WRAP_MARKER`].
+pub const WRAP_INIT: &str = include_str!("../../harness/wrap-init.sh");
+/// The line of the wrapper where the stanza goes.
+pub const WRAP_MARKER: &str = "# BOOTRIG-WRAP-STANZA";
+/// Where the wrap flavor moves the original init: this directory and the init's own path
+/// (`/usr/lib/bootrig/original/init`, `/usr/lib/bootrig/original/sbin/myinit`).
+pub const WRAP_ORIGINAL_DIR: &str = "/usr/lib/bootrig/original";
+/// bootrig's busybox in the image, which runs the wrapper (its `#!` line); the same path as
+/// `build::BUSYBOX_IN_IMAGE` (a test checks).
+pub const WRAP_BUSYBOX: &str = "/usr/lib/bootrig/busybox";
+
+/// Wraps the init the kernel runs (/init, or `placement.init` from `rdinit=`).
+///
+/// The kernel's unpacker (init/initramfs.c) writes an entry over an existing path of the same
+/// type through the existing inode (O_TRUNC), so a wrapper written straight over a /init that is
+/// a hardlink (busybox init, an initramfs-tools busybox) would overwrite every name of that
+/// inode. So: the original is copied to a new path (content, or the symlink with its target made
+/// absolute so it resolves the same from there), a symlink is written at the init's path first
+/// (another type: the kernel unlinks the old entry), then the wrapper as a new file.
+fn place_wrap(
+    tree: &Tree,
+    stanza: &str,
+    placement: &Placement,
+) -> Result<Vec<Addition>, FlavorError> {
+    let init = placement.init.as_deref().unwrap_or("/init");
+    let shown = format!("/{}", path::display(&path::normalize(init.as_bytes())));
+    let cannot = |why: String| FlavorError::CannotWrap {
+        init: shown.clone(),
+        why,
+    };
+    let (key, node) = entry_at(tree, init.as_bytes()).ok_or_else(|| FlavorError::Missing {
+        what: shown.clone(),
+        fix: if placement.init.is_some() {
+            "the kernel runs rdinit= only if the image has it (else it mounts a root itself); fix rdinit= in [boot] append"
+        } else {
+            "the kernel runs /init from an initramfs; is this an initrd?"
+        },
+    })?;
+    if let InitKind::Wrapped { .. } = classify(tree, &key) {
+        return Err(cannot(
+            "it is bootrig's wrapper already (this image was built by bootrig): build from the original base image".into(),
+        ));
+    }
+    let moved = format!("{WRAP_ORIGINAL_DIR}/{}", path::display(&key));
+    let mut adds = Vec::new();
+    match node.kind {
+        Kind::Regular => {
+            let data = file_data(tree, &key, node)?;
+            adds.push(Addition::bytes(&moved, data.to_vec(), node.mode & 0o7777));
+        }
+        Kind::Symlink => {
+            let target = if node.target.first() == Some(&b'/') {
+                node.target.clone()
+            } else {
+                let mut abs = b"/".to_vec();
+                abs.extend(path::join(path::parent(&key), &node.target));
+                abs
+            };
+            adds.push(Addition {
+                source: Source::Symlink(target),
+                dest: moved.clone().into_bytes(),
+                mode: None,
+            });
+        }
+        other => {
+            return Err(cannot(format!(
+                "it is a {}, not a file the kernel can run",
+                format!("{other:?}").to_lowercase()
+            )))
+        }
+    }
+    let dest = format!("/{}", path::display(&key));
+    adds.push(Addition::symlink(&dest, &moved));
+    adds.push(Addition::bytes(&dest, wrapper(&moved, stanza), 0o755));
+    // udhcpc runs its script by its #!/bin/sh line; an image without a shell (tiny-initramfs)
+    // gets bootrig's busybox there.
+    if lookup(tree, b"bin/sh").is_none() {
+        adds.push(Addition::symlink("/bin/sh", WRAP_BUSYBOX));
+    }
+    Ok(adds)
+}
+
+/// Whether [`place`] for the wrap flavor needs content the tree did not keep: the original
+/// init (at `rdinit`, else /init) is a regular file read without its data.
+pub fn wrap_needs_data(tree: &Tree, rdinit: Option<&str>) -> bool {
+    entry_at(tree, rdinit.unwrap_or("/init").as_bytes()).is_some_and(|(_, node)| {
+        node.kind == Kind::Regular && tree.inode(node).and_then(|i| i.data.as_ref()).is_none()
+    })
+}
+
+/// The wrapper for the original moved to `original`, with `stanza` at the marker line.
+fn wrapper(original: &str, stanza: &str) -> Vec<u8> {
+    let mut out = String::new();
+    for line in WRAP_INIT.lines() {
+        if line.starts_with("bootrig_original=") {
+            out.push_str(&format!("bootrig_original={}\n", quote(original)));
+        } else if line.trim() == WRAP_MARKER {
+            out.push_str(stanza);
+            if !stanza.ends_with('\n') {
+                out.push('\n');
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.into_bytes()
 }
 
 fn place_busybox(tree: &Tree, stanza: &str) -> Result<Vec<Addition>, FlavorError> {
@@ -471,6 +758,16 @@ fn dir_key(tree: &Tree, p: &[u8]) -> Option<String> {
 
 fn is_file(tree: &Tree, p: &[u8]) -> bool {
     lookup(tree, p).is_some_and(|(_, n)| n.kind == Kind::Regular)
+}
+
+/// The node at `p` itself (its parents resolved, a final symlink not followed), with its key.
+fn entry_at<'t>(tree: &'t Tree, p: &[u8]) -> Option<(Vec<u8>, &'t Node)> {
+    let norm = path::normalize(p);
+    let comps = path::components(&norm);
+    let (last, parents) = comps.split_last()?;
+    let dir = tree.resolve_dir(parents).0.ok()?;
+    let key = path::join(&dir, last);
+    tree.get(&key).map(|n| (key, n))
 }
 
 /// Follows `p` through the tree's symlinks (as the kernel's path walk would) to a node that is
@@ -802,6 +1099,7 @@ mod tests {
             STANZA,
             &Placement {
                 anchor: anchor.map(String::from),
+                init: None,
             },
         )?;
         assert_eq!(adds.len(), 1);
