@@ -458,13 +458,16 @@ pub fn wrap_needs_data(tree: &Tree, rdinit: Option<&str>) -> bool {
     })
 }
 
-/// The wrapper for the original moved to `original`, with `stanza` at the marker line.
+/// The wrapper for the original moved to `original`, with `stanza` after the marker line.
 fn wrapper(original: &str, stanza: &str) -> Vec<u8> {
     let mut out = String::new();
     for line in WRAP_INIT.lines() {
         if line.starts_with("bootrig_original=") {
             out.push_str(&format!("bootrig_original={}\n", quote(original)));
         } else if line.trim() == WRAP_MARKER {
+            // The marker stays: it tells a later build that this is bootrig's wrapper.
+            out.push_str(line);
+            out.push('\n');
             out.push_str(stanza);
             if !stanza.ends_with('\n') {
                 out.push('\n');
@@ -1413,5 +1416,345 @@ mod tests {
             place(Flavor::Generic, &t, STANZA, &Placement::default()),
             Err(FlavorError::NoData { .. })
         ));
+    }
+
+    /// Applies additions to `t` as the kernel applies the entries `add` writes for them.
+    fn apply(t: &mut Tree, adds: &[Addition]) {
+        for a in adds {
+            // `add` creates missing parents the same way.
+            let comps = path::components(&a.dest);
+            for i in 1..comps.len() {
+                let dir = comps[..i].join(&b'/');
+                if t.get(&dir).is_none() {
+                    t.apply(1, Entry::new(dir, 0o040755, Vec::new()), 0);
+                }
+            }
+            let (mode, data) = match &a.source {
+                Source::Bytes(b) => (0o100000 | a.mode.unwrap_or(0o644), b.clone()),
+                Source::Symlink(target) => (0o120777, target.clone()),
+                other => panic!("unexpected addition {other:?}"),
+            };
+            let mut e = Entry::new(a.dest.clone(), mode, data.clone());
+            e.header.ino = 9000;
+            t.apply(1, e, data.len() as u64);
+        }
+    }
+
+    fn data_at(t: &Tree, p: &[u8]) -> Vec<u8> {
+        let (_, node) = lookup(t, p).unwrap_or_else(|| panic!("{} missing", path::display(p)));
+        t.inode(node).unwrap().data.clone().unwrap()
+    }
+
+    const ELF: &str = "\x7fELF\x02\x01\x01 static init";
+
+    #[test]
+    fn auto_wraps_an_init_that_is_not_a_shell_script_and_says_why() {
+        let elf = tree(&[("init", "x", ELF)]);
+        let d = explain(&elf, None);
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert_eq!(
+            d.reason,
+            "/init is an ELF binary, not a shell script: wrapped"
+        );
+        let python = tree(&[("init", "x", "#!/usr/bin/python3 -u\nprint()\n")]);
+        let d = explain(&python, None);
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert!(
+            d.reason.contains("a script for #!/usr/bin/python3 -u"),
+            "{}",
+            d.reason
+        );
+        // systemd as /init without dracut's hooks: wrapped, and the reason names the link.
+        let systemd = tree(&[
+            ("usr", "d", ""),
+            ("usr/lib", "d", ""),
+            ("usr/lib/systemd", "d", ""),
+            ("usr/lib/systemd/systemd", "x", ELF),
+            ("init", "l", "usr/lib/systemd/systemd"),
+        ]);
+        let d = explain(&systemd, None);
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert!(
+            d.reason.starts_with("/init (a symlink to usr/lib/systemd/systemd, resolving to /usr/lib/systemd/systemd) is an ELF binary"),
+            "{}",
+            d.reason
+        );
+        // Shells stay generic, however they are named.
+        for line in [
+            "#!/bin/sh",
+            "#!/bin/busybox sh",
+            "#!/usr/bin/env bash",
+            "#! /bin/ash -e",
+        ] {
+            let t = tree(&[("init", "x", &format!("{line}\nmount -t proc p /proc\n"))]);
+            let d = explain(&t, None);
+            assert_eq!(d.flavor, Flavor::Generic, "{line}");
+            assert!(d.reason.contains("is a shell script"), "{}", d.reason);
+        }
+        // The other flavors keep their markers first: systemd with dracut hooks is dracut.
+        assert_eq!(
+            explain(&systemd_dracut(true, "/lib/dracut/hooks"), None).flavor,
+            Flavor::Dracut { systemd: true }
+        );
+    }
+
+    #[test]
+    fn rdinit_follows_the_kernels_rules() {
+        assert_eq!(
+            rdinit("console=ttyS0 rdinit=/sbin/myinit"),
+            Some("/sbin/myinit".into())
+        );
+        assert_eq!(rdinit("rdinit=/a quiet rdinit=\"/b\""), Some("/b".into()));
+        assert_eq!(rdinit("quiet -- rdinit=/for-init"), None);
+        assert_eq!(rdinit("rdinit= quiet"), None);
+        assert_eq!(rdinit(""), None);
+        // rdinit= naming another init than /init: only a wrapper there runs the stanza, even
+        // when /init is bootrig's busybox base.
+        let base = include_str!("../../harness/busybox-init.sh");
+        let t = tree(&[
+            ("init", "x", base),
+            ("sbin", "d", ""),
+            ("sbin/myinit", "x", "#!/bin/sh\nexec sh\n"),
+            ("sbin/init", "l", "../init"),
+        ]);
+        let d = explain(&t, Some("/sbin/myinit"));
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert!(
+            d.reason.starts_with("rdinit=/sbin/myinit in [boot] append"),
+            "{}",
+            d.reason
+        );
+        // rdinit= naming /init itself, or a link to it, changes nothing.
+        assert_eq!(explain(&t, Some("/init")).flavor, Flavor::BusyboxBase);
+        assert_eq!(explain(&t, Some("/sbin/init")).flavor, Flavor::BusyboxBase);
+    }
+
+    /// busybox init as /init is often a hardlink of /bin/busybox: the kernel would write a
+    /// wrapper entry of the same type through that inode (O_TRUNC) and busybox would be gone.
+    #[test]
+    fn wrap_moves_a_hardlinked_init_aside_and_leaves_its_other_names_alone() {
+        let mut t = Tree::new(DataPolicy::Full);
+        for (name, mode) in [
+            ("bin", 0o040755),
+            ("bin/busybox", 0o100755),
+            ("init", 0o100750),
+        ] {
+            let data = if mode == 0o040755 {
+                Vec::new()
+            } else {
+                ELF.as_bytes().to_vec()
+            };
+            let mut e = Entry::new(name, mode, Vec::new());
+            if mode != 0o040755 {
+                e.header.nlink = 2;
+                e.header.ino = 7;
+            }
+            // newc gives the content with the last name of the inode.
+            if name == "init" {
+                e.data = data.clone();
+            }
+            let len = e.data.len() as u64;
+            t.apply(0, e, len);
+        }
+        assert_eq!(data_at(&t, b"bin/busybox"), ELF.as_bytes());
+        assert_eq!(detect(&t), Flavor::Wrap);
+        let adds = place(Flavor::Wrap, &t, STANZA, &Placement::default()).unwrap();
+        let dests: Vec<String> = adds.iter().map(|a| path::display(&a.dest)).collect();
+        assert_eq!(
+            dests,
+            [
+                "/usr/lib/bootrig/original/init",
+                "/init",
+                "/init",
+                "/bin/sh"
+            ]
+        );
+        assert_eq!(adds[0].mode, Some(0o750), "the original keeps its mode");
+        assert!(
+            matches!(&adds[1].source, Source::Symlink(_)),
+            "another type first"
+        );
+        assert_eq!(
+            adds[3].source,
+            Source::Symlink(WRAP_BUSYBOX.as_bytes().to_vec())
+        );
+        let mut after = t.clone();
+        apply(&mut after, &adds);
+        assert_eq!(data_at(&after, b"bin/busybox"), ELF.as_bytes());
+        assert_eq!(
+            data_at(&after, b"usr/lib/bootrig/original/init"),
+            ELF.as_bytes()
+        );
+        let wrapper = String::from_utf8(data_at(&after, b"init")).unwrap();
+        assert!(wrapper.contains(STANZA), "{wrapper}");
+        assert!(wrapper.contains("\nbootrig_original='/usr/lib/bootrig/original/init'\n"));
+        assert_eq!(after.get(b"init").unwrap().mode & 0o7777, 0o755);
+        // What the symlink prevents: the wrapper written straight over /init lands in busybox.
+        let mut naive = t.clone();
+        apply(&mut naive, &adds[2..3]);
+        assert_ne!(data_at(&naive, b"bin/busybox"), ELF.as_bytes());
+    }
+
+    #[test]
+    fn wrap_keeps_a_symlinked_inits_target_and_honours_rdinit() {
+        let t = tree(&[
+            ("bin", "d", ""),
+            ("bin/sh", "x", "#!shell"),
+            ("bin/busybox", "x", ELF),
+            ("sbin", "d", ""),
+            ("sbin/init", "l", "../bin/busybox"),
+            ("sbin/myinit", "l", "../bin/busybox"),
+            ("init", "l", "sbin/init"),
+        ]);
+        let adds = place(Flavor::Wrap, &t, STANZA, &Placement::default()).unwrap();
+        assert_eq!(adds.len(), 3, "the image has /bin/sh: none added");
+        assert_eq!(adds[0].dest, b"/usr/lib/bootrig/original/init");
+        assert_eq!(adds[0].source, Source::Symlink(b"/sbin/init".to_vec()));
+        let placement = Placement {
+            init: Some("/sbin/myinit".into()),
+            ..Placement::default()
+        };
+        let adds = place(Flavor::Wrap, &t, STANZA, &placement).unwrap();
+        let dests: Vec<String> = adds.iter().map(|a| path::display(&a.dest)).collect();
+        assert_eq!(
+            dests,
+            [
+                "/usr/lib/bootrig/original/sbin/myinit",
+                "/sbin/myinit",
+                "/sbin/myinit"
+            ]
+        );
+        // Relative to where the link was, made absolute so it resolves the same from its new place.
+        assert_eq!(
+            adds[0].source,
+            Source::Symlink(b"/sbin/../bin/busybox".to_vec())
+        );
+        let mut after = t.clone();
+        apply(&mut after, &adds);
+        assert_eq!(
+            data_at(&after, b"usr/lib/bootrig/original/sbin/myinit"),
+            ELF.as_bytes()
+        );
+        assert!(String::from_utf8(data_at(&after, b"sbin/myinit"))
+            .unwrap()
+            .contains(STANZA));
+        // /init is left alone.
+        assert_eq!(after.get(b"init").unwrap().target, b"sbin/init");
+    }
+
+    #[test]
+    fn wrap_refuses_what_it_cannot_wrap() {
+        let t = tree(&[("init", "x", ELF), ("sbin", "d", "")]);
+        let missing = Placement {
+            init: Some("/sbin/myinit".into()),
+            ..Placement::default()
+        };
+        let err = place(Flavor::Wrap, &t, STANZA, &missing).unwrap_err();
+        assert!(
+            err.to_string().contains("fix rdinit= in [boot] append"),
+            "{err}"
+        );
+        let dir = Placement {
+            init: Some("/sbin".into()),
+            ..Placement::default()
+        };
+        let err = place(Flavor::Wrap, &t, STANZA, &dir).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/sbin: cannot wrap it: it is a directory, not a file the kernel can run"
+        );
+        // An image bootrig already wrapped: detected, and refused rather than wrapped twice.
+        let adds = place(Flavor::Wrap, &t, STANZA, &Placement::default()).unwrap();
+        let mut wrapped = t.clone();
+        apply(&mut wrapped, &adds);
+        let d = explain(&wrapped, None);
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert!(
+            d.reason.contains("bootrig's wrapper already"),
+            "{}",
+            d.reason
+        );
+        let err = place(Flavor::Wrap, &wrapped, STANZA, &Placement::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("build from the original base image"),
+            "{err}"
+        );
+        // Content the tree did not keep is asked for, not guessed.
+        let mut sized = Tree::new(DataPolicy::SizeOnly);
+        let mut e = Entry::new("init", 0o100755, Vec::new());
+        e.header.nlink = 1;
+        sized.apply(0, e, 5 << 20);
+        assert!(wrap_needs_data(&sized, None));
+        assert!(!wrap_needs_data(&t, None));
+        assert!(matches!(
+            place(Flavor::Wrap, &sized, STANZA, &Placement::default()),
+            Err(FlavorError::NoData { .. })
+        ));
+    }
+
+    #[test]
+    fn wrapper_template_runs_under_the_shipped_busybox_and_parses() {
+        use crate::build::BUSYBOX_IN_IMAGE;
+        assert_eq!(WRAP_BUSYBOX, BUSYBOX_IN_IMAGE);
+        assert!(WRAP_INIT.starts_with(&format!("#!{BUSYBOX_IN_IMAGE} sh\n")));
+        let lines: Vec<&str> = WRAP_INIT.lines().collect();
+        assert!(lines.contains(&format!("bootrig_busybox={BUSYBOX_IN_IMAGE}").as_str()));
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("bootrig_original="))
+                .count(),
+            1
+        );
+        assert_eq!(lines.iter().filter(|l| l.trim() == WRAP_MARKER).count(), 1);
+        let text = String::from_utf8(wrapper("/usr/lib/bootrig/original/it's", STANZA)).unwrap();
+        assert!(text.contains("bootrig_original='/usr/lib/bootrig/original/it'\\''s'\n"));
+        assert!(text.contains(&format!("\n{WRAP_MARKER}\n{STANZA}")));
+        for shell in [&["/bin/busybox", "sh", "-n"][..], &["/bin/sh", "-n"]] {
+            let out = std::process::Command::new(shell[0])
+                .args(&shell[1..])
+                .arg("/dev/stdin")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write;
+                    c.stdin.take().unwrap().write_all(text.as_bytes())?;
+                    c.wait_with_output()
+                })
+                .unwrap_or_else(|e| panic!("{shell:?}: {e}: run images/setup (busybox-static)"));
+            assert!(
+                out.status.success(),
+                "{shell:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Not PID 1 (run again later, in a chroot): the wrapper is the original at once, with the
+    /// arguments and the argv[0] it was called with (busybox picks its applet by that name).
+    #[test]
+    fn wrapper_not_pid1_execs_the_original_as_called() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = dir.path().join("original");
+        std::os::unix::fs::symlink("/bin/busybox", &original).unwrap();
+        let text = wrapper(original.to_str().unwrap(), "echo STANZA-RAN\n");
+        // Named `echo`: the original, busybox, runs its echo applet when argv[0] is kept.
+        let script = dir.path().join("echo");
+        std::fs::write(&script, text).unwrap();
+        let out = std::process::Command::new("/bin/busybox")
+            .arg("sh")
+            .arg(&script)
+            .args(["one", "two words"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "one two words\n");
     }
 }
