@@ -91,7 +91,7 @@ pub fn cache_temp_dirs(cache_dir: &Path) -> [PathBuf; 2] {
 pub enum BuildError {
     #[error(transparent)]
     Kmod(#[from] KmodError),
-    #[error("{scenario}: the module plan has errors; fix the scenario's [initrd] load (or use order = \"resolve\"):\n{rendered}")]
+    #[error("{scenario}: the module plan has errors; fix the scenario's [initrd] load{}:\n{rendered}", resolve_hint(.plan))]
     Plan {
         scenario: PathBuf,
         rendered: String,
@@ -123,6 +123,16 @@ pub enum BuildError {
     CacheChanged { path: PathBuf },
 }
 
+/// Ordering fixes only some plan errors (a dependency listed late or not at all); for the others
+/// (a module that is not there) the hint would send the user the wrong way.
+fn resolve_hint(plan: &Plan) -> &'static str {
+    if plan.resolve_would_help() {
+        " (or use order = \"resolve\")"
+    } else {
+        ""
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
     move |source| BuildError::Io {
         path: path.to_owned(),
@@ -138,6 +148,8 @@ pub struct BuildResult {
     pub key: String,
     pub reused: bool,
     pub flavor: String,
+    /// Why that flavor: what detection saw, or the scenario's `[initrd] flavor`.
+    pub flavor_reason: String,
     pub plan: Plan,
     /// What a boot of this image must show (for `bootrig run` and the tests).
     pub expectation: Expectation,
@@ -239,9 +251,10 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         interrupt,
         &host_files,
         &format!(
-            "bootrig-build-v1\n{}\n{scenario_json}\n{mode:?}\n{stanza_text}\n{}\n{}",
+            "bootrig-build-v1\n{}\n{scenario_json}\n{mode:?}\n{stanza_text}\n{}\n{}\n{}",
             env!("CARGO_PKG_VERSION"),
             stanza::UDHCPC_SCRIPT,
+            flavor::WRAP_INIT,
             dhclient
                 .as_ref()
                 .map(|d| format!("{:?}", d.additions))
@@ -275,11 +288,12 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         }
     };
     let reused = reused_flavor.is_some();
-    let flavor_name = if let Some(flavor) = reused_flavor {
-        flavor
+    // The entry's flavor file: the name, then on the next line why it was chosen.
+    let recorded = if let Some(recorded) = reused_flavor {
+        recorded
     } else {
         let file = fs::File::open(&base_path).map_err(io_err(&base_path))?;
-        let (tree, _) = read_tree_from(
+        let (mut tree, _) = read_tree_from(
             InterruptibleRead::new(io::BufReader::new(file), interrupt),
             &base_path,
             DataPolicy::Digest {
@@ -287,18 +301,37 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
             },
             &ReadOptions::default(),
         )?;
+        let rdinit = flavor::rdinit(&s.boot.append);
+        let explained = flavor::explain(&tree, rdinit.as_deref());
         let detected = match s.initrd.flavor {
-            FlavorChoice::Auto => flavor::detect(&tree),
+            FlavorChoice::Auto => explained.flavor,
             FlavorChoice::Busybox => flavor::Flavor::BusyboxBase,
             FlavorChoice::InitramfsTools => flavor::Flavor::InitramfsTools,
-            FlavorChoice::Dracut => match flavor::detect(&tree) {
+            FlavorChoice::Dracut => match explained.flavor {
                 f @ flavor::Flavor::Dracut { .. } => f,
                 _ => flavor::Flavor::Dracut { systemd: false },
             },
             FlavorChoice::DebianInstaller => flavor::Flavor::DebianInstaller,
             FlavorChoice::Generic => flavor::Flavor::Generic,
+            FlavorChoice::Wrap => flavor::Flavor::Wrap,
         };
-        let flavor_name = format!("{detected:?}");
+        let flavor_name = detected.name();
+        let flavor_reason = match s.initrd.flavor {
+            FlavorChoice::Auto => explained.reason,
+            _ => format!("[initrd] flavor = \"{flavor_name}\" in the scenario"),
+        };
+        if detected == flavor::Flavor::Wrap && flavor::wrap_needs_data(&tree, rdinit.as_deref()) {
+            // The original init is copied into the image: read it in full (the first read keeps
+            // files up to 4 MiB).
+            let file = fs::File::open(&base_path).map_err(io_err(&base_path))?;
+            tree = read_tree_from(
+                InterruptibleRead::new(io::BufReader::new(file), interrupt),
+                &base_path,
+                DataPolicy::Full,
+                &ReadOptions::default(),
+            )?
+            .0;
+        }
         let mut additions: Vec<Addition> = Vec::new();
         for l in &loads {
             additions.push(Addition::path(l.host.clone(), &l.image));
@@ -340,6 +373,7 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         }
         let placement = flavor::Placement {
             anchor: s.initrd.anchor.clone(),
+            init: rdinit,
         };
         additions.extend(flavor::place(detected, &tree, &stanza_text, &placement)?);
         drop(tree);
@@ -355,24 +389,34 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
             force: true,
             ..AddOptions::default()
         };
-        add(&base_path, &entry.image, &additions, &add_opts)?;
+        let added = add(&base_path, &entry.image, &additions, &add_opts)?;
+        // What the kernel would have done differently (hardlinks broken, entries it skips).
+        warnings.extend(added.warnings.iter().map(|w| format!("{}: {w}", base_path.display())));
+        let recorded = format!("{flavor_name}\n{flavor_reason}");
         let sha256 = file_sha256(interrupt, &entry.image)?;
-        entry.complete(&flavor_name, &sha256, &key)?;
+        entry.complete(&recorded, &sha256, &key)?;
         let (out, copied) = copy_hashing(&entry.image, &opts.out, opts.force, interrupt)?;
         if copied != sha256 {
             return Err(BuildError::CacheChanged { path: entry.image });
         }
         out.commit()?;
-        flavor_name
+        recorded
     };
-    let plan_json = serde_json::to_vec_pretty(&plan).unwrap_or_default();
+    let (flavor_name, flavor_reason) = recorded.split_once('\n').unwrap_or((&recorded, ""));
+    let plan_json = serde_json::to_vec_pretty(&PlanFile {
+        flavor: flavor_name,
+        flavor_reason,
+        plan: &plan,
+    })
+    .unwrap_or_default();
     write_atomic(&plan_path, &plan_json, true)?;
     Ok(BuildResult {
         image: opts.out.clone(),
         plan_path,
         key,
         reused,
-        flavor: flavor_name,
+        flavor: flavor_name.to_string(),
+        flavor_reason: flavor_reason.to_string(),
         plan,
         expectation,
         warnings,
@@ -494,6 +538,15 @@ impl CacheEntry {
         )?;
         Ok(())
     }
+}
+
+/// `plan.json`: the module plan, and the flavor that placed the stanza with its reason.
+#[derive(Serialize)]
+struct PlanFile<'a> {
+    flavor: &'a str,
+    flavor_reason: &'a str,
+    #[serde(flatten)]
+    plan: &'a Plan,
 }
 
 /// `plan.json` beside the output image.

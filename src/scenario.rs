@@ -163,6 +163,7 @@ pub enum FlavorChoice {
     Dracut,
     DebianInstaller,
     Generic,
+    Wrap,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -243,7 +243,6 @@ fn unknown_module_in_a_run_is_named_in_the_table() {
 /// Needs the build.rs change described in the wt-msgs report: `BuildError::Plan` suggests
 /// `order = "resolve"` only when `Plan::resolve_would_help()`.
 #[test]
-#[ignore = "needs build.rs: BuildError::Plan hints order = \"resolve\" only when Plan::resolve_would_help()"]
 fn unknown_module_with_resolve_set_is_not_told_to_resolve() {
     let w = Work::new();
     let o = run_with_a_misspelt_module(&w);

@@ -64,7 +64,7 @@ pub fn run(args: BuildArgs) -> CliResult {
                     .map(|m| m.name.as_str())
                     .collect();
                 print_out(&format!(
-                    "{}: {} ({}), flavor {}, modules in load order: {}\nplan: {}\n",
+                    "{}: {} ({}), flavor {} ({}), modules in load order: {}\nplan: {}\n",
                     result.image.display(),
                     if result.reused {
                         "reused from cache"
@@ -73,6 +73,7 @@ pub fn run(args: BuildArgs) -> CliResult {
                     },
                     &result.key[..16],
                     result.flavor,
+                    result.flavor_reason,
                     if modules.is_empty() {
                         "none".to_string()
                     } else {

@@ -14,7 +14,12 @@
 //!   edited there.
 //! - Debian installer: `lib/debian-installer-startup.d/S09bootrig`, executable (d-i executes
 //!   executable startup scripts and sources the others), run by busybox init's sysinit.
-//! - anything else: inserted into /init after an anchor line (see [`place`]).
+//! - a shell script /init of none of those: inserted into it after an anchor line (generic, see
+//!   [`place`]).
+//! - any other init (an ELF binary such as tiny-initramfs, busybox init, u-root, systemd without
+//!   dracut; another interpreter; whatever `rdinit=` names): wrapped. The original moves aside to
+//!   [`WRAP_ORIGINAL_DIR`] and `harness/wrap-init.sh` takes its place: it mounts what the stanza
+//!   needs, runs it, unmounts, and execs the original as PID 1 (see [`place_wrap`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,10 +27,11 @@ use std::str::FromStr;
 use regex::bytes::Regex;
 use thiserror::Error;
 
-use crate::initrd::add::Addition;
+use crate::initrd::add::{Addition, Source};
 use crate::initrd::cpio::Kind;
 use crate::initrd::path;
 use crate::initrd::tree::{Node, Tree};
+use crate::patch::stanza::quote;
 
 /// The line of bootrig's base /init where the stanza goes.
 pub const BUSYBOX_MARKER: &str = "# BOOTRIG-STANZA";
@@ -60,16 +66,18 @@ pub enum Flavor {
     Dracut { systemd: bool },
     DebianInstaller,
     Generic,
+    Wrap,
 }
 
 impl Flavor {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "busybox",
         "initramfs-tools",
         "dracut",
         "dracut-systemd",
         "debian-installer",
         "generic",
+        "wrap",
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +88,7 @@ impl Flavor {
             Flavor::Dracut { systemd: true } => "dracut-systemd",
             Flavor::DebianInstaller => "debian-installer",
             Flavor::Generic => "generic",
+            Flavor::Wrap => "wrap",
         }
     }
 }
@@ -100,6 +109,7 @@ impl FromStr for Flavor {
             "dracut-systemd" => Flavor::Dracut { systemd: true },
             "debian-installer" => Flavor::DebianInstaller,
             "generic" => Flavor::Generic,
+            "wrap" => Flavor::Wrap,
             _ => return Err(FlavorError::UnknownName { name: s.into() }),
         })
     }
@@ -111,6 +121,9 @@ pub struct Placement {
     /// Insert after the first line matching this regex (and after the shell block that line
     /// opens). None: after the lines mounting /proc and /sys.
     pub anchor: Option<String>,
+    /// What the kernel runs: `rdinit=` from the scenario's `[boot] append` (see [`rdinit`]).
+    /// None: /init. The wrap flavor wraps this path.
+    pub init: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -121,7 +134,7 @@ pub enum FlavorError {
     Missing { what: String, fix: &'static str },
     #[error("/{path} has no content in the tree: read the image with DataPolicy::Full")]
     NoData { path: String },
-    #[error("/init resolves to /{path}, which is not a shell script ({why}): give the flavor that runs it (dracut-systemd, debian-installer) instead of generic")]
+    #[error("/init resolves to /{path}, which is not a shell script ({why}): use flavor \"wrap\" (runs the stanza, then execs this init; what \"auto\" picks) or the flavor that runs it (dracut-systemd, debian-installer) instead of generic")]
     NotAScript { path: String, why: &'static str },
     #[error("/init has no line {marker:?}: it is not bootrig's busybox base; detect the flavor instead of forcing busybox")]
     NoMarker { marker: &'static str },
@@ -149,32 +162,196 @@ pub enum FlavorError {
     Unclosed { path: String, line: usize },
     #[error("/init does not run {what}: {why}")]
     NotRun { what: String, why: String },
+    #[error("{init}: cannot wrap it: {why}")]
+    CannotWrap { init: String, why: String },
+}
+
+/// The flavor chosen for a base, and why (for the build output and `plan.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    pub flavor: Flavor,
+    pub reason: String,
 }
 
 /// The base's flavor, from its files. See the module documentation for the markers.
 pub fn detect(tree: &Tree) -> Flavor {
+    explain(tree, None).flavor
+}
+
+/// [`detect`] with its reason. `rdinit`: the init the kernel is told to run (`rdinit=`, see
+/// [`rdinit`]); when it is not /init, only wrapping it puts the stanza where the boot goes.
+pub fn explain(tree: &Tree, rdinit: Option<&str>) -> Detection {
+    let found = |flavor: Flavor, reason: String| Detection { flavor, reason };
+    if let Some(rd) = rdinit {
+        let rd_key = path::normalize(rd.as_bytes());
+        let same = rd_key == b"init"
+            || matches!(
+                (lookup(tree, &rd_key), lookup(tree, b"init")),
+                (Some((a, _)), Some((b, _))) if a == b
+            );
+        if !same {
+            return found(
+                Flavor::Wrap,
+                format!(
+                    "rdinit=/{} in [boot] append: the kernel runs it instead of /init, so it is wrapped",
+                    path::display(&rd_key)
+                ),
+            );
+        }
+    }
     let init = init_text(tree);
     if let Some(text) = &init {
         if has_line(text, BUSYBOX_MARKER) {
-            return Flavor::BusyboxBase;
+            return found(
+                Flavor::BusyboxBase,
+                format!("/init has the line {BUSYBOX_MARKER:?} (bootrig's busybox base)"),
+            );
         }
     }
-    if dracut_hook_dir(tree).is_some() {
-        return Flavor::Dracut {
-            systemd: init_is_systemd(tree),
-        };
+    if let Some(dir) = dracut_hook_dir(tree) {
+        let systemd = init_is_systemd(tree);
+        return found(
+            Flavor::Dracut { systemd },
+            format!(
+                "dracut hooks in /{dir}{}",
+                if systemd { "; /init is systemd" } else { "" }
+            ),
+        );
     }
     if is_file(tree, b"scripts/functions")
         && init
             .as_deref()
             .is_some_and(|t| contains(t, b"/scripts/init-premount"))
     {
-        return Flavor::InitramfsTools;
+        return found(
+            Flavor::InitramfsTools,
+            "/scripts/functions, and /init runs /scripts/init-premount (initramfs-tools)".into(),
+        );
     }
-    if di_startup_dir(tree).is_some() {
-        return Flavor::DebianInstaller;
+    if let Some(dir) = di_startup_dir(tree) {
+        return found(
+            Flavor::DebianInstaller,
+            format!("/{dir} (the Debian installer's startup scripts)"),
+        );
     }
-    Flavor::Generic
+    match classify(tree, b"init") {
+        InitKind::Missing => found(Flavor::Generic, "no /init in the image".into()),
+        InitKind::Shell { what, line } => found(
+            Flavor::Generic,
+            format!("{what} is a shell script ({line}): the stanza goes into it"),
+        ),
+        InitKind::Other { what, why } => found(
+            Flavor::Wrap,
+            format!("{what} is {why}, not a shell script: wrapped"),
+        ),
+        InitKind::Wrapped { what } => {
+            found(Flavor::Wrap, format!("{what} is bootrig's wrapper already"))
+        }
+    }
+}
+
+/// What an init is, for [`explain`].
+enum InitKind {
+    Missing,
+    Shell {
+        what: String,
+        line: String,
+    },
+    /// Anything else the kernel may run: `why` says what ("an ELF binary").
+    Other {
+        what: String,
+        why: String,
+    },
+    Wrapped {
+        what: String,
+    },
+}
+
+fn classify(tree: &Tree, init: &[u8]) -> InitKind {
+    let shown = format!("/{}", path::display(&path::normalize(init)));
+    let Some((key, node)) = lookup(tree, init) else {
+        return InitKind::Missing;
+    };
+    let what = match entry_at(tree, init) {
+        Some((_, link)) if link.kind == Kind::Symlink => format!(
+            "{shown} (a symlink to {}, resolving to /{})",
+            path::display(&link.target),
+            path::display(&key)
+        ),
+        _ => shown,
+    };
+    if node.kind != Kind::Regular {
+        return InitKind::Other {
+            what,
+            why: format!("a {:?}", node.kind).to_lowercase(),
+        };
+    }
+    let Some(data) = tree.inode(node).and_then(|i| i.data.as_deref()) else {
+        // Too big for the tree to keep: no script is.
+        return InitKind::Other {
+            what,
+            why: "a large file".into(),
+        };
+    };
+    if has_line(data, WRAP_MARKER) {
+        return InitKind::Wrapped { what };
+    }
+    if data.starts_with(b"\x7fELF") {
+        return InitKind::Other {
+            what,
+            why: "an ELF binary".into(),
+        };
+    }
+    let Some(rest) = data.strip_prefix(b"#!") else {
+        return InitKind::Other {
+            what,
+            why: "neither a #! script nor an ELF binary".into(),
+        };
+    };
+    let line = String::from_utf8_lossy(split_lines(rest).first().copied().unwrap_or_default())
+        .trim()
+        .to_string();
+    if is_shell_line(&line) {
+        InitKind::Shell {
+            what,
+            line: format!("#!{line}"),
+        }
+    } else {
+        InitKind::Other {
+            what,
+            why: format!("a script for #!{line}"),
+        }
+    }
+}
+
+/// Whether a `#!` line (without the `#!`) runs a POSIX-ish shell the generic flavor can edit.
+fn is_shell_line(line: &str) -> bool {
+    const SHELLS: [&str; 7] = ["sh", "ash", "dash", "bash", "ksh", "mksh", "hush"];
+    let mut words = line.split_ascii_whitespace();
+    let base = |w: &str| w.rsplit('/').next().unwrap_or(w).to_string();
+    let mut program = words.next().map(base);
+    // `#!/usr/bin/env sh`, `#!/bin/busybox sh`: the shell is the next word.
+    if matches!(program.as_deref(), Some("env" | "busybox")) {
+        program = words.next().map(base);
+    }
+    program.is_some_and(|p| SHELLS.contains(&p.as_str()))
+}
+
+/// `rdinit=` from a kernel command line: the init the kernel runs from the initramfs instead of
+/// /init. The kernel's rules: parameters end at `--` (the rest is init's), the last one wins, a
+/// value may be double-quoted.
+pub fn rdinit(append: &str) -> Option<String> {
+    let mut found = None;
+    for word in append.split_ascii_whitespace() {
+        if word == "--" {
+            break;
+        }
+        if let Some(value) = word.strip_prefix("rdinit=") {
+            let value = value.trim_matches('"');
+            found = (!value.is_empty()).then(|| value.to_string());
+        }
+    }
+    found
 }
 
 /// The additions that put `stanza` where `flavor` runs it.
@@ -190,7 +367,120 @@ pub fn place(
         Flavor::Dracut { systemd } => place_dracut(tree, stanza, systemd),
         Flavor::DebianInstaller => place_debian_installer(tree, stanza),
         Flavor::Generic => place_generic(tree, stanza, placement),
+        Flavor::Wrap => place_wrap(tree, stanza, placement),
     }
+}
+
+/// bootrig's wrapper init, with the stanza at [`WRAP_MARKER`].
+pub const WRAP_INIT: &str = include_str!("../../harness/wrap-init.sh");
+/// The line of the wrapper where the stanza goes.
+pub const WRAP_MARKER: &str = "# BOOTRIG-WRAP-STANZA";
+/// Where the wrap flavor moves the original init: this directory and the init's own path
+/// (`/usr/lib/bootrig/original/init`, `/usr/lib/bootrig/original/sbin/myinit`).
+pub const WRAP_ORIGINAL_DIR: &str = "/usr/lib/bootrig/original";
+/// bootrig's busybox in the image, which runs the wrapper (its `#!` line); the same path as
+/// `build::BUSYBOX_IN_IMAGE` (a test checks).
+pub const WRAP_BUSYBOX: &str = "/usr/lib/bootrig/busybox";
+
+/// Wraps the init the kernel runs (/init, or `placement.init` from `rdinit=`).
+///
+/// The kernel's unpacker (init/initramfs.c) writes an entry over an existing path of the same
+/// type through the existing inode (O_TRUNC), so a wrapper written straight over a /init that is
+/// a hardlink (busybox init, an initramfs-tools busybox) would overwrite every name of that
+/// inode. So: the original is copied to a new path (content, or the symlink with its target made
+/// absolute so it resolves the same from there), a symlink is written at the init's path first
+/// (another type: the kernel unlinks the old entry), then the wrapper as a new file.
+fn place_wrap(
+    tree: &Tree,
+    stanza: &str,
+    placement: &Placement,
+) -> Result<Vec<Addition>, FlavorError> {
+    let init = placement.init.as_deref().unwrap_or("/init");
+    let shown = format!("/{}", path::display(&path::normalize(init.as_bytes())));
+    let cannot = |why: String| FlavorError::CannotWrap {
+        init: shown.clone(),
+        why,
+    };
+    let (key, node) = entry_at(tree, init.as_bytes()).ok_or_else(|| FlavorError::Missing {
+        what: shown.clone(),
+        fix: if placement.init.is_some() {
+            "the kernel runs rdinit= only if the image has it (else it mounts a root itself); fix rdinit= in [boot] append"
+        } else {
+            "the kernel runs /init from an initramfs; is this an initrd?"
+        },
+    })?;
+    if let InitKind::Wrapped { .. } = classify(tree, &key) {
+        return Err(cannot(
+            "it is bootrig's wrapper already (this image was built by bootrig): build from the original base image".into(),
+        ));
+    }
+    let moved = format!("{WRAP_ORIGINAL_DIR}/{}", path::display(&key));
+    let mut adds = Vec::new();
+    match node.kind {
+        Kind::Regular => {
+            let data = file_data(tree, &key, node)?;
+            adds.push(Addition::bytes(&moved, data.to_vec(), node.mode & 0o7777));
+        }
+        Kind::Symlink => {
+            let target = if node.target.first() == Some(&b'/') {
+                node.target.clone()
+            } else {
+                let mut abs = b"/".to_vec();
+                abs.extend(path::join(path::parent(&key), &node.target));
+                abs
+            };
+            adds.push(Addition {
+                source: Source::Symlink(target),
+                dest: moved.clone().into_bytes(),
+                mode: None,
+            });
+        }
+        other => {
+            return Err(cannot(format!(
+                "it is a {}, not a file the kernel can run",
+                format!("{other:?}").to_lowercase()
+            )))
+        }
+    }
+    let dest = format!("/{}", path::display(&key));
+    adds.push(Addition::symlink(&dest, &moved));
+    adds.push(Addition::bytes(&dest, wrapper(&moved, stanza), 0o755));
+    // udhcpc runs its script by its #!/bin/sh line; an image without a shell (tiny-initramfs)
+    // gets bootrig's busybox there.
+    if lookup(tree, b"bin/sh").is_none() {
+        adds.push(Addition::symlink("/bin/sh", WRAP_BUSYBOX));
+    }
+    Ok(adds)
+}
+
+/// Whether [`place`] for the wrap flavor needs content the tree did not keep: the original
+/// init (at `rdinit`, else /init) is a regular file read without its data.
+pub fn wrap_needs_data(tree: &Tree, rdinit: Option<&str>) -> bool {
+    entry_at(tree, rdinit.unwrap_or("/init").as_bytes()).is_some_and(|(_, node)| {
+        node.kind == Kind::Regular && tree.inode(node).and_then(|i| i.data.as_ref()).is_none()
+    })
+}
+
+/// The wrapper for the original moved to `original`, with `stanza` after the marker line.
+fn wrapper(original: &str, stanza: &str) -> Vec<u8> {
+    let mut out = String::new();
+    for line in WRAP_INIT.lines() {
+        if line.starts_with("bootrig_original=") {
+            out.push_str(&format!("bootrig_original={}\n", quote(original)));
+        } else if line.trim() == WRAP_MARKER {
+            // The marker stays: it tells a later build that this is bootrig's wrapper.
+            out.push_str(line);
+            out.push('\n');
+            out.push_str(stanza);
+            if !stanza.ends_with('\n') {
+                out.push('\n');
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.into_bytes()
 }
 
 fn place_busybox(tree: &Tree, stanza: &str) -> Result<Vec<Addition>, FlavorError> {
@@ -474,6 +764,16 @@ fn dir_key(tree: &Tree, p: &[u8]) -> Option<String> {
 
 fn is_file(tree: &Tree, p: &[u8]) -> bool {
     lookup(tree, p).is_some_and(|(_, n)| n.kind == Kind::Regular)
+}
+
+/// The node at `p` itself (its parents resolved, a final symlink not followed), with its key.
+fn entry_at<'t>(tree: &'t Tree, p: &[u8]) -> Option<(Vec<u8>, &'t Node)> {
+    let norm = path::normalize(p);
+    let comps = path::components(&norm);
+    let (last, parents) = comps.split_last()?;
+    let dir = tree.resolve_dir(parents).0.ok()?;
+    let key = path::join(&dir, last);
+    tree.get(&key).map(|n| (key, n))
 }
 
 /// Follows `p` through the tree's symlinks (as the kernel's path walk would) to a node that is
@@ -805,6 +1105,7 @@ mod tests {
             STANZA,
             &Placement {
                 anchor: anchor.map(String::from),
+                init: None,
             },
         )?;
         assert_eq!(adds.len(), 1);
@@ -1118,5 +1419,345 @@ mod tests {
             place(Flavor::Generic, &t, STANZA, &Placement::default()),
             Err(FlavorError::NoData { .. })
         ));
+    }
+
+    /// Applies additions to `t` as the kernel applies the entries `add` writes for them.
+    fn apply(t: &mut Tree, adds: &[Addition]) {
+        for a in adds {
+            // `add` creates missing parents the same way.
+            let comps = path::components(&a.dest);
+            for i in 1..comps.len() {
+                let dir = comps[..i].join(&b'/');
+                if t.get(&dir).is_none() {
+                    t.apply(1, Entry::new(dir, 0o040755, Vec::new()), 0);
+                }
+            }
+            let (mode, data) = match &a.source {
+                Source::Bytes(b) => (0o100000 | a.mode.unwrap_or(0o644), b.clone()),
+                Source::Symlink(target) => (0o120777, target.clone()),
+                other => panic!("unexpected addition {other:?}"),
+            };
+            let mut e = Entry::new(a.dest.clone(), mode, data.clone());
+            e.header.ino = 9000;
+            t.apply(1, e, data.len() as u64);
+        }
+    }
+
+    fn data_at(t: &Tree, p: &[u8]) -> Vec<u8> {
+        let (_, node) = lookup(t, p).unwrap_or_else(|| panic!("{} missing", path::display(p)));
+        t.inode(node).unwrap().data.clone().unwrap()
+    }
+
+    const ELF: &str = "\x7fELF\x02\x01\x01 static init";
+
+    #[test]
+    fn auto_wraps_an_init_that_is_not_a_shell_script_and_says_why() {
+        let elf = tree(&[("init", "x", ELF)]);
+        let d = explain(&elf, None);
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert_eq!(
+            d.reason,
+            "/init is an ELF binary, not a shell script: wrapped"
+        );
+        let python = tree(&[("init", "x", "#!/usr/bin/python3 -u\nprint()\n")]);
+        let d = explain(&python, None);
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert!(
+            d.reason.contains("a script for #!/usr/bin/python3 -u"),
+            "{}",
+            d.reason
+        );
+        // systemd as /init without dracut's hooks: wrapped, and the reason names the link.
+        let systemd = tree(&[
+            ("usr", "d", ""),
+            ("usr/lib", "d", ""),
+            ("usr/lib/systemd", "d", ""),
+            ("usr/lib/systemd/systemd", "x", ELF),
+            ("init", "l", "usr/lib/systemd/systemd"),
+        ]);
+        let d = explain(&systemd, None);
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert!(
+            d.reason.starts_with("/init (a symlink to usr/lib/systemd/systemd, resolving to /usr/lib/systemd/systemd) is an ELF binary"),
+            "{}",
+            d.reason
+        );
+        // Shells stay generic, however they are named.
+        for line in [
+            "#!/bin/sh",
+            "#!/bin/busybox sh",
+            "#!/usr/bin/env bash",
+            "#! /bin/ash -e",
+        ] {
+            let t = tree(&[("init", "x", &format!("{line}\nmount -t proc p /proc\n"))]);
+            let d = explain(&t, None);
+            assert_eq!(d.flavor, Flavor::Generic, "{line}");
+            assert!(d.reason.contains("is a shell script"), "{}", d.reason);
+        }
+        // The other flavors keep their markers first: systemd with dracut hooks is dracut.
+        assert_eq!(
+            explain(&systemd_dracut(true, "/lib/dracut/hooks"), None).flavor,
+            Flavor::Dracut { systemd: true }
+        );
+    }
+
+    #[test]
+    fn rdinit_follows_the_kernels_rules() {
+        assert_eq!(
+            rdinit("console=ttyS0 rdinit=/sbin/myinit"),
+            Some("/sbin/myinit".into())
+        );
+        assert_eq!(rdinit("rdinit=/a quiet rdinit=\"/b\""), Some("/b".into()));
+        assert_eq!(rdinit("quiet -- rdinit=/for-init"), None);
+        assert_eq!(rdinit("rdinit= quiet"), None);
+        assert_eq!(rdinit(""), None);
+        // rdinit= naming another init than /init: only a wrapper there runs the stanza, even
+        // when /init is bootrig's busybox base.
+        let base = include_str!("../../harness/busybox-init.sh");
+        let t = tree(&[
+            ("init", "x", base),
+            ("sbin", "d", ""),
+            ("sbin/myinit", "x", "#!/bin/sh\nexec sh\n"),
+            ("sbin/init", "l", "../init"),
+        ]);
+        let d = explain(&t, Some("/sbin/myinit"));
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert!(
+            d.reason.starts_with("rdinit=/sbin/myinit in [boot] append"),
+            "{}",
+            d.reason
+        );
+        // rdinit= naming /init itself, or a link to it, changes nothing.
+        assert_eq!(explain(&t, Some("/init")).flavor, Flavor::BusyboxBase);
+        assert_eq!(explain(&t, Some("/sbin/init")).flavor, Flavor::BusyboxBase);
+    }
+
+    /// busybox init as /init is often a hardlink of /bin/busybox: the kernel would write a
+    /// wrapper entry of the same type through that inode (O_TRUNC) and busybox would be gone.
+    #[test]
+    fn wrap_moves_a_hardlinked_init_aside_and_leaves_its_other_names_alone() {
+        let mut t = Tree::new(DataPolicy::Full);
+        for (name, mode) in [
+            ("bin", 0o040755),
+            ("bin/busybox", 0o100755),
+            ("init", 0o100750),
+        ] {
+            let data = if mode == 0o040755 {
+                Vec::new()
+            } else {
+                ELF.as_bytes().to_vec()
+            };
+            let mut e = Entry::new(name, mode, Vec::new());
+            if mode != 0o040755 {
+                e.header.nlink = 2;
+                e.header.ino = 7;
+            }
+            // newc gives the content with the last name of the inode.
+            if name == "init" {
+                e.data = data.clone();
+            }
+            let len = e.data.len() as u64;
+            t.apply(0, e, len);
+        }
+        assert_eq!(data_at(&t, b"bin/busybox"), ELF.as_bytes());
+        assert_eq!(detect(&t), Flavor::Wrap);
+        let adds = place(Flavor::Wrap, &t, STANZA, &Placement::default()).unwrap();
+        let dests: Vec<String> = adds.iter().map(|a| path::display(&a.dest)).collect();
+        assert_eq!(
+            dests,
+            [
+                "/usr/lib/bootrig/original/init",
+                "/init",
+                "/init",
+                "/bin/sh"
+            ]
+        );
+        assert_eq!(adds[0].mode, Some(0o750), "the original keeps its mode");
+        assert!(
+            matches!(&adds[1].source, Source::Symlink(_)),
+            "another type first"
+        );
+        assert_eq!(
+            adds[3].source,
+            Source::Symlink(WRAP_BUSYBOX.as_bytes().to_vec())
+        );
+        let mut after = t.clone();
+        apply(&mut after, &adds);
+        assert_eq!(data_at(&after, b"bin/busybox"), ELF.as_bytes());
+        assert_eq!(
+            data_at(&after, b"usr/lib/bootrig/original/init"),
+            ELF.as_bytes()
+        );
+        let wrapper = String::from_utf8(data_at(&after, b"init")).unwrap();
+        assert!(wrapper.contains(STANZA), "{wrapper}");
+        assert!(wrapper.contains("\nbootrig_original='/usr/lib/bootrig/original/init'\n"));
+        assert_eq!(after.get(b"init").unwrap().mode & 0o7777, 0o755);
+        // What the symlink prevents: the wrapper written straight over /init lands in busybox.
+        let mut naive = t.clone();
+        apply(&mut naive, &adds[2..3]);
+        assert_ne!(data_at(&naive, b"bin/busybox"), ELF.as_bytes());
+    }
+
+    #[test]
+    fn wrap_keeps_a_symlinked_inits_target_and_honours_rdinit() {
+        let t = tree(&[
+            ("bin", "d", ""),
+            ("bin/sh", "x", "#!shell"),
+            ("bin/busybox", "x", ELF),
+            ("sbin", "d", ""),
+            ("sbin/init", "l", "../bin/busybox"),
+            ("sbin/myinit", "l", "../bin/busybox"),
+            ("init", "l", "sbin/init"),
+        ]);
+        let adds = place(Flavor::Wrap, &t, STANZA, &Placement::default()).unwrap();
+        assert_eq!(adds.len(), 3, "the image has /bin/sh: none added");
+        assert_eq!(adds[0].dest, b"/usr/lib/bootrig/original/init");
+        assert_eq!(adds[0].source, Source::Symlink(b"/sbin/init".to_vec()));
+        let placement = Placement {
+            init: Some("/sbin/myinit".into()),
+            ..Placement::default()
+        };
+        let adds = place(Flavor::Wrap, &t, STANZA, &placement).unwrap();
+        let dests: Vec<String> = adds.iter().map(|a| path::display(&a.dest)).collect();
+        assert_eq!(
+            dests,
+            [
+                "/usr/lib/bootrig/original/sbin/myinit",
+                "/sbin/myinit",
+                "/sbin/myinit"
+            ]
+        );
+        // Relative to where the link was, made absolute so it resolves the same from its new place.
+        assert_eq!(
+            adds[0].source,
+            Source::Symlink(b"/sbin/../bin/busybox".to_vec())
+        );
+        let mut after = t.clone();
+        apply(&mut after, &adds);
+        assert_eq!(
+            data_at(&after, b"usr/lib/bootrig/original/sbin/myinit"),
+            ELF.as_bytes()
+        );
+        assert!(String::from_utf8(data_at(&after, b"sbin/myinit"))
+            .unwrap()
+            .contains(STANZA));
+        // /init is left alone.
+        assert_eq!(after.get(b"init").unwrap().target, b"sbin/init");
+    }
+
+    #[test]
+    fn wrap_refuses_what_it_cannot_wrap() {
+        let t = tree(&[("init", "x", ELF), ("sbin", "d", "")]);
+        let missing = Placement {
+            init: Some("/sbin/myinit".into()),
+            ..Placement::default()
+        };
+        let err = place(Flavor::Wrap, &t, STANZA, &missing).unwrap_err();
+        assert!(
+            err.to_string().contains("fix rdinit= in [boot] append"),
+            "{err}"
+        );
+        let dir = Placement {
+            init: Some("/sbin".into()),
+            ..Placement::default()
+        };
+        let err = place(Flavor::Wrap, &t, STANZA, &dir).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/sbin: cannot wrap it: it is a directory, not a file the kernel can run"
+        );
+        // An image bootrig already wrapped: detected, and refused rather than wrapped twice.
+        let adds = place(Flavor::Wrap, &t, STANZA, &Placement::default()).unwrap();
+        let mut wrapped = t.clone();
+        apply(&mut wrapped, &adds);
+        let d = explain(&wrapped, None);
+        assert_eq!(d.flavor, Flavor::Wrap);
+        assert!(
+            d.reason.contains("bootrig's wrapper already"),
+            "{}",
+            d.reason
+        );
+        let err = place(Flavor::Wrap, &wrapped, STANZA, &Placement::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("build from the original base image"),
+            "{err}"
+        );
+        // Content the tree did not keep is asked for, not guessed.
+        let mut sized = Tree::new(DataPolicy::SizeOnly);
+        let mut e = Entry::new("init", 0o100755, Vec::new());
+        e.header.nlink = 1;
+        sized.apply(0, e, 5 << 20);
+        assert!(wrap_needs_data(&sized, None));
+        assert!(!wrap_needs_data(&t, None));
+        assert!(matches!(
+            place(Flavor::Wrap, &sized, STANZA, &Placement::default()),
+            Err(FlavorError::NoData { .. })
+        ));
+    }
+
+    #[test]
+    fn wrapper_template_runs_under_the_shipped_busybox_and_parses() {
+        use crate::build::BUSYBOX_IN_IMAGE;
+        assert_eq!(WRAP_BUSYBOX, BUSYBOX_IN_IMAGE);
+        assert!(WRAP_INIT.starts_with(&format!("#!{BUSYBOX_IN_IMAGE} sh\n")));
+        let lines: Vec<&str> = WRAP_INIT.lines().collect();
+        assert!(lines.contains(&format!("bootrig_busybox={BUSYBOX_IN_IMAGE}").as_str()));
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("bootrig_original="))
+                .count(),
+            1
+        );
+        assert_eq!(lines.iter().filter(|l| l.trim() == WRAP_MARKER).count(), 1);
+        let text = String::from_utf8(wrapper("/usr/lib/bootrig/original/it's", STANZA)).unwrap();
+        assert!(text.contains("bootrig_original='/usr/lib/bootrig/original/it'\\''s'\n"));
+        assert!(text.contains(&format!("\n{WRAP_MARKER}\n{STANZA}")));
+        for shell in [&["/bin/busybox", "sh", "-n"][..], &["/bin/sh", "-n"]] {
+            let out = std::process::Command::new(shell[0])
+                .args(&shell[1..])
+                .arg("/dev/stdin")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write;
+                    c.stdin.take().unwrap().write_all(text.as_bytes())?;
+                    c.wait_with_output()
+                })
+                .unwrap_or_else(|e| panic!("{shell:?}: {e}: run images/setup (busybox-static)"));
+            assert!(
+                out.status.success(),
+                "{shell:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Not PID 1 (run again later, in a chroot): the wrapper is the original at once, with the
+    /// arguments and the argv[0] it was called with (busybox picks its applet by that name).
+    #[test]
+    fn wrapper_not_pid1_execs_the_original_as_called() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = dir.path().join("original");
+        std::os::unix::fs::symlink("/bin/busybox", &original).unwrap();
+        let text = wrapper(original.to_str().unwrap(), "echo STANZA-RAN\n");
+        // Named `echo`: the original, busybox, runs its echo applet when argv[0] is kept.
+        let script = dir.path().join("echo");
+        std::fs::write(&script, text).unwrap();
+        let out = std::process::Command::new("/bin/busybox")
+            .arg("sh")
+            .arg(&script)
+            .args(["one", "two words"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "one two words\n");
     }
 }

@@ -349,6 +349,14 @@ fn prepare_media(target: &Target, dir: &Path, ctx: &Context) -> Result<Media, Se
                 opts.cache_dir = cache.clone();
             }
             let built = build(scenario, &opts)?;
+            // What the build decided and warned about, beside plan.json: a rebuilt cache entry
+            // or a hardlink broken in the base is evidence a reader of the run wants.
+            let mut text = format!("flavor {} ({})\n", built.flavor, built.flavor_reason);
+            for w in &built.warnings {
+                text.push_str(&format!("warning: {w}\n"));
+            }
+            let log = dir.join("build.txt");
+            fs::write(&log, text).map_err(io_error(&log))?;
             let mut plan = built.expectation;
             plan.interface = target.interface.clone();
             (built.image, plan)
