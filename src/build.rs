@@ -391,7 +391,12 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         };
         let added = add(&base_path, &entry.image, &additions, &add_opts)?;
         // What the kernel would have done differently (hardlinks broken, entries it skips).
-        warnings.extend(added.warnings.iter().map(|w| format!("{}: {w}", base_path.display())));
+        warnings.extend(
+            added
+                .warnings
+                .iter()
+                .map(|w| format!("{}: {w}", base_path.display())),
+        );
         let recorded = format!("{flavor_name}\n{flavor_reason}");
         let sha256 = file_sha256(interrupt, &entry.image)?;
         entry.complete(&recorded, &sha256, &key)?;

@@ -13,9 +13,6 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
-
-use serde_json::Value;
 
 struct Base {
     id: &'static str,
@@ -51,8 +48,7 @@ const CLIENTS: &[(&str, &str)] = &[
 
 const MODES: &[&str] = &["overlay", "repack"];
 
-fn scenario(dir_depth: usize, base: &Base, client: &str, network: &str, mode: &str) -> String {
-    let up = "../".repeat(dir_depth);
+fn scenario(up: &str, base: &Base, client: &str, network: &str, mode: &str) -> String {
     let base_value = if base.base == "busybox" {
         "busybox".to_string()
     } else {
@@ -98,27 +94,16 @@ fn every_flavor_client_and_mode_boots_with_modules_in_order_and_an_address() {
         );
     }
     // A suite directory inside the repository, so the scenarios' paths are relative like a
-    // user's (`target/` is git-ignored).
-    let target = root.join("target");
-    fs::create_dir_all(&target).unwrap();
-    let suite = tempfile::Builder::new()
-        .prefix("flavor-matrix-")
-        .tempdir_in(&target)
-        .unwrap();
-    let depth = suite
-        .path()
-        .strip_prefix(&root)
-        .unwrap()
-        .components()
-        .count();
+    // user's.
+    let suite = common::repo_suite("flavor-matrix-");
     let mut ids = Vec::new();
     for b in BASES {
         for (client, network) in CLIENTS {
             for mode in MODES {
                 let id = format!("{}-{client}-{mode}", b.id);
                 fs::write(
-                    suite.path().join(format!("{id}.toml")),
-                    scenario(depth, b, client, network, mode),
+                    suite.dir.path().join(format!("{id}.toml")),
+                    scenario(&suite.up, b, client, network, mode),
                 )
                 .unwrap();
                 ids.push(id);
@@ -126,41 +111,10 @@ fn every_flavor_client_and_mode_boots_with_modules_in_order_and_an_address() {
         }
     }
     assert_eq!(ids.len(), 24);
-    let suite_rel = suite.path().strip_prefix(&root).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let ran = Command::new(common::bootrig_bin())
-        .args([
-            "check",
-            suite_rel.to_str().unwrap(),
-            "-j",
-            "2",
-            "--accel",
-            "tcg",
-        ])
-        .arg("--out")
-        .arg(out.path().join("run"))
-        .current_dir(&root)
-        .env("BOOTRIG_CACHE", cache.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&ran.stdout);
-    let summary = fs::read(out.path().join("run/summary.json")).unwrap_or_else(|e| {
-        panic!(
-            "no summary.json ({e}): exit {:?}\n{stdout}\n{}",
-            ran.status,
-            String::from_utf8_lossy(&ran.stderr)
-        )
-    });
-    let report: Value = serde_json::from_slice(&summary).unwrap();
+    let checked = common::check_suite(&suite);
     let mut failures = Vec::new();
     for id in &ids {
-        let sc = report["scenarios"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id.as_str())
-            .unwrap_or_else(|| panic!("{id} not in the report"));
+        let sc = checked.scenario(id);
         if sc["outcome"] != "pass" {
             failures.push(format!(
                 "{id}: {} {} {}\n{}",
@@ -168,7 +122,7 @@ fn every_flavor_client_and_mode_boots_with_modules_in_order_and_an_address() {
             ));
             continue;
         }
-        let dir = out.path().join("run").join(id);
+        let dir = checked.run_dir().join(id);
         let console = fs::read_to_string(dir.join("console.txt")).unwrap();
         for want in ["BOOTRIG addr eth0 10.0.2.15/24", "BOOTRIG done"] {
             if !console.contains(want) {
@@ -178,9 +132,10 @@ fn every_flavor_client_and_mode_boots_with_modules_in_order_and_an_address() {
     }
     assert!(
         failures.is_empty(),
-        "{} of 24 combinations failed:\n{}\n{stdout}",
+        "{} of 24 combinations failed:\n{}\n{}",
         failures.len(),
-        failures.join("\n\n")
+        failures.join("\n\n"),
+        checked.stdout
     );
-    assert!(ran.status.success(), "{stdout}");
+    assert!(checked.status.success(), "{}", checked.stdout);
 }

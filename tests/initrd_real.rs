@@ -785,7 +785,10 @@ fn boot(initrd: &Path, markers: &[&str]) -> String {
         .arg(&env.kernel)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 no_timer_check rdinit=/init"])
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 no_timer_check rdinit=/init",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

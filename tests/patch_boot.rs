@@ -234,7 +234,12 @@ fn busybox_base_loads_the_plan_and_gets_a_dhcp_address() {
     let p = resolve_plan(&e, &["virtio_pci", "virtio_net", "ib_uverbs"]);
     let out = dir.path().join("patched.img");
     patch(&e, &base, &out, &p, Flavor::BusyboxBase);
-    let b = boot(&e, &out, "console=ttyS0 panic=-1 no_timer_check", Duration::from_secs(120));
+    let b = boot(
+        &e,
+        &out,
+        "console=ttyS0 panic=-1 no_timer_check",
+        Duration::from_secs(120),
+    );
     let inserted = check_boot(&b, &p);
     // Nothing else loads modules in the base: the stanza inserted every one.
     let all: Vec<String> = p.load_order().map(|m| m.name.clone()).collect();

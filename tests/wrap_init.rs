@@ -16,7 +16,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -236,64 +236,28 @@ fn wrapped_inits_run_the_stanza_then_the_original_init() {
         "{TINY}: missing; run ./images/setup --tests (images/fixtures makes it with mktirfs)"
     );
     let env = common::cache_env();
-    let target = root.join("target");
-    fs::create_dir_all(&target).unwrap();
-    let suite = tempfile::Builder::new()
-        .prefix("wrap-init-")
-        .tempdir_in(&target)
-        .unwrap();
-    let suite_rel: PathBuf = suite.path().strip_prefix(&root).unwrap().to_owned();
-    let up = "../".repeat(suite_rel.components().count());
-    make_busybox_init(&suite.path().join("busybox-init.img"));
-    make_rdinit(&suite.path().join("rdinit.img"));
+    let suite = common::repo_suite("wrap-init-");
+    let (suite_rel, up) = (suite.rel.clone(), suite.up.clone());
+    make_busybox_init(&suite.dir.path().join("busybox-init.img"));
+    make_rdinit(&suite.dir.path().join("rdinit.img"));
     for c in CASES {
         fs::write(
-            suite.path().join(format!("{}.toml", c.id)),
+            suite.dir.path().join(format!("{}.toml", c.id)),
             scenario(&up, c),
         )
         .unwrap();
     }
 
     // (a)-(c), test mode: `bootrig check`.
-    let out = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let ran = Command::new(common::bootrig_bin())
-        .args([
-            "check",
-            suite_rel.to_str().unwrap(),
-            "-j",
-            "2",
-            "--accel",
-            "tcg",
-        ])
-        .arg("--out")
-        .arg(out.path().join("run"))
-        .current_dir(&root)
-        .env("BOOTRIG_CACHE", cache.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&ran.stdout);
-    let summary = fs::read(out.path().join("run/summary.json")).unwrap_or_else(|e| {
-        panic!(
-            "no summary.json ({e}): exit {:?}\n{stdout}\n{}",
-            ran.status,
-            String::from_utf8_lossy(&ran.stderr)
-        )
-    });
-    let report: Value = serde_json::from_slice(&summary).unwrap();
+    let checked = common::check_suite(&suite);
     for c in CASES {
-        let sc = report["scenarios"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == c.id)
-            .unwrap_or_else(|| panic!("{} not in the report\n{stdout}", c.id));
+        let sc = checked.scenario(c.id);
         assert_eq!(
             sc["outcome"], "pass",
             "{}: {} {}\n{}",
             c.id, sc["cause"], sc["findings"], sc["console_excerpt"]
         );
-        let dir = out.path().join("run").join(c.id);
+        let dir = checked.run_dir().join(c.id);
         let console = fs::read_to_string(dir.join("console.txt")).unwrap();
         for want in ["BOOTRIG addr eth0 10.0.2.15/24", "BOOTRIG done"] {
             assert!(console.contains(want), "{}: no {want:?}:\n{console}", c.id);
@@ -304,10 +268,11 @@ fn wrapped_inits_run_the_stanza_then_the_original_init() {
         let reason = plan["flavor_reason"].as_str().unwrap();
         assert!(reason.starts_with(c.reason), "{}: {reason}", c.id);
     }
-    assert!(ran.status.success(), "{stdout}");
+    assert!(checked.status.success(), "{}", checked.stdout);
 
     // (d) without test mode: the original init runs after the stanza, as PID 1.
-    let built = tempfile::tempdir_in(&target).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let built = tempfile::tempdir_in(root.join("target")).unwrap();
     let built_rel = built.path().strip_prefix(&root).unwrap();
     for c in CASES {
         let image = built_rel.join(format!("{}.img", c.id));

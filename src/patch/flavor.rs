@@ -1334,17 +1334,11 @@ mod tests {
         assert_eq!(detect(&t), Flavor::Dracut { systemd: true });
         let adds = place(detect(&t), &t, STANZA, &Placement::default()).unwrap();
         assert_eq!(adds.len(), 1);
-        assert_eq!(
-            adds[0].dest,
-            b"/usr/lib/dracut/hooks/cmdline/90-bootrig.sh"
-        );
+        assert_eq!(adds[0].dest, b"/usr/lib/dracut/hooks/cmdline/90-bootrig.sh");
         // dracut-ng's unit names /var/lib/dracut/hooks: the hook must go where it looks.
         let t = systemd_dracut(true, "/var/lib/dracut/hooks");
         let adds = place(detect(&t), &t, STANZA, &Placement::default()).unwrap();
-        assert_eq!(
-            adds[0].dest,
-            b"/var/lib/dracut/hooks/cmdline/90-bootrig.sh"
-        );
+        assert_eq!(adds[0].dest, b"/var/lib/dracut/hooks/cmdline/90-bootrig.sh");
         let t = systemd_dracut(false, "/lib/dracut/hooks");
         let err = place(detect(&t), &t, STANZA, &Placement::default()).unwrap_err();
         assert!(err.to_string().contains("initrd.target.wants"), "{err}");

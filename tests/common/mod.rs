@@ -408,3 +408,91 @@ pub fn ancestors(path: &str) -> Vec<String> {
     let parts: Vec<&str> = path.split('/').collect();
     (1..parts.len()).map(|n| parts[..n].join("/")).collect()
 }
+
+/// A directory for scenario files inside the repository (under the git-ignored `target/`), so
+/// their paths can be relative like a user's.
+pub struct RepoSuite {
+    pub dir: tempfile::TempDir,
+    /// The directory relative to the repository root, as a user would type it.
+    pub rel: PathBuf,
+    /// `../` as many times as leads from the directory back to the root.
+    pub up: String,
+}
+
+pub fn repo_suite(prefix: &str) -> RepoSuite {
+    let root = repo_root();
+    let target = root.join("target");
+    fs::create_dir_all(&target).expect("target/");
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&target)
+        .expect("suite dir");
+    let rel = dir
+        .path()
+        .strip_prefix(&root)
+        .expect("under root")
+        .to_owned();
+    let up = "../".repeat(rel.components().count());
+    RepoSuite { dir, rel, up }
+}
+
+/// What `bootrig check` made of a suite: its summary.json, stdout and exit status.
+pub struct Checked {
+    pub report: serde_json::Value,
+    pub stdout: String,
+    pub status: std::process::ExitStatus,
+    /// Holds `run/`, the run's `--out`.
+    pub out: tempfile::TempDir,
+}
+
+impl Checked {
+    pub fn run_dir(&self) -> PathBuf {
+        self.out.path().join("run")
+    }
+
+    /// The report's entry for scenario `id`.
+    pub fn scenario(&self, id: &str) -> &serde_json::Value {
+        self.report["scenarios"]
+            .as_array()
+            .expect("scenarios")
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in the report\n{}", self.stdout))
+    }
+}
+
+/// `bootrig check SUITE -j 2 --accel tcg` from the repository root, with a fresh build cache,
+/// the suite given by its relative path as a user types it.
+pub fn check_suite(suite: &RepoSuite) -> Checked {
+    let out = tempfile::tempdir().expect("out");
+    let cache = tempfile::tempdir().expect("cache");
+    let ran = Command::new(bootrig_bin())
+        .args([
+            "check",
+            suite.rel.to_str().expect("UTF-8"),
+            "-j",
+            "2",
+            "--accel",
+            "tcg",
+        ])
+        .arg("--out")
+        .arg(out.path().join("run"))
+        .current_dir(repo_root())
+        .env("BOOTRIG_CACHE", cache.path())
+        .output()
+        .expect("run bootrig");
+    let stdout = String::from_utf8_lossy(&ran.stdout).into_owned();
+    let summary = fs::read(out.path().join("run/summary.json")).unwrap_or_else(|e| {
+        panic!(
+            "no summary.json ({e}): exit {:?}\n{stdout}\n{}",
+            ran.status,
+            String::from_utf8_lossy(&ran.stderr)
+        )
+    });
+    Checked {
+        report: serde_json::from_slice(&summary).expect("summary.json"),
+        stdout,
+        status: ran.status,
+        out,
+    }
+}
