@@ -82,8 +82,28 @@ fn suite(args: RunArgs, method: Option<Method>) -> CliResult {
     let mut opts = options(&args.output, args.jobs, args.shard, method)?;
     opts.inventory = args.inventory.clone();
     let progress = Progress::stderr();
-    let report = run_suite(&args.scenarios, &opts, &progress)?;
-    finish(&report, &opts.out, &args.output)
+    let held = hold_interrupt()?;
+    let report = match run_suite(&args.scenarios, &opts, &progress) {
+        Ok(report) => report,
+        Err(e) => {
+            // Nothing ran (scenario files that do not parse): no empty run directory is left.
+            if args.output.out.is_none() {
+                let _ = std::fs::remove_dir(&opts.out);
+            }
+            return Err(e.into());
+        }
+    };
+    let result = finish(&report, &opts.out, &args.output);
+    drop(held);
+    result
+}
+
+/// Keeps a Ctrl-C listener alive until the reports are written: the run's own listener ends
+/// with the run, and a signal with no listener left exits at once (status 130), which would
+/// lose the reports of a run that already finished.
+fn hold_interrupt() -> Result<crate::run::interrupt::Interrupt, CliError> {
+    crate::run::interrupt::Interrupt::install()
+        .map_err(|e| CliError(format!("installing the Ctrl-C handler: {e}")))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -207,8 +227,11 @@ pub fn repro(args: ReproArgs) -> CliResult {
         until: Some(args.until.clone()),
     };
     let progress = Progress::stderr();
+    let held = hold_interrupt()?;
     let report = run_targets(&[target], &opts, &progress)?;
-    finish(&report, &opts.out, &args.output)
+    let result = finish(&report, &opts.out, &args.output);
+    drop(held);
+    result
 }
 
 fn options(
@@ -236,7 +259,7 @@ fn options(
     }
     let out = match &output.out {
         Some(dir) => dir.clone(),
-        None => fresh_dir(&Path::new("runs").join(stamp())),
+        None => fresh_dir(&Path::new("runs").join(stamp()))?,
     };
     // Absolute from here on: dnsmasq changes its working directory at start-up, and every path
     // bootrig hands another program (QEMU, dnsmasq, dhclient, ip) must mean the same file there.
@@ -259,15 +282,25 @@ fn absolute(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
     std::path::absolute(path).map_err(|e| CliError(format!("{flag} {}: {e}", path.display())))
 }
 
-/// `base`, or `base-2`, `base-3`… if it exists: two runs in one second keep their own evidence.
-fn fresh_dir(base: &Path) -> PathBuf {
+/// Creates `base`, or `base-2`, `base-3`… if it exists: two runs started in one second (parallel
+/// CI jobs in one checkout) each get a directory of their own, made atomically.
+fn fresh_dir(base: &Path) -> Result<PathBuf, CliError> {
+    let fail = |dir: &Path, e: std::io::Error| CliError(format!("{}: {e}", dir.display()));
+    if let Some(parent) = base.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| fail(parent, e))?;
+    }
     let mut dir = base.to_path_buf();
     let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = PathBuf::from(format!("{}-{n}", base.display()));
+    loop {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                n += 1;
+                dir = PathBuf::from(format!("{}-{n}", base.display()));
+            }
+            Err(e) => return Err(fail(&dir, e)),
+        }
     }
-    dir
 }
 
 /// `20261126T014512Z`: sorts by time and is a valid file name everywhere.
@@ -293,4 +326,26 @@ fn finish(report: &RunReport, out: &Path, output: &OutputArgs) -> CliResult {
     } else {
         Outcome::Fail
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_started_in_one_second_get_directories_of_their_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("runs/20261206T000000Z");
+        let dirs: Vec<PathBuf> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| fresh_dir(&base).unwrap()))
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let unique: std::collections::BTreeSet<&PathBuf> = dirs.iter().collect();
+        assert_eq!(unique.len(), 8, "{dirs:?}");
+        assert!(dirs.iter().all(|d| d.is_dir()));
+        assert!(dirs.contains(&base));
+        assert!(dirs.contains(&tmp.path().join("runs/20261206T000000Z-8")));
+    }
 }

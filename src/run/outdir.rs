@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-/// The marker's name inside the artifact directory.
-pub const MARKER: &str = ".bootrig-run";
+/// The marker's name inside the artifact directory; not `.bootrig-…`, the prefix of bootrig's
+/// temporary files, which cleanup removes when their owner is gone.
+pub const MARKER: &str = ".claimed-by-bootrig";
 
 #[derive(Debug, Error)]
 pub enum OutDirError {
