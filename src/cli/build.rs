@@ -93,6 +93,10 @@ pub fn run(args: BuildArgs) -> CliResult {
             );
             Ok(Outcome::Fail)
         }
+        Err(e @ BuildError::Interrupted(_)) => {
+            eprintln!("bootrig: {e}");
+            Ok(Outcome::Interrupted)
+        }
         Err(e) => Err(e.into()),
     }
 }

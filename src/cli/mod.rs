@@ -22,6 +22,8 @@ pub enum Outcome {
     Pass,
     /// The command ran, and what it checked has failures (exit 1).
     Fail,
+    /// Stopped by Ctrl-C or SIGTERM before it finished (exit 130, as a shell reports SIGINT).
+    Interrupted,
 }
 
 /// A usage or input error (exit 2): the message names the file and the fix.
@@ -116,6 +118,7 @@ pub fn exit_code(result: CliResult) -> ExitCode {
     match result {
         Ok(Outcome::Pass) => ExitCode::SUCCESS,
         Ok(Outcome::Fail) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(CliError(msg)) => {
             if !msg.is_empty() {
                 eprintln!("bootrig: error: {msg}");
