@@ -122,6 +122,10 @@ fn drive_to(
         needles.push(needle(f)?);
     }
     needles.push(needle(&regex::escape(crate::boot::ipxe::markers::FAILED))?);
+    // An init that opened its rescue shell waits there forever: end now, not at the timeout.
+    for line in crate::verdict::cause::RESCUE_SHELL_LINES {
+        needles.push(needle(&regex::escape(line))?);
+    }
     let mut answers = Vec::new();
     let mut checked = 0;
     loop {
@@ -380,6 +384,16 @@ mod tests {
             .unwrap();
         let end = drive_plain(&mut c, None, Duration::from_secs(30));
         assert_eq!(end, End::Fatal("bootrig: netboot failed".into()));
+    }
+
+    #[test]
+    fn an_init_in_its_rescue_shell_ends_the_boot() {
+        let (mut c, mut guest, _d) = start();
+        guest
+            .write_all(b"[   11.7] dracut: FATAL: No or empty root= argument\r\n\r\nDropping to debug shell.\r\n\r\ndracut:/# ")
+            .unwrap();
+        let end = drive_plain(&mut c, None, Duration::from_secs(30));
+        assert_eq!(end, End::Fatal("Dropping to debug shell.".into()));
     }
 
     #[test]

@@ -40,13 +40,17 @@ pub enum CauseKind {
     /// An IPoIB interface got no address and its port is not ACTIVE: no subnet manager
     /// brought the port up (or the cable/switch port is down).
     IbPortNotActive,
+    /// The initrd's own init gave up before the root was mounted and dropped to its rescue
+    /// shell (dracut's emergency shell, initramfs-tools' `(initramfs)` prompt): the lines
+    /// before say why (no `root=`, a root device that never appeared).
+    EmergencyShell,
     Timeout,
     QemuExited,
     QemuCrashed,
 }
 
 impl CauseKind {
-    pub const ALL: [CauseKind; 13] = [
+    pub const ALL: [CauseKind; 14] = [
         CauseKind::KernelPanic,
         CauseKind::InitrdNotLoaded,
         CauseKind::UnknownSymbol,
@@ -57,6 +61,7 @@ impl CauseKind {
         CauseKind::NoDhcpOffer,
         CauseKind::BootFileNotFound,
         CauseKind::IbPortNotActive,
+        CauseKind::EmergencyShell,
         CauseKind::Timeout,
         CauseKind::QemuExited,
         CauseKind::QemuCrashed,
@@ -75,6 +80,7 @@ impl CauseKind {
             CauseKind::NoDhcpOffer => "no-dhcp-offer",
             CauseKind::BootFileNotFound => "boot-file-not-found",
             CauseKind::IbPortNotActive => "ib-port-not-active",
+            CauseKind::EmergencyShell => "emergency-shell",
             CauseKind::Timeout => "timeout",
             CauseKind::QemuExited => "qemu-exited",
             CauseKind::QemuCrashed => "qemu-crashed",
@@ -337,6 +343,11 @@ const RULES: &[Rule] = &[
     Rule {
         kind: CauseKind::NoDhcpOffer,
         find: firmware_no_offer,
+    },
+    // An init that gave up is the end of the boot, as a panic is; the two do not meet.
+    Rule {
+        kind: CauseKind::EmergencyShell,
+        find: emergency_shell,
     },
     Rule {
         kind: CauseKind::KernelPanic,
@@ -881,6 +892,50 @@ fn kernel_panic(t: &Transcript) -> Option<Found> {
     })
 }
 
+/// The lines with which an initrd's init says it gives up and opens its rescue shell.
+pub const RESCUE_SHELL_LINES: &[&str] = &[
+    // dracut (99base/dracut-lib.sh emergency_shell), also under systemd.
+    "Dropping to debug shell.",
+    "Entering emergency mode.",
+    // initramfs-tools (scripts/functions panic).
+    "Dropping to a shell!",
+];
+
+fn emergency_shell(t: &Transcript) -> Option<Found> {
+    let shell = t
+        .lines
+        .iter()
+        .position(|l| RESCUE_SHELL_LINES.iter().any(|m| l.contains(m)))?;
+    // Why: dracut's FATAL line, initramfs-tools' ALERT! or "Gave up waiting", as printed.
+    let why: Vec<usize> = (0..shell)
+        .filter(|&i| {
+            let m = kernel_message(&t.lines[i]);
+            m.contains("FATAL:")
+                || m.starts_with("ALERT!")
+                || m.starts_with("Gave up waiting")
+                || m.contains("Refusing to continue")
+        })
+        .collect();
+    let reason = why
+        .first()
+        .map(|&i| {
+            let m = kernel_message(&t.lines[i]);
+            m.split_once("FATAL:")
+                .map_or(m, |(_, r)| r)
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|| "no reason printed".into());
+    let mut lines = why;
+    lines.push(shell);
+    Some(Found {
+        summary: format!("the initrd's init gave up and opened its rescue shell: {reason}"),
+        lines,
+        detail: None,
+        phase: Some(Phase::Init),
+    })
+}
+
 /// How many of init's own lines before its death are kept as evidence.
 const INIT_LAST_WORDS: usize = 5;
 
@@ -982,6 +1037,53 @@ mod tests {
 
     fn lines(texts: &[&str]) -> Vec<ConsoleLine> {
         crate::console::test_lines(texts)
+    }
+
+    /// dracut without `root=` (seen in the flavor matrix before the stanza moved to the cmdline
+    /// hook) and initramfs-tools without its root device, as their consoles show it.
+    #[test]
+    fn an_init_that_gives_up_is_an_emergency_shell_with_its_reason() {
+        let dracut = [
+            "[    0.000000] Linux version 6.1.0-57-amd64",
+            "[   11.751339] dracut: FATAL: No or empty root= argument",
+            "[   11.751999] dracut: Refusing to continue",
+            "dracut Warning: Signal caught!",
+            "Generating \"/run/initramfs/rdsosreport.txt\"",
+            "Dropping to debug shell.",
+            "dracut:/# ",
+        ];
+        let c = classify(&lines(&dracut)).unwrap();
+        assert_eq!(c.kind, CauseKind::EmergencyShell);
+        assert!(
+            c.summary.ends_with("No or empty root= argument"),
+            "{}",
+            c.summary
+        );
+        assert!(
+            c.evidence.iter().any(|l| l.contains("FATAL")),
+            "{:?}",
+            c.evidence
+        );
+        assert_eq!(c.phase, Some(Phase::Init));
+        let itools = [
+            "[    0.000000] Linux version 6.1.0-57-amd64",
+            "Gave up waiting for root file system device.  Common problems:",
+            "ALERT!  /dev/sda1 does not exist.  Dropping to a shell!",
+            "(initramfs) ",
+        ];
+        let c = classify(&lines(&itools)).unwrap();
+        assert_eq!(c.kind, CauseKind::EmergencyShell);
+        assert!(c.summary.contains("Gave up waiting"), "{}", c.summary);
+        // A module failure that led there stays the root cause.
+        let mut failed = vec![
+            "insmod: can't insert 'mlx4_en.ko': unknown symbol in module, or unknown parameter",
+            "[    2.0] mlx4_en: Unknown symbol mlx4_get_protocol_dev (err -2)",
+        ];
+        failed.extend(&dracut);
+        assert_eq!(
+            classify(&lines(&failed)).unwrap().kind,
+            CauseKind::UnknownSymbol
+        );
     }
 
     /// The console of a busybox-hardlinked initramfs-tools image whose `ip` was written
