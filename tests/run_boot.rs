@@ -774,6 +774,25 @@ fn repro_args<'a>(env: &'a common::CacheEnv, initrd: &'a Path, out: &'a Path) ->
     ]
 }
 
+/// A customer's dracut initrd booted without `root=`: dracut gives up and opens its emergency
+/// shell, which waits forever; the run ends there (well before the timeout) with the reason.
+#[test]
+fn repro_of_a_dracut_initrd_without_root_is_an_emergency_shell() {
+    let env = common::cache_env();
+    let initrd = common::fixture("dracut-gzip").path;
+    let out = tempfile::tempdir().unwrap();
+    let mut args = repro_args(&env, &initrd, out.path());
+    // Long enough that a run ending at the timeout cannot pass for one that ended at the shell.
+    let timeout = args.iter().position(|a| *a == "90s").unwrap();
+    args[timeout] = "600s";
+    let ran = bootrig(&args, Duration::from_secs(400));
+    let report = read_json(&out.path().join("summary.json"));
+    assert_eq!(ran.code(), Some(1), "{}\n{report:#}", ran.show());
+    let sc = scenario(&report, "repro");
+    assert_eq!(sc["cause"]["kind"], "emergency-shell", "{sc:#}");
+    assert!(text_of(&sc["cause"]["summary"]).contains("root="), "{sc:#}");
+}
+
 #[test]
 fn repro_of_a_field_initrd_whose_init_fails_is_a_kernel_panic() {
     let env = common::cache_env();
