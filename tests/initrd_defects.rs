@@ -335,6 +335,58 @@ fn real_mkinitramfs_image_keeps_busybox_when_ip_is_added() {
     }
 }
 
+/// init/initramfs.c remembers a hardlink group's first name (find_link) before it opens the
+/// file; when that open fails (here: no parent directory), the other members link() to a name
+/// that does not exist and fail too. None of the three boots, so none is listed or extracted.
+#[test]
+fn a_hardlink_group_whose_first_name_cannot_be_created_is_absent_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = vec![
+        dir("."),
+        dir("bin"),
+        hardlink("missing/busybox", 7, 3, b""),
+        hardlink("bin/sh", 7, 3, b""),
+        hardlink("bin/ip", 7, 3, b"BUSYBOX"),
+        entry("init", 0o100755, b"#!/bin/sh\n"),
+    ];
+    fs::write(tmp.path().join("initrd.img"), gzip(&entries)).unwrap();
+
+    let t = full_tree(&tmp.path().join("initrd.img"));
+    let paths: Vec<_> = t.nodes().map(|n| n.path.clone()).collect();
+    assert_eq!(paths, [&b"."[..], b"bin", b"init"]);
+
+    let out = bootrig_in(tmp.path(), &["initrd", "ls", "initrd.img"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout(&out);
+    assert!(
+        !listed.contains("busybox") && !listed.contains("bin/sh") && !listed.contains("bin/ip"),
+        "{listed}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("parent directory missing does not exist"),
+        "{err}"
+    );
+    for name in ["bin/sh", "bin/ip"] {
+        assert!(
+            err.contains(&format!(
+                "entry \"{name}\" in segment 0: hardlink of missing/busybox"
+            )),
+            "{err}"
+        );
+    }
+
+    let out = bootrig_in(tmp.path(), &["initrd", "extract", "initrd.img", "x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut made: Vec<_> = fs::read_dir(tmp.path().join("x/bin"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    made.sort();
+    assert!(made.is_empty(), "{made:?}");
+    assert!(!tmp.path().join("x/missing").exists());
+}
+
 // ---- 2. endless NUL input ----------------------------------------------------------------------
 
 fn read_limited(r: impl Read, max: u64) -> Result<Tree, ImageError> {
@@ -385,6 +437,72 @@ fn endless_zeros_end_at_max_size_with_an_error_naming_it() {
         msg.contains("segment 0 (gzip)") && msg.contains("--max-size"),
         "{msg}"
     );
+}
+
+/// Zeros served lazily, counted; an error past `cap`, so a reader that ignores the budget fails
+/// here instead of pulling gigabytes.
+struct LazyZeros {
+    served: std::rc::Rc<std::cell::Cell<u64>>,
+    cap: u64,
+}
+
+impl Read for LazyZeros {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.served.get() >= self.cap {
+            return Err(io::Error::other(
+                "read past the cap: the budget was not applied",
+            ));
+        }
+        let n = buf.len().min((self.cap - self.served.get()) as usize);
+        buf[..n].fill(0);
+        self.served.set(self.served.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// One uncompressed entry declaring 3 GiB of data, with a 1 MiB budget: the reader stops at the
+/// budget (data kept or not), and the error names --max-size, the image and the entry's offset.
+#[test]
+fn a_huge_uncompressed_entry_stops_at_max_size_before_its_data_is_read() {
+    let budget = 1 << 20;
+    for policy in [DataPolicy::Full, DataPolicy::SizeOnly] {
+        let mut head = Vec::new();
+        raw_entry(&mut head, b"small", 0o100644, b"ok");
+        let at = head.len() as u64;
+        raw_entry(&mut head, b"huge", 0o100644, b"");
+        // c_filesize is the 7th field after the magic.
+        let field = at as usize + 6 + 6 * 8;
+        head[field..field + 8].copy_from_slice(b"C0000000");
+        let served = std::rc::Rc::new(std::cell::Cell::new(0));
+        let zeros = LazyZeros {
+            served: served.clone(),
+            cap: 64 << 20,
+        };
+        let err = read_tree_from(
+            io::Cursor::new(head).chain(zeros),
+            Path::new("huge.img"),
+            policy,
+            &ReadOptions { max_output: budget },
+        )
+        .err()
+        .unwrap();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, ImageError::TooLarge { offset, max, .. } if offset == at && max == budget),
+            "{policy:?}: {msg}"
+        );
+        assert!(
+            msg.contains("huge.img")
+                && msg.contains("--max-size")
+                && msg.contains(&format!("byte {at}")),
+            "{msg}"
+        );
+        assert!(
+            served.get() <= budget,
+            "{policy:?}: {} bytes of data read",
+            served.get()
+        );
+    }
 }
 
 #[test]

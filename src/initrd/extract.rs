@@ -41,6 +41,34 @@ pub enum ExtractError {
         #[source]
         source: io::Error,
     },
+    /// An extraction failed and undoing it left paths behind.
+    #[error(
+        "{dest}: the extraction failed, and undoing it could not remove {}; remove them by hand",
+        list_left(.left)
+    )]
+    RollBack {
+        dest: PathBuf,
+        /// What is still there.
+        left: Vec<PathBuf>,
+        /// Why the extraction failed.
+        #[source]
+        source: Box<ExtractError>,
+    },
+}
+
+fn list_left(left: &[PathBuf]) -> String {
+    let shown: Vec<String> = left
+        .iter()
+        .take(5)
+        .map(|p| p.display().to_string())
+        .collect();
+    let more = left.len().saturating_sub(shown.len());
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("{}{tail}", shown.join(", "))
 }
 
 fn list_unsafe(entries: &[Issue]) -> String {
@@ -122,7 +150,14 @@ pub fn extract(
     };
     if let Err(e) = write_tree(&tree, image, dest, opts, &mut report) {
         // Leave the destination as it was: absent, or empty.
-        roll_back(dest, created);
+        let left = roll_back(dest, created);
+        if !left.is_empty() {
+            return Err(ExtractError::RollBack {
+                dest: dest.to_owned(),
+                left,
+                source: Box::new(e),
+            });
+        }
         return Err(e);
     }
     Ok(report)
@@ -152,22 +187,65 @@ fn prepare_dest(dest: &Path) -> Result<bool, ExtractError> {
     }
 }
 
-/// Best effort: removes what a failed extraction wrote (the error already says what failed).
-fn roll_back(dest: &Path, created: bool) {
+/// Removes what a failed extraction wrote (the error already says what failed); returns the
+/// paths it could not remove.
+fn roll_back(dest: &Path, created: bool) -> Vec<PathBuf> {
+    let mut left = Vec::new();
     if created {
-        let _ = fs::remove_dir_all(dest);
+        remove_tree(dest, &mut left);
+        return left;
+    }
+    match fs::read_dir(dest) {
+        Ok(entries) => {
+            for entry in entries {
+                match entry {
+                    Ok(entry) => remove_tree(&entry.path(), &mut left),
+                    Err(_) => left.push(dest.to_owned()),
+                }
+            }
+        }
+        Err(_) => left.push(dest.to_owned()),
+    }
+    left
+}
+
+/// Removes `p`, and everything in it when it is a directory (a symlink is removed, never
+/// followed). Each directory is made owner-writable and searchable first: the attribute pass
+/// may already have given it the image's mode (0555 is common), which would keep a non-root
+/// user from removing its entries. Adds what could not be removed to `left`.
+fn remove_tree(p: &Path, left: &mut Vec<PathBuf>) {
+    let meta = match fs::symlink_metadata(p) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(_) => {
+            left.push(p.to_owned());
+            return;
+        }
+    };
+    if !meta.is_dir() {
+        if fs::remove_file(p).is_err() {
+            left.push(p.to_owned());
+        }
         return;
     }
-    if let Ok(entries) = fs::read_dir(dest) {
-        for entry in entries.flatten() {
-            let p = entry.path();
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            let _ = if is_dir {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        // lstat said directory: set_permissions (chmod) cannot be led through a symlink here,
+        // as nothing else writes into a destination being rolled back.
+        let _ = fs::set_permissions(p, fs::Permissions::from_mode((mode | 0o700) & 0o7777));
+    }
+    let before = left.len();
+    match fs::read_dir(p) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                remove_tree(&entry.path(), left);
+            }
         }
+        Err(_) => left.push(p.to_owned()),
+    }
+    // A directory whose entries are listed as left is not listed again.
+    if fs::remove_dir(p).is_err() && left.len() == before {
+        left.push(p.to_owned());
     }
 }
 
@@ -318,9 +396,149 @@ fn write_tree(
                 &p,
             ))?;
         }
+        #[cfg(test)]
+        tests::fail_point(node).map_err(failed(node, "setting the mtime of", &p))?;
         let t = TimeSpec::new(i64::from(node.mtime), 0);
         stat::utimensat(None, &p, &t, &t, UtimensatFlags::NoFollowSymlink)
             .map_err(|e| failed(node, "setting the mtime of", &p)(e.into()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::os::unix::fs::MetadataExt;
+
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, setresgid, setresuid, ForkResult, Gid, Uid};
+
+    use super::*;
+    use crate::initrd::cpio::{Entry, Writer};
+
+    thread_local! {
+        /// The entry whose mtime step fails (a failure after modes were applied).
+        static FAIL_AT: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    }
+
+    /// The failure seam of `write_tree`'s attribute pass.
+    pub(super) fn fail_point(node: &Node) -> Result<(), io::Error> {
+        FAIL_AT.with(|f| match f.borrow().as_deref() {
+            Some(at) if at == node.path.as_slice() => Err(io::Error::other("injected failure")),
+            _ => Ok(()),
+        })
+    }
+
+    fn image(dir: &Path) -> PathBuf {
+        let mut w = Writer::new(Vec::new());
+        let ro = |name: &str| Entry::new(name, 0o040555, Vec::new());
+        for e in [
+            Entry::new(".", 0o040755, Vec::new()),
+            Entry::new("a", 0o040755, Vec::new()),
+            ro("a/ro"),
+            Entry::new("a/ro/f1", 0o100444, b"1".to_vec()),
+            Entry::new("a/ro/f2", 0o100644, b"2".to_vec()),
+            ro("a/ro/sub"),
+            Entry::new("a/ro/sub/g", 0o100644, b"g".to_vec()),
+        ] {
+            w.write_entry(&e).unwrap();
+        }
+        w.write_trailer().unwrap();
+        let p = dir.join("ro.img");
+        fs::write(&p, w.into_inner()).unwrap();
+        p
+    }
+
+    /// What the unprivileged part checks; `Err` says what went wrong.
+    fn unprivileged(dir: &Path, root_owned: &Path) -> Result<(), String> {
+        // The failure comes at "a", after a/ro and a/ro/sub were given their 0555.
+        FAIL_AT.with(|f| *f.borrow_mut() = Some(b"a".to_vec()));
+        let out = dir.join("out");
+        let err = extract(&dir.join("ro.img"), &out, &ExtractOptions::default())
+            .err()
+            .ok_or("the extraction did not fail")?;
+        if !matches!(
+            &err,
+            ExtractError::Write {
+                action: "setting the mtime of",
+                ..
+            }
+        ) {
+            return Err(format!("unexpected error: {err}"));
+        }
+        if out.exists() {
+            return Err(format!("{} left behind after: {err}", out.display()));
+        }
+        // A path the user cannot remove at all is named in the error.
+        let left = roll_back(root_owned.parent().unwrap(), false);
+        if left != [root_owned.join("file")] {
+            return Err(format!("left: {left:?}"));
+        }
+        let msg = ExtractError::RollBack {
+            dest: dir.to_owned(),
+            left,
+            source: Box::new(err),
+        }
+        .to_string();
+        if !msg.contains("locked/file") || !msg.contains("remove them by hand") {
+            return Err(msg);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_failure_after_modes_were_applied_rolls_back_read_only_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        image(dir);
+        // dest2/locked/file: what the unprivileged child cannot remove (checked as root only).
+        let dest2 = dir.join("dest2");
+        let locked = dest2.join("locked");
+        fs::create_dir_all(&locked).unwrap();
+        fs::write(locked.join("file"), b"x").unwrap();
+        if !nix::unistd::geteuid().is_root() {
+            fs::remove_dir_all(&dest2).unwrap();
+            FAIL_AT.with(|f| *f.borrow_mut() = Some(b"a".to_vec()));
+            let out = dir.join("out");
+            assert!(extract(&dir.join("ro.img"), &out, &ExtractOptions::default()).is_err());
+            assert!(!out.exists());
+            return;
+        }
+        // Root ignores directory modes: run the extraction as nobody, in a forked child.
+        let nobody = 65534;
+        for p in [dir, &dir.join("ro.img"), &dest2] {
+            std::os::unix::fs::lchown(p, Some(nobody), Some(nobody)).unwrap();
+        }
+        assert_eq!(fs::metadata(&locked).unwrap().uid(), 0);
+        // SAFETY: the child runs only this thread's code and leaves with _exit.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let code = std::panic::catch_unwind(|| {
+                    let id = (Gid::from_raw(nobody), Uid::from_raw(nobody));
+                    setresgid(id.0, id.0, id.0).map_err(|e| e.to_string())?;
+                    setresuid(id.1, id.1, id.1).map_err(|e| e.to_string())?;
+                    unprivileged(dir, &locked)
+                });
+                let code = match code {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(msg)) => {
+                        // Not eprintln!: the harness's capture of it stays in the child.
+                        let _ = writeln!(io::stderr(), "child: {msg}");
+                        1
+                    }
+                    Err(_) => 2,
+                };
+                // SAFETY: ends the child without running the parent's test harness.
+                unsafe { nix::libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                let status = waitpid(child, None).unwrap();
+                assert_eq!(
+                    status,
+                    WaitStatus::Exited(child, 0),
+                    "see the child's stderr"
+                );
+            }
+        }
+    }
 }

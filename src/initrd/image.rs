@@ -177,16 +177,19 @@ pub fn walk<R: Read>(
             // keeps the alignment base at the entry, which is 4-aligned in the file.
             loop {
                 let entry_start = input.offset();
-                let mut reader = cpio::Reader::new(&mut *input);
+                // At most one byte past the budget is read: an entry whose c_filesize goes past
+                // it (up to 4 GiB, held in memory when data is kept) stops there, not after.
+                let limit = budget.saturating_add(1);
+                let mut reader = cpio::Reader::new((&mut *input).take(limit));
                 let next = reader.next_item(keep_data);
                 let pos = reader.position();
+                if reader.into_inner().limit() == 0 || pos > budget {
+                    let what = format!("segment {index} (uncompressed): entry");
+                    return Err(too_large(entry_start, what));
+                }
                 match next {
                     Ok(Some(item)) => {
                         entries += 1;
-                        if pos > budget {
-                            let what = format!("segment {index} (uncompressed)");
-                            return Err(too_large(offset, what));
-                        }
                         budget -= pos;
                         visit(seg, with_offset(item, entry_start - offset));
                     }

@@ -86,8 +86,9 @@ pub enum IssueKind {
     ReplacedSymlink { target: Vec<u8> },
     /// A file type the kernel does not create.
     UnknownType { mode: u32 },
-    /// A hardlink whose first name is no longer a regular file: `link()` fails, the entry is
-    /// skipped (what was at its name is already unlinked).
+    /// A hardlink whose first name (as stored) is not a regular file: never created, or
+    /// replaced since. `link()` fails, the entry is skipped (what was at its name is already
+    /// unlinked).
     LinkTargetGone { first: Vec<u8> },
     /// A symlink target `symlink()` refuses (empty, or PATH_MAX bytes with the NUL): the entry
     /// only removes what was at its name.
@@ -138,7 +139,7 @@ impl IssueKind {
             ),
             IssueKind::UnknownType { mode } => format!("file type {mode:o} is not one the kernel creates"),
             IssueKind::LinkTargetGone { first } => format!(
-                "hardlink of {}, which is no longer a regular file: the kernel's link() fails and skips this entry",
+                "hardlink of {}, the first name of its group, which is not a regular file (its entry was skipped, or a later one replaced it): the kernel's link() fails and skips this entry",
                 path::display(first)
             ),
             IssueKind::BadSymlinkTarget { len } => format!(
@@ -188,6 +189,7 @@ pub struct Tree {
     inodes: Vec<Inode>,
     /// Live nodes of each inode (indices into `nodes`): the paths a write through it changes.
     members: Vec<Vec<usize>>,
+    /// The first name of each hardlink group, as stored (`find_link` keeps the name).
     links: HashMap<LinkKey, Vec<u8>>,
     policy: DataPolicy,
     issues: Vec<Issue>,
@@ -386,6 +388,14 @@ impl Tree {
         }
         // The kernel sees the name as a C string: up to its first NUL.
         let raw = entry.c_name().to_vec();
+        // do_name calls maybe_link -> find_link before it opens the file, so the first name of
+        // a hardlink group is remembered even when creating it then fails: later members link()
+        // to a name that does not exist and are skipped too.
+        let first = if kind == Kind::Regular && entry.header.nlink >= 2 {
+            self.find_link(&entry, &raw)
+        } else {
+            None
+        };
         if let Some(u) = path::unsafe_name(&raw) {
             self.issue(segment, &raw, IssueKind::UnsafeName(u));
         }
@@ -425,7 +435,7 @@ impl Tree {
             return;
         }
         match kind {
-            Kind::Regular => self.put_file(key, entry, size, segment, &raw),
+            Kind::Regular => self.put_file(key, first, entry, size, segment, &raw),
             Kind::Directory => self.set_dir(key, &entry, segment),
             Kind::Symlink => {
                 // do_symlink NUL-terminates the target; symlink() wants 1..PATH_MAX-1 bytes.
@@ -478,37 +488,64 @@ impl Tree {
         true
     }
 
-    /// A regular-file entry after `clean_path`: `maybe_link`, then the open in `do_name`.
-    fn put_file(&mut self, key: Vec<u8>, entry: Entry, size: u64, segment: usize, raw: &[u8]) {
+    /// The kernel's `find_link`: the name stored first for this entry's hardlink key, or
+    /// `None` after remembering `raw` as the first name.
+    fn find_link(&mut self, entry: &Entry, raw: &[u8]) -> Option<Vec<u8>> {
         let h = &entry.header;
-        if h.nlink >= 2 {
-            let link_key = (h.ino, h.dev_major, h.dev_minor, h.mode & 0o170000);
-            match self.links.get(&link_key).cloned() {
-                Some(first) => {
-                    // maybe_link: clean_path(name, 0) unlinks whatever is at the name, then
-                    // link(first, name), which fails when the first name is gone.
-                    self.remove(&key);
-                    let first_inode = self
-                        .get(&first)
-                        .filter(|n| n.kind == Kind::Regular)
-                        .and_then(|n| n.inode);
-                    let Some(inode) = first_inode else {
-                        self.issue(segment, raw, IssueKind::LinkTargetGone { first });
-                        return;
-                    };
-                    // Opened without O_TRUNC: content changes only when this name carries data
-                    // (ftruncate to its length, then the write).
-                    if size > 0 {
-                        self.set_data(inode, entry.data.clone(), size);
-                    }
-                    self.put(node_from(key, &entry, segment, Vec::new(), Some(inode)));
-                    self.set_inode_attrs(inode, &entry, segment);
-                    return;
-                }
-                None => {
-                    self.links.insert(link_key, key.clone());
-                }
+        let link_key = (h.ino, h.dev_major, h.dev_minor, h.mode & 0o170000);
+        match self.links.get(&link_key) {
+            Some(first) => Some(first.clone()),
+            None => {
+                self.links.insert(link_key, raw.to_vec());
+                None
             }
+        }
+    }
+
+    /// The node a stored name reaches now, its last component not followed (`kern_path(old,
+    /// 0)` in `init_link`): the name is looked up when linked, not when remembered.
+    fn lookup_name(&self, raw: &[u8]) -> Option<&Node> {
+        let comps = path::components(raw);
+        if comps.iter().any(|c| c.len() > NAME_MAX) {
+            return None;
+        }
+        let (last, parents) = comps.split_last()?;
+        let dir = self.resolve_dir(parents).0.ok()?;
+        self.get(&path::join(&dir, last))
+    }
+
+    /// A regular-file entry after `clean_path`: `maybe_link` (with `first`, the name
+    /// `find_link` returned), then the open in `do_name`.
+    fn put_file(
+        &mut self,
+        key: Vec<u8>,
+        first: Option<Vec<u8>>,
+        entry: Entry,
+        size: u64,
+        segment: usize,
+        raw: &[u8],
+    ) {
+        if let Some(first) = first {
+            // maybe_link: clean_path(name, 0) unlinks whatever is at the name, then
+            // link(first, name), which fails when the first name is not a regular file (never
+            // created, or replaced since).
+            self.remove(&key);
+            let first_inode = self
+                .lookup_name(&first)
+                .filter(|n| n.kind == Kind::Regular)
+                .and_then(|n| n.inode);
+            let Some(inode) = first_inode else {
+                self.issue(segment, raw, IssueKind::LinkTargetGone { first });
+                return;
+            };
+            // Opened without O_TRUNC: content changes only when this name carries data
+            // (ftruncate to its length, then the write).
+            if size > 0 {
+                self.set_data(inode, entry.data.clone(), size);
+            }
+            self.put(node_from(key, &entry, segment, Vec::new(), Some(inode)));
+            self.set_inode_attrs(inode, &entry, segment);
+            return;
         }
         // O_CREAT|O_TRUNC: an existing regular file keeps its inode, so every hardlink of it
         // gets the new content.
@@ -942,6 +979,64 @@ mod tests {
         assert!(
             matches!(&t.issues()[0].kind, IssueKind::LinkTargetGone { first } if first == b"a")
         );
+    }
+
+    #[test]
+    fn a_hardlink_group_whose_first_entry_fails_is_not_created_at_all() {
+        // find_link remembers "gone/a" before the open fails; "b" and "c" link() to it and fail.
+        let t = build(vec![
+            dir("d"),
+            linked("gone/a", 5, 3, ""),
+            linked("d/b", 5, 3, ""),
+            linked("d/c", 5, 3, "data"),
+        ]);
+        assert_eq!(paths(&t), ["d"]);
+        let kinds: Vec<_> = t.issues().iter().map(|i| i.kind.clone()).collect();
+        let gone = IssueKind::LinkTargetGone {
+            first: b"gone/a".to_vec(),
+        };
+        assert_eq!(
+            kinds,
+            [
+                IssueKind::ParentMissing {
+                    dir: b"gone".to_vec()
+                },
+                gone.clone(),
+                gone
+            ]
+        );
+
+        // The same when the first entry is refused for a non-empty directory in its way, or a
+        // too-long name; the name is looked up when linked, so a parent made in between does
+        // not help.
+        let long = "n".repeat(256);
+        let t = build(vec![
+            dir("x"),
+            file("x/y", "1"),
+            linked("x", 6, 2, ""),
+            linked("z", 6, 2, "data"),
+            linked(&long, 7, 2, ""),
+            linked("w", 7, 2, "data"),
+            linked("late/a", 8, 2, ""),
+            dir("late"),
+            linked("v", 8, 2, "data"),
+        ]);
+        assert_eq!(paths(&t), ["x", "x/y", "late"]);
+        assert_eq!(t.issues().len(), 6, "{:?}", t.issues());
+    }
+
+    #[test]
+    fn the_first_name_of_a_group_is_looked_up_through_symlinks_when_linked() {
+        let t = build(vec![
+            dir("usr"),
+            dir("usr/lib"),
+            link("lib", "usr/lib"),
+            linked("lib/a", 5, 2, ""),
+            linked("b", 5, 2, "data"),
+        ]);
+        assert_eq!(content(&t, "usr/lib/a"), Some(&b"data"[..]));
+        assert_eq!(t.other_links(b"b"), [&b"usr/lib/a"[..]]);
+        assert!(t.issues().is_empty(), "{:?}", t.issues());
     }
 
     #[test]
