@@ -29,30 +29,7 @@ fn s(p: &Path) -> &str {
 fn newc(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut entry = |ino: usize, name: &str, mode: u32, data: &[u8]| {
-        let header = format!(
-            "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            0,
-            0,
-            1,
-            0,
-            data.len(),
-            0,
-            0,
-            0,
-            0,
-            name.len() + 1,
-            0
-        );
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-        out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
+        common::newc_entry(&mut out, ino as u32, name.as_bytes(), mode, data);
     };
     for (i, (name, data)) in files.iter().enumerate() {
         entry(i + 1, name, 0o100644, data);

@@ -3,6 +3,8 @@
 //! by `--max-size`, privileged entries listed (and optionally dropped) on extraction, and names or
 //! symlink targets over PATH_MAX skipped as `init/initramfs.c` skips them.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
@@ -69,35 +71,7 @@ fn busybox_entries() -> Vec<Entry> {
 
 /// A newc header and name written by hand, so sizes the writer refuses can be made.
 fn raw_entry(out: &mut Vec<u8>, name: &[u8], mode: u32, data: &[u8]) {
-    assert_eq!(out.len() % 4, 0, "entries start 4-aligned");
-    let fields = [
-        0,
-        mode,
-        0,
-        0,
-        1,
-        0,
-        data.len() as u32,
-        0,
-        0,
-        0,
-        0,
-        name.len() as u32 + 1,
-        0,
-    ];
-    out.extend_from_slice(b"070701");
-    for f in fields {
-        out.extend_from_slice(format!("{f:08X}").as_bytes());
-    }
-    out.extend_from_slice(name);
-    out.push(0);
-    while out.len() % 4 != 0 {
-        out.push(0);
-    }
-    out.extend_from_slice(data);
-    while out.len() % 4 != 0 {
-        out.push(0);
-    }
+    common::newc_entry(out, 0, name, mode, data);
 }
 
 fn trailer(out: &mut Vec<u8>) {

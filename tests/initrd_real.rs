@@ -590,34 +590,7 @@ fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     let trailer: (&str, u32, &[u8]) = ("TRAILER!!!", 0, b"");
     for (ino, (name, mode, data)) in entries.iter().chain([&trailer]).enumerate() {
-        let fields = [
-            ino as u32 + 1,
-            *mode,
-            0,
-            0,
-            1,
-            0,
-            data.len() as u32,
-            0,
-            0,
-            0,
-            0,
-            name.len() as u32 + 1,
-            0,
-        ];
-        out.extend_from_slice(b"070701");
-        for f in fields {
-            out.extend_from_slice(format!("{f:08X}").as_bytes());
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-        out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
+        common::newc_entry(&mut out, ino as u32 + 1, name.as_bytes(), *mode, data);
     }
     out
 }

@@ -496,3 +496,37 @@ pub fn check_suite(suite: &RepoSuite) -> Checked {
         out,
     }
 }
+
+/// One newc entry written by hand (nlink 1, owner 0), so the tests do not depend on the engine's
+/// writer and can make what it refuses; entries start 4-aligned and end padded.
+pub fn newc_entry(out: &mut Vec<u8>, ino: u32, name: &[u8], mode: u32, data: &[u8]) {
+    assert_eq!(out.len() % 4, 0, "entries start 4-aligned");
+    let fields = [
+        ino,
+        mode,
+        0,
+        0,
+        1,
+        0,
+        data.len() as u32,
+        0,
+        0,
+        0,
+        0,
+        name.len() as u32 + 1,
+        0,
+    ];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08X}").as_bytes());
+    }
+    out.extend_from_slice(name);
+    out.push(0);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    out.extend_from_slice(data);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+}
