@@ -458,6 +458,15 @@ const VERBS_PROVIDER_DIRS: [&str; 3] = [
     "/usr/lib64/libibverbs",
     "/usr/lib/libibverbs",
 ];
+/// glibc dlopens libgcc_s for pthread_exit and cancellation (rping's threads): without it rping
+/// aborts ("libgcc_s.so.1 must be installed for pthread_exit to work").
+const LIBGCC_S_DIRS: [&str; 4] = [
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+];
+
 /// The file naming the rxe provider, which libibverbs reads to know which library to dlopen.
 const RXE_DRIVER_FILE: &str = "/etc/libibverbs.d/rxe.driver";
 
@@ -515,6 +524,15 @@ fn rdma_userspace(
             )
         })?;
     binaries.push(provider);
+    let libgcc: Vec<PathBuf> = LIBGCC_S_DIRS
+        .iter()
+        .map(|d| Path::new(d).join("libgcc_s.so.1"))
+        .collect();
+    let found = libgcc
+        .iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| missing("libgcc_s.so.1 (from libgcc-s1)".into(), libgcc.clone()))?;
+    binaries.push(found.clone());
     let driver = PathBuf::from(RXE_DRIVER_FILE);
     if !driver.is_file() {
         return Err(missing(
