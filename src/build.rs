@@ -481,10 +481,7 @@ struct RdmaUserspace {
     stanza: stanza::RdmaSpec,
 }
 
-fn rdma_userspace(
-    s: &Scenario,
-    r: &crate::scenario::Rdma,
-) -> Result<RdmaUserspace, BuildError> {
+fn rdma_userspace(s: &Scenario, r: &crate::scenario::Rdma) -> Result<RdmaUserspace, BuildError> {
     let missing = |what: String, looked: Vec<PathBuf>| BuildError::RdmaUserspace {
         scenario: s.path.clone(),
         what,

@@ -1050,8 +1050,7 @@ fn rdma_from(
         ));
     }
     let timeout = match &raw.timeout {
-        Some(t) => duration("timeout", t)
-            .map_err(|e| e.replacen("[expect]", "[rdma]", 1))?,
+        Some(t) => duration("timeout", t).map_err(|e| e.replacen("[expect]", "[rdma]", 1))?,
         None => std::time::Duration::from_secs(20),
     };
     Ok(Some(Rdma { device, timeout }))

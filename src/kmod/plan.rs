@@ -440,7 +440,9 @@ impl Planner {
                 };
                 self.fail(Some(index), error);
             }
-            self.check_hidden(index, |dep| positions.get(dep).is_some_and(|&at| at < index));
+            self.check_hidden(index, |dep| {
+                positions.get(dep).is_some_and(|&at| at < index)
+            });
         }
         Ok(())
     }
@@ -556,9 +558,10 @@ impl Planner {
             self.visit(dependency, None, None, path)?;
         }
         if let Some(entry) = hidden::lookup(name) {
-            let satisfied = entry.providers.iter().any(|p| {
-                self.tree.builtins.source(p).is_some() || self.placed.contains_key(*p)
-            });
+            let satisfied = entry
+                .providers
+                .iter()
+                .any(|p| self.tree.builtins.source(p).is_some() || self.placed.contains_key(*p));
             let available = entry
                 .providers
                 .iter()

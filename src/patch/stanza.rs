@@ -411,7 +411,10 @@ mod tests {
         let text = render(&s).unwrap();
         let c = calls(&text);
         let addrs = c.iter().position(|l| *l == "bootrig_addrs 'eth0'").unwrap();
-        assert_eq!(c[addrs + 1], "bootrig_rdma_rxe 'rxe0' 'eth0' '/usr/bin' '20'");
+        assert_eq!(
+            c[addrs + 1],
+            "bootrig_rdma_rxe 'rxe0' 'eth0' '/usr/bin' '20'"
+        );
         let cmds = required_commands(&s);
         for want in ["/usr/bin/rdma", "/usr/bin/rping", "timeout"] {
             assert!(cmds.iter().any(|c| c == want), "{want} in {cmds:?}");
