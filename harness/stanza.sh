@@ -181,6 +181,105 @@ bootrig_ib_ports() {
 	done
 }
 
+# Soft-RoCE: bootrig_rdma_rxe DEVICE NETDEV TOOLS-DIR SECONDS creates DEVICE over NETDEV and
+# reports its ports, then proves the stack usable: ibv_devinfo, a verbs round trip
+# (ibv_rc_pingpong) and an rdma_cm one (rping), each against NETDEV's own IPv4 address (rxe
+# loops packets for a local address back), each bounded by SECONDS.
+bootrig_rdma_rxe() {
+	bootrig_dev=$1
+	bootrig_net=$2
+	bootrig_bin=$3
+	bootrig_secs=$4
+	bootrig_klines=$(dmesg 2>/dev/null | wc -l)
+	bootrig_out=$("$bootrig_bin/rdma" link add "$bootrig_dev" type rxe netdev "$bootrig_net" 2>&1)
+	bootrig_rc=$?
+	if [ -n "$bootrig_out" ]; then
+		printf '%s\n' "$bootrig_out" | bootrig_emit
+	fi
+	bootrig_say "rdma $bootrig_dev link-add $bootrig_net rc=$bootrig_rc"
+	if [ "$bootrig_rc" -ne 0 ]; then
+		# rdma_rxe says why ("failed to init crc32 algorithm") below the console log level.
+		bootrig_say "kernel-log-begin rdma_rxe"
+		dmesg 2>/dev/null | tail -n "+$((bootrig_klines + 1))" | bootrig_emit
+		bootrig_say "kernel-log-end rdma_rxe"
+	fi
+	bootrig_port_dir=/sys/class/infiniband/$bootrig_dev/ports
+	if [ ! -d "$bootrig_port_dir" ]; then
+		bootrig_say "rdma $bootrig_dev missing"
+		return 1
+	fi
+	# The port follows the netdev's carrier, a moment after the device appears.
+	bootrig_i=0
+	while [ "$(cat "$bootrig_port_dir/1/state" 2>/dev/null)" != "4: ACTIVE" ] && [ "$bootrig_i" -lt "$bootrig_secs" ]; do
+		sleep 1
+		bootrig_i=$((bootrig_i + 1))
+	done
+	bootrig_active=no
+	for bootrig_port in "$bootrig_port_dir"/*; do
+		bootrig_state=$(cat "$bootrig_port/state" 2>/dev/null)
+		[ "${bootrig_state#*: }" = ACTIVE ] && bootrig_active=yes
+		bootrig_say "rdma $bootrig_dev port ${bootrig_port##*/} ${bootrig_state#*: } link_layer=$(cat "$bootrig_port/link_layer" 2>/dev/null)"
+	done
+	[ "$bootrig_active" = yes ] || return 1
+	bootrig_rdma_test "$bootrig_dev" devinfo "$bootrig_secs" "$bootrig_bin/ibv_devinfo" -d "$bootrig_dev"
+	bootrig_ip=
+	bootrig_out=$(ip -o -4 addr show dev "$bootrig_net" 2>/dev/null)
+	while read -r _ _ bootrig_family bootrig_cidr _; do
+		if [ "$bootrig_family" = inet ] && [ -z "$bootrig_ip" ]; then
+			bootrig_ip=${bootrig_cidr%/*}
+		fi
+	done <<BOOTRIG_RDMA_ADDRS
+$bootrig_out
+BOOTRIG_RDMA_ADDRS
+	if [ -z "$bootrig_ip" ]; then
+		bootrig_say "rdma $bootrig_dev test verbs skipped no-address"
+		bootrig_say "rdma $bootrig_dev test cm skipped no-address"
+		return 1
+	fi
+	# RoCE v2 over IPv4 needs the GID that maps the address (::ffff:a.b.c.d).
+	bootrig_gid=
+	# shellcheck disable=SC2086 # split the address into its four numbers
+	bootrig_want=$(
+		IFS=.
+		set -- $bootrig_ip
+		printf '0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x' "$1" "$2" "$3" "$4"
+	)
+	for bootrig_g in "$bootrig_port_dir/1/gids"/*; do
+		if [ "$(cat "$bootrig_g" 2>/dev/null)" = "$bootrig_want" ] && [ -z "$bootrig_gid" ]; then
+			bootrig_gid=${bootrig_g##*/}
+		fi
+	done
+	bootrig_say "rdma $bootrig_dev gid ${bootrig_gid:-none} $bootrig_ip"
+	"$bootrig_bin/ibv_rc_pingpong" -d "$bootrig_dev" -g "${bootrig_gid:-0}" -n 10 >/dev/null 2>&1 &
+	bootrig_server=$!
+	sleep 1
+	bootrig_rdma_test "$bootrig_dev" verbs "$bootrig_secs" "$bootrig_bin/ibv_rc_pingpong" -d "$bootrig_dev" -g "${bootrig_gid:-0}" -n 10 "$bootrig_ip"
+	kill "$bootrig_server" 2>/dev/null
+	wait "$bootrig_server" 2>/dev/null
+	"$bootrig_bin/rping" -s -a "$bootrig_ip" -C 3 >/dev/null 2>&1 &
+	bootrig_server=$!
+	sleep 1
+	bootrig_rdma_test "$bootrig_dev" cm "$bootrig_secs" "$bootrig_bin/rping" -c -v -a "$bootrig_ip" -C 3
+	kill "$bootrig_server" 2>/dev/null
+	wait "$bootrig_server" 2>/dev/null
+	return 0
+}
+
+# bootrig_rdma_test DEVICE CHECK SECONDS COMMAND...: shows the output, reports "rdma DEVICE test
+# CHECK TOOL rc=N" (124 or 143: killed by timeout).
+bootrig_rdma_test() {
+	bootrig_tdev=$1
+	bootrig_check=$2
+	bootrig_tsecs=$3
+	shift 3
+	bootrig_out=$(timeout "$bootrig_tsecs" "$@" 2>&1)
+	bootrig_rc=$?
+	if [ -n "$bootrig_out" ]; then
+		printf '%s\n' "$bootrig_out" | bootrig_emit
+	fi
+	bootrig_say "rdma $bootrig_tdev test $bootrig_check ${1##*/} rc=$bootrig_rc timeout=$bootrig_tsecs"
+}
+
 bootrig_done() {
 	bootrig_say "done"
 	if [ -n "$bootrig_printk" ]; then

@@ -121,6 +121,12 @@ pub enum BuildError {
     Interrupted(#[from] Interrupted),
     #[error("{path}: changed while bootrig copied it out of the build cache; run the build again")]
     CacheChanged { path: PathBuf },
+    #[error("{scenario}: [rdma] soft_roce needs {what} on this host, which is not there (looked in {}); install rdma-core ibverbs-providers ibverbs-utils rdmacm-utils iproute2", looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    RdmaUserspace {
+        scenario: PathBuf,
+        what: String,
+        looked: Vec<PathBuf>,
+    },
 }
 
 /// Ordering fixes only some plan errors (a dependency listed late or not at all); for the others
@@ -231,6 +237,14 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         )?),
         _ => None,
     };
+    let rdma = match &s.rdma {
+        Some(r) => Some(rdma_userspace(s, r)?),
+        None => None,
+    };
+    if let Some(r) = &rdma {
+        binaries.extend(r.binaries.iter().cloned());
+        host_files.push(r.driver.clone());
+    }
     let closure = elf::closure(&std::mem::take(&mut binaries), Path::new("/"))?;
     host_files.extend(closure.iter().cloned());
     host_files.push(opts.busybox.clone());
@@ -242,6 +256,7 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         network: network_spec(s, client_id.as_deref(), dhclient.as_ref()),
         then: opts.then,
         tools_dir: Some(TOOLS_DIR.to_string()),
+        rdma: rdma.as_ref().map(|r| r.stanza.clone()),
     };
     let stanza_text = stanza::render(&spec)?;
     let scenario_json = serde_json::to_string(s).unwrap_or_default();
@@ -351,6 +366,9 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
             ));
         }
         additions.push(stanza::udhcpc_script_addition(UDHCPC_SCRIPT_IN_IMAGE));
+        if let Some(r) = &rdma {
+            additions.extend(r.additions.iter().cloned());
+        }
         if let Some(d) = &dhclient {
             additions.extend(d.additions.iter().cloned());
             // What dhclient-script needs from the base: kept where the base has it.
@@ -425,6 +443,110 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         plan,
         expectation,
         warnings,
+    })
+}
+
+// ---- [rdma] soft_roce: the rdma-core userspace ----
+
+/// Where the Soft-RoCE step finds its programs in the image: links to where each one is copied.
+pub const RDMA_TOOLS_DIR: &str = "/usr/lib/bootrig/rdma";
+/// Where the host's programs are looked for.
+const RDMA_BIN_DIRS: [&str; 4] = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"];
+/// libibverbs' provider directories (its compiled-in `VERBS_PROVIDER_DIR`), Debian's first.
+const VERBS_PROVIDER_DIRS: [&str; 3] = [
+    "/usr/lib/x86_64-linux-gnu/libibverbs",
+    "/usr/lib64/libibverbs",
+    "/usr/lib/libibverbs",
+];
+/// glibc dlopens libgcc_s for pthread_exit and cancellation (rping's threads): without it rping
+/// aborts ("libgcc_s.so.1 must be installed for pthread_exit to work").
+const LIBGCC_S_DIRS: [&str; 4] = [
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+];
+
+/// The file naming the rxe provider, which libibverbs reads to know which library to dlopen.
+const RXE_DRIVER_FILE: &str = "/etc/libibverbs.d/rxe.driver";
+
+/// What `[rdma] soft_roce` adds: the programs and the rxe provider, whose closures the ELF
+/// copier follows, and what no DT_NEEDED names (the provider is dlopen'ed by the name its
+/// `.driver` file gives).
+struct RdmaUserspace {
+    /// Host ELF files: the tools and the provider library, copied with their libraries.
+    binaries: Vec<PathBuf>,
+    driver: PathBuf,
+    additions: Vec<Addition>,
+    stanza: stanza::RdmaSpec,
+}
+
+fn rdma_userspace(s: &Scenario, r: &crate::scenario::Rdma) -> Result<RdmaUserspace, BuildError> {
+    let missing = |what: String, looked: Vec<PathBuf>| BuildError::RdmaUserspace {
+        scenario: s.path.clone(),
+        what,
+        looked,
+    };
+    let mut binaries = Vec::new();
+    let mut additions = Vec::new();
+    for tool in stanza::RDMA_TOOLS {
+        let candidates: Vec<PathBuf> = RDMA_BIN_DIRS
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .collect();
+        let found = candidates
+            .iter()
+            .find(|p| p.is_file())
+            .ok_or_else(|| missing(format!("`{tool}`"), candidates.clone()))?;
+        additions.push(Addition::symlink(
+            &format!("{RDMA_TOOLS_DIR}/{tool}"),
+            &found.to_string_lossy(),
+        ));
+        binaries.push(found.clone());
+    }
+    let provider = VERBS_PROVIDER_DIRS
+        .iter()
+        .filter_map(|d| fs::read_dir(d).ok())
+        .flat_map(|entries| entries.filter_map(Result::ok))
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("librxe-rdmav") && n.ends_with(".so"))
+        })
+        .ok_or_else(|| {
+            missing(
+                "the rxe verbs provider (librxe-rdmav*.so, from ibverbs-providers)".into(),
+                VERBS_PROVIDER_DIRS.iter().map(PathBuf::from).collect(),
+            )
+        })?;
+    binaries.push(provider);
+    let libgcc: Vec<PathBuf> = LIBGCC_S_DIRS
+        .iter()
+        .map(|d| Path::new(d).join("libgcc_s.so.1"))
+        .collect();
+    let found = libgcc
+        .iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| missing("libgcc_s.so.1 (from libgcc-s1)".into(), libgcc.clone()))?;
+    binaries.push(found.clone());
+    let driver = PathBuf::from(RXE_DRIVER_FILE);
+    if !driver.is_file() {
+        return Err(missing(
+            "rxe.driver (from ibverbs-providers)".into(),
+            vec![driver],
+        ));
+    }
+    additions.push(Addition::path(driver.clone(), RXE_DRIVER_FILE));
+    Ok(RdmaUserspace {
+        binaries,
+        driver,
+        additions,
+        stanza: stanza::RdmaSpec {
+            device: r.device.clone(),
+            tools: RDMA_TOOLS_DIR.into(),
+            seconds: u32::try_from(r.timeout.as_secs().max(1)).unwrap_or(u32::MAX),
+        },
     })
 }
 

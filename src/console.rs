@@ -89,6 +89,45 @@ pub struct Evidence {
     pub shell: bool,
     /// Protocol lines that did not parse (kept for the report, never ignored silently).
     pub garbled: Vec<String>,
+    /// Soft-RoCE: `rdma link add` runs (device, interface, exit status).
+    pub rdma_links: Vec<(String, String, i32)>,
+    /// RDMA devices the stanza looked for after `rdma link add` and did not find.
+    pub rdma_missing: Vec<String>,
+    pub rdma_ports: Vec<RdmaPort>,
+    pub rdma_tests: Vec<RdmaTest>,
+}
+
+/// `BOOTRIG rdma rxe0 port 1 ACTIVE link_layer=Ethernet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RdmaPort {
+    pub device: String,
+    pub port: u32,
+    /// As the kernel names it: `ACTIVE`, `DOWN`, `INIT`…
+    pub state: String,
+    pub link_layer: String,
+}
+
+/// `BOOTRIG rdma rxe0 test verbs ibv_rc_pingpong rc=0 timeout=20`, or `… test verbs skipped
+/// no-address`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RdmaTest {
+    pub device: String,
+    /// `devinfo`, `verbs`, `cm` (as `[expect] rdma` names them).
+    pub check: String,
+    /// The program, or None when the test was skipped.
+    pub tool: Option<String>,
+    pub rc: Option<i32>,
+    /// The bound it ran under, in seconds.
+    pub timeout_secs: Option<u32>,
+    /// Why it was skipped.
+    pub skipped: Option<String>,
+}
+
+impl RdmaTest {
+    /// Killed by its bound: GNU timeout exits 124, busybox's leaves the child's SIGTERM (143).
+    pub fn timed_out(&self) -> bool {
+        matches!(self.rc, Some(124 | 143))
+    }
 }
 
 /// Reads the protocol out of a console transcript.
@@ -150,12 +189,71 @@ pub fn parse(transcript: &str) -> Evidence {
             ["poweroff-failed"] => {}
             // InfiniBand port states: read by verdict::cause.
             ["ib-port", ..] => {}
+            ["rdma", ..] => {
+                if !parse_rdma(&words[1..], &mut ev) {
+                    ev.garbled.push(line.to_string());
+                }
+            }
             ["addr", iface, "none"] => ev.addrs.push((iface.to_string(), None)),
             ["addr", iface, cidr] => ev.addrs.push((iface.to_string(), Some(cidr.to_string()))),
             _ => ev.garbled.push(line.to_string()),
         }
     }
     ev
+}
+
+/// The words after `BOOTRIG rdma`; false when they do not parse.
+fn parse_rdma(words: &[&str], ev: &mut Evidence) -> bool {
+    let rc = |w: &str| w.strip_prefix("rc=").and_then(|n| n.parse::<i32>().ok());
+    match words {
+        [dev, "link-add", net, status] => match rc(status) {
+            Some(rc) => ev.rdma_links.push((dev.to_string(), net.to_string(), rc)),
+            None => return false,
+        },
+        [dev, "missing"] => ev.rdma_missing.push(dev.to_string()),
+        [dev, "port", port, state, link_layer] => {
+            let (Ok(port), Some(link_layer)) =
+                (port.parse(), link_layer.strip_prefix("link_layer="))
+            else {
+                return false;
+            };
+            ev.rdma_ports.push(RdmaPort {
+                device: dev.to_string(),
+                port,
+                state: state.to_string(),
+                link_layer: link_layer.to_string(),
+            });
+        }
+        [_, "gid", ..] => {}
+        [dev, "test", check, "skipped", why] => ev.rdma_tests.push(RdmaTest {
+            device: dev.to_string(),
+            check: check.to_string(),
+            tool: None,
+            rc: None,
+            timeout_secs: None,
+            skipped: Some(why.to_string()),
+        }),
+        [dev, "test", check, tool, status, timeout] => {
+            let (Some(rc), Some(secs)) = (
+                rc(status),
+                timeout
+                    .strip_prefix("timeout=")
+                    .and_then(|t| t.parse::<u32>().ok()),
+            ) else {
+                return false;
+            };
+            ev.rdma_tests.push(RdmaTest {
+                device: dev.to_string(),
+                check: check.to_string(),
+                tool: Some(tool.to_string()),
+                rc: Some(rc),
+                timeout_secs: Some(secs),
+                skipped: None,
+            });
+        }
+        _ => return false,
+    }
+    true
 }
 
 fn parse_proc_module(line: &str) -> Option<ProcModule> {

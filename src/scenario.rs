@@ -118,6 +118,60 @@ pub struct Scenario {
     pub expect: Expect,
     /// Lab hardware the scenario needs: an adapter named in the lab inventory.
     pub hardware: Option<Hardware>,
+    /// `[rdma]`: an emulated RDMA device the stanza creates and tests.
+    pub rdma: Option<Rdma>,
+}
+
+/// `[rdma]`: Soft-RoCE (the kernel's `rdma_rxe`), an RDMA device over the scenario's
+/// interface, driven by the same ib_core/ib_uverbs/rdma_cm as a real HCA.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rdma {
+    /// The device's name [`rxe0`].
+    pub device: String,
+    /// The bound on the port becoming ACTIVE and on each test [20 s].
+    #[serde(with = "humantime_serde_secs")]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRdma {
+    soft_roce: bool,
+    device: Option<String>,
+    timeout: Option<String>,
+}
+
+/// What `[expect] rdma` can ask of the Soft-RoCE device, each judged from the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RdmaCheck {
+    /// The device exists and its port is ACTIVE.
+    Active,
+    /// `ibv_devinfo` lists it (libibverbs found the provider).
+    Devinfo,
+    /// A verbs round trip (`ibv_rc_pingpong`) against the interface's own address.
+    Verbs,
+    /// An rdma_cm round trip (`rping`): the CM resolved the address and connected.
+    Cm,
+}
+
+impl RdmaCheck {
+    pub const ALL: [RdmaCheck; 4] = [
+        RdmaCheck::Active,
+        RdmaCheck::Devinfo,
+        RdmaCheck::Verbs,
+        RdmaCheck::Cm,
+    ];
+
+    /// The name the guest protocol and `[expect] rdma` use.
+    pub fn id(self) -> &'static str {
+        match self {
+            RdmaCheck::Active => "active",
+            RdmaCheck::Devinfo => "devinfo",
+            RdmaCheck::Verbs => "verbs",
+            RdmaCheck::Cm => "cm",
+        }
+    }
 }
 
 /// `[hardware]`: the adapter passed to the guest with VFIO; its values (PCI address, GUID,
@@ -429,6 +483,9 @@ pub struct Expect {
     pub shell: Vec<ShellStep>,
     /// What the DHCP server must have leased (dnsmasq backend).
     pub lease: Option<LeaseExpect>,
+    /// The Soft-RoCE checks that must pass (all of them when `[rdma]` is on and the key is
+    /// not given).
+    pub rdma: Vec<RdmaCheck>,
 }
 
 mod humantime_serde_secs {
@@ -454,6 +511,7 @@ struct RawScenario {
     #[serde(default)]
     expect: RawExpect,
     hardware: Option<Hardware>,
+    rdma: Option<RawRdma>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -486,6 +544,7 @@ struct RawExpect {
     #[serde(default)]
     shell: Vec<ShellStep>,
     lease: Option<LeaseExpect>,
+    rdma: Option<Vec<RdmaCheck>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -640,6 +699,9 @@ const KEYS: &[&str] = &[
     "lease",
     "hardware",
     "adapter",
+    "rdma",
+    "soft_roce",
+    "device",
 ];
 
 /// Default whole-boot limit: a TCG boot of a 40 MB distribution initrd over TFTP under UEFI
@@ -876,7 +938,18 @@ impl Scenario {
             )),
         };
         let boot = boot_from(raw.boot);
-        let expect = expect_from(raw.expect, &interface, &addressing).map_err(invalid)?;
+        let rdma = rdma_from(raw.rdma, &raw.initrd.load, &addressing).map_err(invalid)?;
+        let mut expect = expect_from(raw.expect, &interface, &addressing).map_err(invalid)?;
+        match (&rdma, expect.rdma.is_empty()) {
+            (Some(_), true) => expect.rdma = RdmaCheck::ALL.to_vec(),
+            (None, false) => {
+                return Err(invalid(
+                    "[expect] rdma: there is no RDMA device to check; add [rdma] soft_roce = true"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
         if boot.method == Method::Direct && !boot.ipxe_initrd_arg {
             return Err(invalid(
                 "[boot] ipxe_initrd_arg applies to method = \"ipxe\" only".into(),
@@ -908,6 +981,7 @@ impl Scenario {
             boot,
             expect,
             hardware: raw.hardware,
+            rdma,
         };
         Ok((scenario, named))
     }
@@ -933,6 +1007,53 @@ fn boot_from(raw: RawBoot) -> Boot {
         append: raw.append.unwrap_or_default(),
         ipxe_initrd_arg: raw.ipxe_initrd_arg.unwrap_or(true),
     }
+}
+
+/// `[rdma]`, checked: Soft-RoCE needs its module in the plan and an interface with an address
+/// (the round trips run against it).
+fn rdma_from(
+    raw: Option<RawRdma>,
+    load: &[String],
+    addressing: &Addressing,
+) -> Result<Option<Rdma>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    if !raw.soft_roce {
+        if raw.device.is_some() || raw.timeout.is_some() {
+            return Err(
+                "[rdma]: device and timeout configure soft_roce, which is false; set soft_roce = true or remove them"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    }
+    let listed = load.iter().any(|l| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|n| n.replace('-', "_") == "rdma_rxe")
+    });
+    if !listed {
+        return Err(
+            "[rdma] soft_roce: [initrd] load does not list rdma_rxe; add it (with ib_uverbs and rdma_ucm for the userspace tests)"
+                .into(),
+        );
+    }
+    if matches!(addressing, Addressing::None) {
+        return Err(
+            "[rdma] soft_roce: [network] configures no address; set dhcp or static (the device goes on that interface)"
+                .into(),
+        );
+    }
+    let device = raw.device.unwrap_or_else(|| "rxe0".into());
+    if !crate::net::config::valid_ifname(&device) {
+        return Err(format!(
+            "[rdma] device = {device:?}: a device name such as \"rxe0\" (letters, digits, up to 15)"
+        ));
+    }
+    let timeout = match &raw.timeout {
+        Some(t) => duration("timeout", t).map_err(|e| e.replacen("[expect]", "[rdma]", 1))?,
+        None => std::time::Duration::from_secs(20),
+    };
+    Ok(Some(Rdma { device, timeout }))
 }
 
 fn duration(key: &str, text: &str) -> Result<std::time::Duration, String> {
@@ -1004,6 +1125,7 @@ fn expect_from(raw: RawExpect, interface: &str, addressing: &Addressing) -> Resu
         not_console: raw.not_console,
         shell: raw.shell,
         lease: raw.lease,
+        rdma: raw.rdma.unwrap_or_default(),
     })
 }
 

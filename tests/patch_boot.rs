@@ -92,6 +92,7 @@ fn patch(e: &Env, base: &Path, out: &Path, p: &Plan, expected: Flavor) {
         },
         then: Then::PowerOff,
         tools_dir: None,
+        rdma: None,
     })
     .unwrap();
     additions.extend(flavor::place(detected, &tree, &text, &Placement::default()).unwrap());

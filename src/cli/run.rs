@@ -219,6 +219,7 @@ pub fn repro(args: ReproArgs) -> CliResult {
             not_console: Vec::new(),
             shell: Vec::new(),
             lease: None,
+            rdma: Vec::new(),
         },
         interface: None,
         backend: crate::scenario::Backend::User,

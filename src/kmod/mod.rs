@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod compress;
 pub mod error;
+pub mod hidden;
 pub mod history;
 pub mod kernel_release;
 pub mod modinfo;

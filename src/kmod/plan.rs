@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::builtin::{config_beside, BuiltinSource};
 use super::error::KmodError;
+use super::hidden::{self, HiddenDep};
 use super::history::{self, HistoryEntry};
 use super::kernel_release::read_kernel_release;
 use super::modinfo::SoftDeps;
@@ -229,6 +230,14 @@ pub enum PlanWarning {
     HistoricalNameReplaced { module: String, entry: HistoryEntry },
     #[error("`{module}` was {}: left out ({}; source: {})", entry.describe(), entry.advice, entry.source)]
     HistoricalNameDropped { module: String, entry: HistoryEntry },
+    #[error("`{module}` needs `{dependency}`, which no metadata declares: planned it before `{module}` (without it, {}; source: {})", entry.symptom, entry.source)]
+    HiddenDependencyAdded {
+        module: String,
+        dependency: String,
+        entry: HiddenDep,
+    },
+    #[error("`{module}` needs one of {} loaded before it, which no metadata declares and the list does not do: without it, {}; add `{}` before `{module}` (or use order = \"resolve\") (source: {})", entry.providers.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "), entry.symptom, entry.providers.first().unwrap_or(&"?"), entry.source)]
+    HiddenDependencyMissing { module: String, entry: HiddenDep },
     #[error("`{module}` declares firmware `{firmware}`, which is not in {}: the device may fail to probe; add that file to the image", searched_list(searched))]
     MissingFirmware {
         module: String,
@@ -431,8 +440,29 @@ impl Planner {
                 };
                 self.fail(Some(index), error);
             }
+            self.check_hidden(index, |dep| {
+                positions.get(dep).is_some_and(|&at| at < index)
+            });
         }
         Ok(())
+    }
+
+    /// Warns when `index`'s undeclared dependency is neither built in nor `loaded_before`.
+    fn check_hidden(&mut self, index: usize, loaded_before: impl Fn(&str) -> bool) {
+        let module = self.modules[index].name.clone();
+        let Some(entry) = hidden::lookup(&module) else {
+            return;
+        };
+        let satisfied = entry
+            .providers
+            .iter()
+            .any(|p| self.tree.builtins.source(p).is_some() || loaded_before(p));
+        if !satisfied {
+            self.warn(PlanWarning::HiddenDependencyMissing {
+                module,
+                entry: entry.clone(),
+            });
+        }
     }
 
     /// Places each entry after the closure of its dependencies, depth first in user order.
@@ -526,6 +556,31 @@ impl Planner {
                 continue;
             }
             self.visit(dependency, None, None, path)?;
+        }
+        if let Some(entry) = hidden::lookup(name) {
+            let satisfied = entry
+                .providers
+                .iter()
+                .any(|p| self.tree.builtins.source(p).is_some() || self.placed.contains_key(*p));
+            let available = entry
+                .providers
+                .iter()
+                .find(|p| self.tree.locate(p).is_some());
+            match (satisfied, available) {
+                (true, _) => {}
+                (false, Some(provider)) => {
+                    self.warn(PlanWarning::HiddenDependencyAdded {
+                        module: name.to_string(),
+                        dependency: provider.to_string(),
+                        entry: entry.clone(),
+                    });
+                    self.visit(provider, None, None, path)?;
+                }
+                (false, None) => self.warn(PlanWarning::HiddenDependencyMissing {
+                    module: name.to_string(),
+                    entry: entry.clone(),
+                }),
+            }
         }
         path.pop();
         // A cycle below may have placed this module already.

@@ -22,6 +22,9 @@ pub const UDHCPC_SCRIPT_DEFAULT_PATH: &str = "/usr/share/udhcpc/default.script";
 /// may register it asynchronously (IPoIB waits for the HCA's ports).
 pub const INTERFACE_WAIT_SECS: u32 = 20;
 
+/// The rdma-core and iproute2 programs the Soft-RoCE step runs, from [`RdmaSpec::tools`].
+pub const RDMA_TOOLS: [&str; 4] = ["rdma", "ibv_devinfo", "ibv_rc_pingpong", "rping"];
+
 /// First and last line of every rendered stanza, so a person (and a re-patch) can find it.
 pub const BEGIN_MARK: &str = "# >>> bootrig stanza";
 pub const END_MARK: &str = "# <<< bootrig stanza";
@@ -93,6 +96,19 @@ pub struct StanzaSpec {
     /// A directory put first on `PATH` inside the stanza: bootrig's own tools (busybox applets),
     /// so the stanza does not depend on what the base image happens to have.
     pub tools_dir: Option<String>,
+    /// A Soft-RoCE device to create over the network's interface once it has its address.
+    pub rdma: Option<RdmaSpec>,
+}
+
+/// `[rdma] soft_roce`: the rxe device the stanza creates and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdmaSpec {
+    /// The RDMA device's name, e.g. `rxe0`.
+    pub device: String,
+    /// The directory in the image holding `rdma`, `ibv_devinfo`, `ibv_rc_pingpong`, `rping`.
+    pub tools: String,
+    /// The bound on waiting for the port and on each test.
+    pub seconds: u32,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -117,6 +133,9 @@ pub fn render(spec: &StanzaSpec) -> Result<String, StanzaError> {
     calls.push("bootrig_modules".into());
     if let Some(interface) = network_calls(&spec.network, &mut calls)? {
         calls.push(format!("bootrig_addrs {}", quote(interface)));
+        if let Some(rdma) = &spec.rdma {
+            calls.push(rdma_call(rdma, interface)?);
+        }
     }
     calls.push("bootrig_done".into());
     if spec.then == Then::Shell {
@@ -177,12 +196,29 @@ pub fn required_commands(spec: &StanzaSpec) -> Vec<String> {
         }
         Network::Static { .. } => cmds.extend(["ip", "sleep"].map(String::from)),
     }
+    if let (Some(rdma), false) = (&spec.rdma, spec.network == Network::None) {
+        cmds.extend(["dmesg", "tail", "wc", "sleep", "timeout", "ip"].map(String::from));
+        for tool in RDMA_TOOLS {
+            cmds.push(format!("{}/{tool}", rdma.tools.trim_end_matches('/')));
+        }
+    }
     if spec.then != Then::Continue {
         cmds.extend(["sleep", "poweroff"].map(String::from));
     }
     cmds.sort();
     cmds.dedup();
     cmds
+}
+
+/// The Soft-RoCE step, over the network's interface (after its address: the round trips use it).
+fn rdma_call(rdma: &RdmaSpec, interface: &str) -> Result<String, StanzaError> {
+    Ok(format!(
+        "bootrig_rdma_rxe {} {} {} '{}'",
+        quote(checked("RDMA device", &rdma.device, "rxe0")?),
+        quote(interface),
+        quote(checked("RDMA tools directory", &rdma.tools, "/usr/bin")?),
+        rdma.seconds
+    ))
 }
 
 fn insmod_call(m: &ModuleLoad) -> Result<String, StanzaError> {
@@ -355,7 +391,38 @@ mod tests {
             },
             then: Then::PowerOff,
             tools_dir: None,
+            rdma: None,
         }
+    }
+
+    #[test]
+    fn soft_roce_follows_the_address_report_and_needs_its_tools() {
+        let mut s = spec();
+        s.network = Network::Static {
+            interface: "eth0".into(),
+            cidr: "10.0.2.15/24".into(),
+            gateway: None,
+        };
+        s.rdma = Some(RdmaSpec {
+            device: "rxe0".into(),
+            tools: "/usr/bin".into(),
+            seconds: 20,
+        });
+        let text = render(&s).unwrap();
+        let c = calls(&text);
+        let addrs = c.iter().position(|l| *l == "bootrig_addrs 'eth0'").unwrap();
+        assert_eq!(
+            c[addrs + 1],
+            "bootrig_rdma_rxe 'rxe0' 'eth0' '/usr/bin' '20'"
+        );
+        let cmds = required_commands(&s);
+        for want in ["/usr/bin/rdma", "/usr/bin/rping", "timeout"] {
+            assert!(cmds.iter().any(|c| c == want), "{want} in {cmds:?}");
+        }
+        // Without a network there is no interface to put the device on.
+        s.network = Network::None;
+        assert!(!render(&s).unwrap().contains("bootrig_rdma_rxe '"));
+        assert!(!required_commands(&s).iter().any(|c| c == "timeout"));
     }
 
     fn calls(text: &str) -> Vec<&str> {

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use regex::Regex;
 
 use crate::console::{ConsoleLine, Evidence};
-use crate::scenario::{Expect, ShellStep};
+use crate::scenario::{Expect, RdmaCheck, ShellStep};
 use crate::verdict::cause::strip_ansi;
 use crate::verdict::{self, Expectation, Finding};
 
@@ -66,6 +66,48 @@ fn boot_findings(expect: &Expect, plan: &Expectation, evidence: &Evidence) -> Ve
                 None => out.push(format!(
                     "{interface} reported {addr:?}, not an IPv4 address"
                 )),
+            }
+        }
+    }
+    out.extend(rdma_findings(&expect.rdma, evidence));
+    out
+}
+
+/// `[expect] rdma`: each check from the guest's `BOOTRIG rdma` lines.
+fn rdma_findings(checks: &[RdmaCheck], evidence: &Evidence) -> Vec<String> {
+    let mut out = Vec::new();
+    for check in checks {
+        match check {
+            RdmaCheck::Active => {
+                if evidence.rdma_ports.iter().any(|p| p.state == "ACTIVE") {
+                    continue;
+                }
+                out.push(match evidence.rdma_ports.first() {
+                    Some(p) => format!(
+                        "rdma: {} port {} is {}, not ACTIVE",
+                        p.device, p.port, p.state
+                    ),
+                    None => "rdma: the guest reported no RDMA device port".into(),
+                });
+            }
+            other => {
+                let id = other.id();
+                match evidence.rdma_tests.iter().find(|t| t.check == id) {
+                    Some(t) if t.rc == Some(0) => {}
+                    Some(t) => out.push(match (&t.tool, t.rc, &t.skipped) {
+                        (_, _, Some(why)) => format!("rdma: the {id} test was skipped ({why})"),
+                        (Some(tool), Some(_), _) if t.timed_out() => format!(
+                            "rdma: the {id} test timed out ({tool} killed after {} s)",
+                            t.timeout_secs.unwrap_or(0)
+                        ),
+                        (tool, rc, _) => format!(
+                            "rdma: the {id} test failed ({} exited {})",
+                            tool.as_deref().unwrap_or("?"),
+                            rc.map_or("?".into(), |r| r.to_string())
+                        ),
+                    }),
+                    None => out.push(format!("rdma: the guest ran no {id} test")),
+                }
             }
         }
     }
@@ -253,6 +295,59 @@ mod tests {
         assert!(f[0].contains("not within 10.77.0.0/24"), "{f:?}");
         assert!(f[1].contains("login:"), "{f:?}");
         assert!(f[2].contains("must not appear"), "{f:?}");
+    }
+
+    #[test]
+    fn rdma_checks_are_judged_from_the_guest_lines() {
+        let text = "name = \"t\"\n[kernel]\nimage = \"k\"\nmodules = \"m\"\n[initrd]\nload = [\"rdma_rxe\"]\n[network]\ndhcp = \"udhcpc\"\n[rdma]\nsoft_roce = true\n";
+        let s = Scenario::parse(text, Path::new("/s/t.toml")).unwrap();
+        // [expect] rdma not given: every check.
+        assert_eq!(s.expect.rdma, RdmaCheck::ALL.to_vec());
+        let plan = Expectation::default();
+        let good = "BOOTRIG rdma rxe0 link-add eth0 rc=0\nBOOTRIG rdma rxe0 port 1 ACTIVE link_layer=Ethernet\nBOOTRIG rdma rxe0 test devinfo ibv_devinfo rc=0 timeout=20\nBOOTRIG rdma rxe0 gid 1 10.0.2.15\nBOOTRIG rdma rxe0 test verbs ibv_rc_pingpong rc=0 timeout=20\nBOOTRIG rdma rxe0 test cm rping rc=0 timeout=20\n";
+        let ev = console::parse(good);
+        assert!(ev.garbled.is_empty(), "{:?}", ev.garbled);
+        let rdma = |f: Findings| -> Vec<String> {
+            f.boot
+                .into_iter()
+                .filter(|l| l.starts_with("rdma:"))
+                .collect()
+        };
+        assert!(rdma(findings(&s.expect, &plan, &lines(good), &ev, &[])).is_empty());
+        let bad = "BOOTRIG rdma rxe0 port 1 DOWN link_layer=Ethernet\nBOOTRIG rdma rxe0 test devinfo ibv_devinfo rc=1 timeout=20\nBOOTRIG rdma rxe0 test verbs ibv_rc_pingpong rc=124 timeout=20\n";
+        let f = rdma(findings(
+            &s.expect,
+            &plan,
+            &lines(bad),
+            &console::parse(bad),
+            &[],
+        ));
+        assert_eq!(
+            f,
+            vec![
+                "rdma: rxe0 port 1 is DOWN, not ACTIVE",
+                "rdma: the devinfo test failed (ibv_devinfo exited 1)",
+                "rdma: the verbs test timed out (ibv_rc_pingpong killed after 20 s)",
+                "rdma: the guest ran no cm test",
+            ]
+        );
+        // [expect] rdma without a device to check is refused.
+        let e = Scenario::parse(
+            &text.replace(
+                "[rdma]\nsoft_roce = true\n",
+                "[expect]\nrdma = [\"active\"]\n",
+            ),
+            Path::new("/s/t.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("add [rdma] soft_roce = true"), "{e}");
+        // soft_roce without rdma_rxe in the list says what to add.
+        let e = Scenario::parse(
+            &text.replace("[\"rdma_rxe\"]", "[]"),
+            Path::new("/s/t.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not list rdma_rxe"), "{e}");
     }
 
     #[test]

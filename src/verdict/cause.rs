@@ -44,13 +44,20 @@ pub enum CauseKind {
     /// shell (dracut's emergency shell, initramfs-tools' `(initramfs)` prompt): the lines
     /// before say why (no `root=`, a root device that never appeared).
     EmergencyShell,
+    /// `[rdma] soft_roce`: `rdma link add` made no RDMA device (rdma_rxe without a crc32
+    /// provider says "failed to init crc32 algorithm").
+    RdmaNoDevice,
+    /// The RDMA device exists but no port of it became ACTIVE (the netdev has no carrier).
+    RdmaPortNotActive,
+    /// A userspace RDMA test (ibv_devinfo, the verbs or rdma_cm round trip) failed or timed out.
+    RdmaTestFailed,
     Timeout,
     QemuExited,
     QemuCrashed,
 }
 
 impl CauseKind {
-    pub const ALL: [CauseKind; 14] = [
+    pub const ALL: [CauseKind; 17] = [
         CauseKind::KernelPanic,
         CauseKind::InitrdNotLoaded,
         CauseKind::UnknownSymbol,
@@ -62,6 +69,9 @@ impl CauseKind {
         CauseKind::BootFileNotFound,
         CauseKind::IbPortNotActive,
         CauseKind::EmergencyShell,
+        CauseKind::RdmaNoDevice,
+        CauseKind::RdmaPortNotActive,
+        CauseKind::RdmaTestFailed,
         CauseKind::Timeout,
         CauseKind::QemuExited,
         CauseKind::QemuCrashed,
@@ -81,6 +91,9 @@ impl CauseKind {
             CauseKind::BootFileNotFound => "boot-file-not-found",
             CauseKind::IbPortNotActive => "ib-port-not-active",
             CauseKind::EmergencyShell => "emergency-shell",
+            CauseKind::RdmaNoDevice => "rdma-no-device",
+            CauseKind::RdmaPortNotActive => "rdma-port-not-active",
+            CauseKind::RdmaTestFailed => "rdma-test-failed",
             CauseKind::Timeout => "timeout",
             CauseKind::QemuExited => "qemu-exited",
             CauseKind::QemuCrashed => "qemu-crashed",
@@ -366,7 +379,142 @@ const RULES: &[Rule] = &[
         kind: CauseKind::NoDhcpOffer,
         find: guest_no_offer,
     },
+    // Soft-RoCE runs after the address: anything above explains its failures first.
+    Rule {
+        kind: CauseKind::RdmaNoDevice,
+        find: rdma_no_device,
+    },
+    Rule {
+        kind: CauseKind::RdmaPortNotActive,
+        find: rdma_port_not_active,
+    },
+    Rule {
+        kind: CauseKind::RdmaTestFailed,
+        find: rdma_test_failed,
+    },
 ];
+
+/// Words of a `BOOTRIG rdma DEVICE …` line, after the device.
+fn rdma_words(line: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = line.trim_start().strip_prefix("BOOTRIG rdma ")?;
+    let mut words = rest.split_whitespace();
+    let device = words.next()?;
+    Some((device, words.collect()))
+}
+
+/// `BOOTRIG rdma rxe0 link-add eth0 rc=N` (N ≠ 0) or `BOOTRIG rdma rxe0 missing`, with what the
+/// kernel said during the link add.
+fn rdma_no_device(t: &Transcript) -> Option<Found> {
+    let (i, device, netdev) = t.lines.iter().enumerate().find_map(|(i, l)| {
+        let (device, words) = rdma_words(l)?;
+        match words.as_slice() {
+            ["link-add", netdev, rc] if *rc != "rc=0" => Some((i, device, Some(*netdev))),
+            ["missing"] => Some((i, device, None)),
+            _ => None,
+        }
+    })?;
+    let mut lines = vec![i];
+    let mut crc32 = false;
+    for (j, l) in t.lines.iter().enumerate() {
+        let message = kernel_message(l);
+        let related = message.starts_with("rdma_rxe:")
+            || l.starts_with("error: ")
+            || message.contains("rxe") && message.contains("fail");
+        if related || rdma_words(l).is_some_and(|(_, w)| w == ["missing"]) {
+            lines.push(j);
+            crc32 |= message.contains("crc32");
+        }
+    }
+    let on = netdev.map(|n| format!(" over {n}")).unwrap_or_default();
+    let hint = if crc32 {
+        ": rdma_rxe found no crc32 algorithm; load crc32_generic before rdma_rxe (order = \"resolve\" adds it)"
+    } else {
+        "; the lines below say why"
+    };
+    Some(Found {
+        summary: format!("no RDMA device: `rdma link add {device}`{on} failed{hint}"),
+        lines,
+        detail: None,
+        phase: None,
+    })
+}
+
+/// `BOOTRIG rdma rxe0 port 1 DOWN link_layer=Ethernet`, and no port of that device ACTIVE.
+fn rdma_port_not_active(t: &Transcript) -> Option<Found> {
+    let ports: Vec<(usize, &str, Vec<&str>)> = t
+        .lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let (device, words) = rdma_words(l)?;
+            (words.first() == Some(&"port")).then_some((i, device, words))
+        })
+        .collect();
+    let (i, device, words) = ports.iter().find(|(_, device, words)| {
+        words.get(2) != Some(&"ACTIVE")
+            && !ports
+                .iter()
+                .any(|(_, d, w)| d == device && w.get(2) == Some(&"ACTIVE"))
+    })?;
+    Some(Found {
+        summary: format!(
+            "RDMA device {device} port {} is {}, not ACTIVE: its interface has no carrier (is the link up?)",
+            words.get(1).unwrap_or(&"?"),
+            words.get(2).unwrap_or(&"?")
+        ),
+        lines: vec![*i],
+        detail: None,
+        phase: None,
+    })
+}
+
+/// `BOOTRIG rdma rxe0 test CHECK TOOL rc=N timeout=S` with N ≠ 0 (124/143: killed at S), or a
+/// test skipped; the tool's output lines before it are the evidence.
+fn rdma_test_failed(t: &Transcript) -> Option<Found> {
+    let (i, device, words) = t.lines.iter().enumerate().find_map(|(i, l)| {
+        let (device, words) = rdma_words(l)?;
+        let failed = match words.as_slice() {
+            ["test", _, "skipped", _] => true,
+            ["test", _, _, rc, _] => *rc != "rc=0",
+            _ => false,
+        };
+        failed.then_some((i, device, words))
+    })?;
+    let check = words.get(1).copied().unwrap_or("?");
+    let what = match check {
+        "devinfo" => "ibv_devinfo (libibverbs and the rxe provider)",
+        "verbs" => "the verbs round trip",
+        "cm" => "the rdma_cm round trip",
+        _ => "an RDMA test",
+    };
+    let outcome = match words.as_slice() {
+        ["test", _, "skipped", why] => format!("was skipped ({why})"),
+        ["test", _, tool, rc, timeout] => {
+            let secs = timeout.trim_start_matches("timeout=");
+            match *rc {
+                "rc=124" | "rc=143" => format!("timed out: {tool} was killed after {secs} s"),
+                rc => format!("failed: {tool} exited {}", rc.trim_start_matches("rc=")),
+            }
+        }
+        _ => "failed".into(),
+    };
+    // The tool's output: the lines since the previous protocol line.
+    let start = t.lines[..i]
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("BOOTRIG "))
+        .map_or(i, |p| p + 1);
+    let mut lines: Vec<usize> = (start..i)
+        .filter(|&j| !is_kernel_line(&t.lines[j]))
+        .collect();
+    lines.truncate(TAIL_LINES);
+    lines.push(i);
+    Some(Found {
+        summary: format!("RDMA device {device}: {what} {outcome}"),
+        lines,
+        detail: None,
+        phase: None,
+    })
+}
 
 /// The stanza's `BOOTRIG ib-port DEVICE PORT state=4: ACTIVE phys=5: LinkUp` lines (printed
 /// when an ib interface has no address) with a state other than ACTIVE.
@@ -1000,6 +1148,96 @@ fn guest_no_offer(t: &Transcript) -> Option<Found> {
 mod tests {
 
     use super::*;
+
+    /// A Soft-RoCE boot as the stanza reports it, up to the rdma lines.
+    const RXE_BOOT: [&str; 4] = [
+        "BOOTRIG begin",
+        "BOOTRIG insmod rdma_rxe rc=0",
+        "BOOTRIG dhcp eth0 udhcpc rc=0",
+        "BOOTRIG addr eth0 10.0.2.15/24",
+    ];
+
+    fn rxe(tail: &[&str]) -> Option<Cause> {
+        let mut boot: Vec<&str> = RXE_BOOT.to_vec();
+        boot.extend(tail);
+        boot.push("BOOTRIG done");
+        classify(&lines(&boot))
+    }
+
+    #[test]
+    fn soft_roce_without_crc32_is_no_rdma_device_with_the_kernel_line() {
+        let c = rxe(&[
+            "error: Invalid argument",
+            "BOOTRIG rdma rxe0 link-add eth0 rc=255",
+            "BOOTRIG kernel-log-begin rdma_rxe",
+            "[    9.123456] rdma_rxe: failed to init crc32 algorithm err:-2",
+            "BOOTRIG kernel-log-end rdma_rxe",
+            "BOOTRIG rdma rxe0 missing",
+        ])
+        .unwrap();
+        assert_eq!(c.kind, CauseKind::RdmaNoDevice);
+        assert!(
+            c.summary.contains("load crc32_generic before rdma_rxe"),
+            "{}",
+            c.summary
+        );
+        assert!(
+            c.evidence
+                .iter()
+                .any(|l| l.contains("failed to init crc32")),
+            "{:?}",
+            c.evidence
+        );
+        assert!(c
+            .evidence
+            .iter()
+            .any(|l| l.contains("link-add eth0 rc=255")));
+    }
+
+    #[test]
+    fn soft_roce_port_and_test_failures_have_their_own_causes() {
+        let down = rxe(&[
+            "BOOTRIG rdma rxe0 link-add eth0 rc=0",
+            "BOOTRIG rdma rxe0 port 1 DOWN link_layer=Ethernet",
+        ])
+        .unwrap();
+        assert_eq!(down.kind, CauseKind::RdmaPortNotActive);
+        assert!(down.summary.contains("port 1 is DOWN"), "{}", down.summary);
+        let up = "BOOTRIG rdma rxe0 port 1 ACTIVE link_layer=Ethernet";
+        let hung = rxe(&[
+            up,
+            "BOOTRIG rdma rxe0 test devinfo ibv_devinfo rc=0 timeout=20",
+            "BOOTRIG rdma rxe0 test verbs ibv_rc_pingpong rc=143 timeout=20",
+        ])
+        .unwrap();
+        assert_eq!(hung.kind, CauseKind::RdmaTestFailed);
+        assert!(
+            hung.summary
+                .contains("verbs round trip timed out: ibv_rc_pingpong was killed after 20 s"),
+            "{}",
+            hung.summary
+        );
+        let failed = rxe(&[
+            up,
+            "Failed to get IB devices list",
+            "BOOTRIG rdma rxe0 test devinfo ibv_devinfo rc=255 timeout=20",
+        ])
+        .unwrap();
+        assert_eq!(failed.kind, CauseKind::RdmaTestFailed);
+        assert!(
+            failed.summary.contains("ibv_devinfo exited 255"),
+            "{}",
+            failed.summary
+        );
+        assert_eq!(failed.evidence[0], "Failed to get IB devices list");
+        // All tests passing: no cause.
+        assert!(rxe(&[
+            up,
+            "BOOTRIG rdma rxe0 test devinfo ibv_devinfo rc=0 timeout=20",
+            "BOOTRIG rdma rxe0 test cm rping rc=0 timeout=20"
+        ])
+        .is_none());
+    }
 
     #[test]
     fn an_ib_port_stuck_in_init_explains_a_missing_ipoib_address() {
