@@ -183,7 +183,11 @@ mod tests {
     fn other_file_system_inputs_are_copied() {
         // /dev/shm is a tmpfs; the build directory is on a disk.
         let src = tempfile::tempdir_in("/dev/shm").unwrap();
-        let dst = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+        // The repository's target/ (on the disk), made if the build put its output elsewhere
+        // (CARGO_TARGET_DIR): the directory only has to be off the tmpfs.
+        let on_disk = concat!(env!("CARGO_MANIFEST_DIR"), "/target");
+        std::fs::create_dir_all(on_disk).unwrap();
+        let dst = tempfile::tempdir_in(on_disk).unwrap();
         let (kernel, initrd) = inputs(src.path());
         let same_fs = std::fs::metadata(src.path()).unwrap().dev()
             == std::fs::metadata(dst.path()).unwrap().dev();
