@@ -22,15 +22,18 @@ fn scenario(dir: &Path, load: &str) -> Scenario {
     Scenario::load(&p).unwrap()
 }
 
+/// Build options writing `dir/out`, with the build cache at `cache`.
+fn options(dir: &Path, cache: &Path, out: &str) -> BuildOptions {
+    let mut o = BuildOptions::new(&dir.join(out));
+    o.cache_dir = cache.to_path_buf();
+    o
+}
+
 #[test]
 fn same_inputs_reuse_the_build_and_changed_inputs_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let opts = |out: &str| {
-        let mut o = BuildOptions::new(&dir.path().join(out));
-        o.cache_dir = cache.clone();
-        o
-    };
+    let opts = |out: &str| options(dir.path(), &cache, out);
     let s = scenario(dir.path(), "[\"ib_core\"]");
     let first = build(&s, &opts("a.img")).unwrap();
     assert!(!first.reused);
@@ -78,11 +81,7 @@ fn plan_errors_stop_the_build_and_write_nothing() {
 fn a_damaged_entry_is_rebuilt_with_a_warning_and_an_interrupted_build_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let opts = |out: &str| {
-        let mut o = BuildOptions::new(&dir.path().join(out));
-        o.cache_dir = cache.clone();
-        o
-    };
+    let opts = |out: &str| options(dir.path(), &cache, out);
     let s = scenario(dir.path(), "[\"ib_core\"]");
     let first = build(&s, &opts("a.img")).unwrap();
     assert!(first.warnings.is_empty(), "{:?}", first.warnings);

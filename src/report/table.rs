@@ -264,11 +264,7 @@ mod tests {
             .join("\n"),
         );
         let text = render_table(&r, false);
-        let note: Vec<&str> = text
-            .lines()
-            .skip(3)
-            .take_while(|l| l.starts_with("    "))
-            .collect();
+        let note = note_lines(&text);
         let joined = note.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
         assert!(
             joined.contains("error: `mlx4_cor` is not a module"),
@@ -285,17 +281,21 @@ mod tests {
         );
     }
 
+    /// The indented note lines under the second scenario's row.
+    fn note_lines(text: &str) -> Vec<&str> {
+        text.lines()
+            .skip(3)
+            .take_while(|l| l.starts_with("    "))
+            .collect()
+    }
+
     #[test]
     fn a_very_long_note_keeps_its_start_and_end() {
         let mut r = report();
         let lines: Vec<String> = (1..=300).map(|i| format!("line {i}")).collect();
         r.scenarios[1].cause.as_mut().unwrap().summary = lines.join("\n");
         let text = render_table(&r, false);
-        let note: Vec<&str> = text
-            .lines()
-            .skip(3)
-            .take_while(|l| l.starts_with("    "))
-            .collect();
+        let note = note_lines(&text);
         assert_eq!(note.len(), NOTE_LINES);
         assert_eq!(note[0], "    line 1");
         assert_eq!(
