@@ -1412,7 +1412,11 @@ mod tests {
     #[test]
     fn enum_names_match_their_serde_names() {
         fn serde_name(v: impl Serialize) -> String {
-            serde_json::to_value(v).unwrap().as_str().unwrap().to_string()
+            serde_json::to_value(v)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
         }
         for f in [Firmware::Bios, Firmware::Uefi] {
             assert_eq!(f.as_str(), serde_name(f));
