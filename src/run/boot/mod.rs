@@ -7,12 +7,13 @@
 //! (timestamped, ANSI removed), `qemu.cmdline`, `qemu.stderr`, `qmp.jsonl`, `http.log` (HTTP
 //! fetches), `boot/` (kernel, initrd, iPXE script, plan.json), `result.json`.
 //!
-//! Each stage is a module with one job, and `boot_and_judge` calls them in order: `media`
-//! (initrd, boot files, firmware files, iPXE script and HTTP server), `adapter` (VFIO), `net`
-//! (dnsmasq segment or bridge tap), `vm` (the pure target → `VmSpec` mapping), `qemu` (sockets,
-//! start, stop), `watch` (phases and limits while the console is driven), `artifacts` (the
-//! evidence files) and `outcome` (cause, findings, report). What a stage sets up on the host is
-//! a guard that undoes it when dropped, so an error return or a panic leaves nothing behind.
+//! Each stage is a module with one job, and `boot_and_judge` calls them in order: `accel`
+//! (`auto` resolved once per run), `media` (initrd, boot files, firmware files, iPXE script and
+//! HTTP server), `adapter` (VFIO), `net` (dnsmasq segment or bridge tap), `vm` (the pure target
+//! → `VmSpec` mapping), `qemu` (sockets, start, stop), `watch` (phases and limits while the
+//! console is driven), `artifacts` (the evidence files) and `outcome` (cause, findings,
+//! report). What a stage sets up on the host is a guard that undoes it when dropped, so an
+//! error return or a panic leaves nothing behind.
 
 mod accel;
 mod adapter;
