@@ -413,8 +413,8 @@ fn phase_names(sc: &Value) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// The README's first command, as the README writes it (the line `../shared/tools/fresh-clone`
-/// and a newcomer run): set up, then `bootrig run scenarios/` with the default `--out`.
+/// The README's first command, as the README writes it (the line a newcomer runs on a fresh
+/// clone): set up, then `bootrig run scenarios/` with the default `--out`.
 fn readme_first_command() -> String {
     let readme = fs::read_to_string(common::repo_root().join("README.md")).expect("README.md");
     readme
