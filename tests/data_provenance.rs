@@ -33,7 +33,11 @@ fn every_file_under_tests_data_has_a_recorded_origin() {
         .iter()
         .filter(|p| p.file_name().is_some_and(|n| n != "README.md"))
         .collect();
-    assert!(data.len() >= 2, "no fixtures found under {}", root.display());
+    assert!(
+        data.len() >= 2,
+        "no fixtures found under {}",
+        root.display()
+    );
     let missing: Vec<String> = data
         .iter()
         .filter(|p| {
