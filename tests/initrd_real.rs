@@ -6,11 +6,10 @@ mod common;
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use bootrig::qemu::machine::MachineType;
 
 /// Hashes files when made and asserts, when checked, that none changed.
 struct Unchanged(Vec<(PathBuf, String)>);
@@ -727,76 +726,33 @@ fn existing_output_needs_force() {
     unchanged.check();
 }
 
-/// Kills QEMU when the test ends, however it ends.
-struct QemuGuard(Child);
-
-impl Drop for QemuGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Boots the fetched kernel directly with `initrd` and returns the console once every marker has
 /// shown (or QEMU ended, or 90 s passed).
 fn boot(initrd: &Path, markers: &[&str]) -> String {
     let env = cache_env();
-    let child = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(&env.kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 no_timer_check rdinit=/init",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn qemu-system-x86_64");
-    let mut guard = QemuGuard(child);
-    let stdout = guard.0.stdout.take().expect("stdout piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
+    let dir = vm::run_dir("bootrig-initrd-real-");
+    let spec = vm::direct_spec(
+        dir.path(),
+        MachineType::Pc,
+        &env.kernel,
+        initrd,
+        "console=ttyS0 panic=-1 no_timer_check rdinit=/init",
+        None,
+    );
+    // Killed with its process group when the test ends, however it ends.
+    let vm = vm::Vm::start(&spec);
+    vm.wait_console(Duration::from_secs(90), |console| {
+        markers
+            .iter()
+            .all(|m| console.lines().any(|l| l.trim_end() == *m))
     });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut console = String::new();
-    while !markers
-        .iter()
-        .all(|m| console.lines().any(|l| l.trim_end() == *m))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                console.push_str(&line);
-                console.push('\n');
-            }
-            Err(_) => break,
-        }
-    }
-    console
+    vm.console()
 }
 
 fn boot_patched(mode: &str) {
+    if !require(&[Need::Qemu, Need::Setup]) {
+        return;
+    }
     let fx = fixture("mkinitramfs-gzip");
     let tmp = tempfile::tempdir().expect("tempdir");
     let marker = format!("BOOTRIG-MARKER-{mode}");
