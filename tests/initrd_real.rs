@@ -188,6 +188,9 @@ fn new_init_body(marker: &str) -> String {
 
 #[test]
 fn ls_equals_lsinitramfs_and_cpio() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     for fx in fixtures() {
         let unchanged = Unchanged::new(&[&fx.path]);
         let ours = ls_set(&fx.path);
@@ -235,6 +238,9 @@ fn ls_equals_lsinitramfs_and_cpio() {
 
 #[test]
 fn extract_equals_unmkinitramfs() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     for fx in small_fixtures() {
         let unchanged = Unchanged::new(&[&fx.path]);
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -259,6 +265,9 @@ fn extract_equals_unmkinitramfs() {
 
 #[test]
 fn repack_is_read_by_cpio_and_unmkinitramfs() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let patch = Patch::new(&new_init_body("BOOTRIG-MARKER"));
     for fx in small_fixtures() {
         let unchanged = Unchanged::new(&[&fx.path, &patch.module, &patch.text, &patch.init]);
@@ -310,6 +319,9 @@ fn repack_is_read_by_cpio_and_unmkinitramfs() {
 
 #[test]
 fn overlay_keeps_original_bytes_and_appends_one_readable_segment() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let patch = Patch::new(&new_init_body("BOOTRIG-MARKER"));
     for fx in small_fixtures() {
         let unchanged = Unchanged::new(&[&fx.path, &patch.module, &patch.text, &patch.init]);
@@ -412,6 +424,9 @@ fn diff_images(a: &Path, b: &Path, want_code: i32) -> String {
 
 #[test]
 fn diff_shows_exactly_the_additions_and_the_init_change() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let patch = Patch::new(&new_init_body("BOOTRIG-DIFF-MARKER"));
     for name in ["mkinitramfs-gzip", "dracut-early-gzip"] {
         let fx = fixture(name);
@@ -504,6 +519,9 @@ fn diff_shows_exactly_the_additions_and_the_init_change() {
 
 #[test]
 fn merged_usr_additions_go_through_the_lib_symlink() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let env = cache_env();
     let module = module_path(&env, "ib_core");
     let dest = format!("/lib/modules/{}/extra/x.ko", env.release);
@@ -596,6 +614,9 @@ fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
 
 #[test]
 fn extract_refuses_entries_that_escape() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let tmp = tempfile::tempdir().expect("tempdir");
     let outside = tmp.path().join("outside");
     fs::create_dir(&outside).expect("mkdir");
@@ -680,6 +701,9 @@ fn extract_refuses_entries_that_escape() {
 
 #[test]
 fn existing_output_needs_force() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let fx = fixture("mkinitramfs-gzip");
     let patch = Patch::new(&new_init_body("BOOTRIG-MARKER"));
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -826,6 +850,9 @@ fn qemu_boots_repack_output_with_additions_in_effect() {
 /// the helpers the other tests compare with).
 #[test]
 fn fixtures_are_what_the_manifest_says() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let magic = |codec: &str| -> &'static [u8] {
         match codec {
             "gzip" => &[0x1f, 0x8b],

@@ -2,6 +2,8 @@
 //! and a real QEMU boot (TCG) whose iPXE ROM gets its reserved address over a tap. Needs root
 //! (CAP_NET_ADMIN + CAP_SYS_ADMIN), dnsmasq, busybox and QEMU, as CI has after images/setup.
 
+mod common;
+
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -126,6 +128,13 @@ fn ns_exists(name: &str) -> bool {
 
 #[test]
 fn the_ipoib_client_id_gets_its_reservation_and_others_the_pool() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(None, |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let ipoib = ClientId::ipoib(IPOIB_GUID);
@@ -196,6 +205,13 @@ fn the_ipoib_client_id_gets_its_reservation_and_others_the_pool() {
 
 #[test]
 fn no_server_means_no_answer() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::NoServer), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     assert_eq!(lab.seg.dnsmasq_pid(), None);
@@ -208,6 +224,13 @@ fn no_server_means_no_answer() {
 
 #[test]
 fn reply_delay_holds_the_offer_back() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::ReplyDelay { seconds: 3 }), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let got = udhcpc(&lab, &probe, None, 4, 5);
@@ -220,6 +243,13 @@ fn reply_delay_holds_the_offer_back() {
 
 #[test]
 fn wrong_next_server_is_offered() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::WrongNextServer { address: None }), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let got = udhcpc(&lab, &probe, None, 3, 2);
@@ -230,6 +260,13 @@ fn wrong_next_server_is_offered() {
 
 #[test]
 fn exhausted_range_answers_no_address() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::ExhaustedRange), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     // Neither the reserved IPoIB client (its address is leased to another) nor a stranger.
@@ -251,6 +288,13 @@ fn exhausted_range_answers_no_address() {
 
 #[test]
 fn no_boot_file_on_the_tftp_server() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::NoBootFile), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let got = udhcpc(&lab, &probe, None, 3, 2);
@@ -292,6 +336,13 @@ fn no_boot_file_on_the_tftp_server() {
 
 #[test]
 fn server_restarts_mid_boot_and_keeps_its_leases() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::RestartMidBoot), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let ipoib = ClientId::ipoib(IPOIB_GUID);
@@ -318,6 +369,13 @@ fn server_restarts_mid_boot_and_keeps_its_leases() {
 
 #[test]
 fn a_bad_config_fails_before_anything_is_left_behind() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut dhcp = DhcpConfig::default_lab();
     dhcp.lease_secs = 10;
@@ -363,6 +421,13 @@ fn wait_gone(pid: u32) -> bool {
 /// is killed; `cleanup` finds it by its marker and removes everything.
 #[test]
 fn cleanup_removes_what_a_killed_run_left() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     if let Some(state) = std::env::var_os("BOOTRIG_NET_HELPER_STATE") {
         let state = PathBuf::from(state);
         let mut dhcp = DhcpConfig::default_lab();
@@ -456,6 +521,13 @@ fn cleanup_removes_what_a_killed_run_left() {
 /// process in it; and a forgotten live segment removed with its dnsmasq.
 #[test]
 fn cleanup_by_name_and_remove_segment_kill_what_runs_inside() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let _turn = CLEANUP.lock().unwrap_or_else(|e| e.into_inner());
     let mut dead = Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
@@ -518,6 +590,18 @@ fn cleanup_by_name_and_remove_segment_kill_what_runs_inside() {
 /// dnsmasq's TFTP and prints what it was given.
 #[test]
 fn qemu_guest_on_the_tap_gets_its_reserved_address() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::NetbootFirmware {
+            nic: NicModel::VirtioNetPci,
+            uefi: false,
+        },
+    ]) {
+        return;
+    }
     let mac = "52:54:00:77:00:0a";
     let client_id = ClientId::ethernet(mac.parse().unwrap());
     let lab = lab(None, |dhcp| {
