@@ -7,7 +7,6 @@ mod common;
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,7 +24,6 @@ use bootrig::net::{
 use bootrig::qemu::accel::Accel;
 use bootrig::qemu::firmware;
 use bootrig::qemu::machine::{Firmware, MachineType, Network, NicModel, NicRom, TapNet, VmSpec};
-use bootrig::qemu::process::GroupChild;
 
 /// cleanup() looks at every bootrig namespace on the host: the tests that call it take turns.
 static CLEANUP: Mutex<()> = Mutex::new(());
@@ -637,54 +635,16 @@ fn qemu_guest_on_the_tap_gets_its_reserved_address() {
         direct: None,
         vfio: vec![],
     };
-    let serial = UnixListener::bind(&vm.serial_socket).unwrap();
-    let _qmp = UnixListener::bind(&vm.qmp_socket).unwrap();
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    let qemu = bootrig::qemu::locate(
-        &path_var,
-        std::env::var_os(bootrig::qemu::QEMU_ENV).as_deref(),
-    )
-    .expect("qemu-system-x86_64: run images/setup first");
-    let mut cmd = Command::new(qemu);
-    cmd.args(vm.args().unwrap())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(run.join("qemu.stderr")).unwrap());
-    lab.seg.enter_on_spawn(&mut cmd).unwrap();
-    let started = Instant::now();
-    let mut child = GroupChild::spawn(&mut cmd).unwrap();
-    serial.set_nonblocking(true).unwrap();
-    let mut stream = loop {
-        match serial.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("{e}"),
-        }
-        if let Some(status) = child.wait_timeout(Duration::from_millis(20)).unwrap() {
-            let stderr = std::fs::read_to_string(run.join("qemu.stderr")).unwrap_or_default();
-            panic!("QEMU exited ({status}) before connecting: {stderr}");
-        }
-        assert!(started.elapsed() < Duration::from_secs(30));
-    };
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let mut qemu = common::vm::Vm::start_with(&vm, |cmd| {
+        lab.seg
+            .enter_on_spawn(cmd)
+            .expect("enter the segment's namespace");
+    });
     let want = "BOOTRIG-NET ip=10.77.0.50 next=10.77.0.1 file=boot.ipxe";
-    let mut console = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !String::from_utf8_lossy(&console).contains(want)
-        && started.elapsed() < Duration::from_secs(180)
-    {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => console.extend_from_slice(&chunk[..n]),
-            Err(_) => {}
-        }
-    }
-    let took = started.elapsed();
-    child.kill().unwrap();
-    let console = String::from_utf8_lossy(&console).into_owned();
+    qemu.wait_console(Duration::from_secs(180), |console| console.contains(want));
+    let took = qemu.started.elapsed();
+    qemu.kill();
+    let console = qemu.console();
     assert!(console.contains(want), "console:\n{console}");
     eprintln!("iPXE on the tap: reserved address and boot script after {took:?}");
     let leases = lab.seg.leases().unwrap();
