@@ -48,11 +48,13 @@ impl Need {
         match self {
             Need::Root => (!nix::unistd::geteuid().is_root())
                 .then(|| "not root, run the tests as root (sudo -E cargo test …)".to_string()),
-            Need::Qemu => super::vm::qemu_binary().is_none().then(|| {
-                "qemu-system-x86_64 not found (nor $BOOTRIG_QEMU), run ./images/setup \
-                 (apt-get install qemu-system-x86)"
-                    .to_string()
-            }),
+            Need::Qemu => {
+                let path_var = std::env::var_os("PATH").unwrap_or_default();
+                let override_value = std::env::var_os(bootrig::qemu::QEMU_ENV);
+                bootrig::qemu::locate(&path_var, override_value.as_deref())
+                    .err()
+                    .map(|e| format!("{e}, run ./images/setup (apt-get install qemu-system-x86)"))
+            }
             Need::Dnsmasq => {
                 let path_var = std::env::var_os("PATH").unwrap_or_default();
                 // dnsmasq is in /usr/sbin, which a non-root PATH may lack.
