@@ -32,7 +32,7 @@ pub enum Need {
     TestFixtures,
     /// A file, relative to the repository root, made by `./images/setup --tests`.
     TestFixture(&'static str),
-    /// The NIC's iPXE ROM, SeaBIOS, and with `uefi` OVMF too (ipxe-qemu, seabios, ovmf).
+    /// The NIC's iPXE ROM, and with `uefi` OVMF too (ipxe-qemu, ovmf).
     NetbootFirmware {
         nic: bootrig::qemu::machine::NicModel,
         uefi: bool,
@@ -61,8 +61,7 @@ impl Need {
                 let found = bootrig::qemu::find_on_path(&path_var, "dnsmasq".as_ref()).is_some()
                     || bootrig::qemu::is_executable(Path::new("/usr/sbin/dnsmasq"));
                 (!found).then(|| {
-                    "dnsmasq not found, run ./images/setup (apt-get install dnsmasq-base)"
-                        .to_string()
+                    "dnsmasq not found, run ./images/setup (apt-get install dnsmasq)".to_string()
                 })
             }
             Need::Setup => {
