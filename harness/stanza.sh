@@ -4,10 +4,11 @@
 # an initramfs-tools hook or sourced by dracut and inline in /init, always inside a subshell so
 # nothing leaks into the caller.
 #
-# The protocol (DESIGN.md "Guest protocol") goes to /dev/console itself: in a systemd initrd a
-# hook's stdout ends in the journal, never on the serial port. Each protocol line is written in
-# one write, and the kernel's console log level is lowered while the stanza runs so that kernel
-# messages cannot split a line or the /proc/modules block; it is restored afterwards.
+# The protocol (docs/ARCHITECTURE.md, "Guest protocol") goes to /dev/console itself: in a
+# systemd initrd a hook's stdout ends in the journal, never on the serial port. Each protocol
+# line is written in one write, and the kernel's console log level is lowered while the stanza
+# runs so that kernel messages cannot split a line or the /proc/modules block; it is restored
+# afterwards.
 
 set +e
 

@@ -1,6 +1,8 @@
 //! `bootrig build` is cached by content: the same inputs give the same output, reused; any input
 //! that changes (a module parameter here) gives a new build. Inputs are never modified.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use bootrig::build::{build, BuildOptions};
@@ -31,6 +33,9 @@ fn options(dir: &Path, cache: &Path, out: &str) -> BuildOptions {
 
 #[test]
 fn same_inputs_reuse_the_build_and_changed_inputs_do_not() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let opts = |out: &str| options(dir.path(), &cache, out);
@@ -67,6 +72,9 @@ fn same_inputs_reuse_the_build_and_changed_inputs_do_not() {
 
 #[test]
 fn plan_errors_stop_the_build_and_write_nothing() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut s = scenario(dir.path(), "[\"ib_ipoib\", \"ib_core\"]");
     s.initrd.order = bootrig::scenario::Order::Strict;
@@ -79,6 +87,9 @@ fn plan_errors_stop_the_build_and_write_nothing() {
 
 #[test]
 fn a_damaged_entry_is_rebuilt_with_a_warning_and_an_interrupted_build_writes_nothing() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let opts = |out: &str| options(dir.path(), &cache, out);

@@ -285,6 +285,9 @@ fn hanging_qemu(dir: &Path, when: &str, marker: &Path) -> PathBuf {
 
 #[test]
 fn ctrl_c_stops_a_run_during_its_build_and_still_reports() {
+    if !common::require(&[common::Need::Qemu, common::Need::Setup]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("scenarios");
     fs::create_dir(&dir).unwrap();
@@ -329,6 +332,9 @@ fn ctrl_c_stops_a_run_during_its_build_and_still_reports() {
 
 #[test]
 fn ctrl_c_stops_bootrig_build_and_a_second_signal_exits_at_once_leaving_nothing() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     slow_base(work.path());
     scenario(work.path(), "slow", SLOW_INITRD, "");
@@ -416,6 +422,9 @@ fn second_signal_exit_removes_registered_temporary_files() {
 
 #[test]
 fn a_changed_or_incomplete_cache_entry_is_rebuilt_not_reused() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     scenario(work.path(), "quick", QUICK_INITRD, "");
     let cache = work.path().join("cache");
@@ -465,6 +474,9 @@ fn a_changed_or_incomplete_cache_entry_is_rebuilt_not_reused() {
 
 #[test]
 fn cleanup_removes_a_killed_runs_sockets_and_temporaries_and_keeps_live_ones() {
+    if !common::require(&[common::Need::Qemu, common::Need::Setup]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let tmp = work.path().join("tmp");
     let cache = work.path().join("cache");
@@ -533,6 +545,9 @@ fn cleanup_removes_a_killed_runs_sockets_and_temporaries_and_keeps_live_ones() {
 
 #[test]
 fn ctrl_c_during_the_kvm_probe_ends_the_run_promptly() {
+    if !common::require(&[common::Need::Qemu, common::Need::Setup]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     // accel = "auto" (the default): the run first probes KVM, here with a QEMU that hangs.
     scenario(work.path(), "auto", QUICK_INITRD, "");

@@ -1,6 +1,8 @@
 //! `bootrig doctor` end to end: the binary on this host (set up by images/setup) and on an empty
 //! fake root, checking exit codes, the table and the JSON.
 
+mod common;
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,14 @@ fn bootrig(args: &[&str], path_var: Option<&std::ffi::OsStr>) -> Output {
 
 #[test]
 fn this_host_is_ready_and_json_says_why() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Dnsmasq,
+    ]) {
+        return;
+    }
     let start = Instant::now();
     let out = bootrig(&["doctor", "--json", "--probe-timeout", "2"], None);
     // --version, a TCG probe and a KVM probe, each bounded by 2 s.

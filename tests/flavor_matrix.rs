@@ -85,6 +85,13 @@ timeout = "300s"
 
 #[test]
 fn every_flavor_client_and_mode_boots_with_modules_in_order_and_an_address() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::TestFixtures,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let root = common::repo_root();
     for b in BASES.iter().filter(|b| b.base != "busybox") {
         assert!(

@@ -6,11 +6,10 @@ mod common;
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use bootrig::qemu::machine::MachineType;
 
 /// Hashes files when made and asserts, when checked, that none changed.
 struct Unchanged(Vec<(PathBuf, String)>);
@@ -189,6 +188,9 @@ fn new_init_body(marker: &str) -> String {
 
 #[test]
 fn ls_equals_lsinitramfs_and_cpio() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     for fx in fixtures() {
         let unchanged = Unchanged::new(&[&fx.path]);
         let ours = ls_set(&fx.path);
@@ -236,6 +238,9 @@ fn ls_equals_lsinitramfs_and_cpio() {
 
 #[test]
 fn extract_equals_unmkinitramfs() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     for fx in small_fixtures() {
         let unchanged = Unchanged::new(&[&fx.path]);
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -260,6 +265,9 @@ fn extract_equals_unmkinitramfs() {
 
 #[test]
 fn repack_is_read_by_cpio_and_unmkinitramfs() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let patch = Patch::new(&new_init_body("BOOTRIG-MARKER"));
     for fx in small_fixtures() {
         let unchanged = Unchanged::new(&[&fx.path, &patch.module, &patch.text, &patch.init]);
@@ -311,6 +319,9 @@ fn repack_is_read_by_cpio_and_unmkinitramfs() {
 
 #[test]
 fn overlay_keeps_original_bytes_and_appends_one_readable_segment() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let patch = Patch::new(&new_init_body("BOOTRIG-MARKER"));
     for fx in small_fixtures() {
         let unchanged = Unchanged::new(&[&fx.path, &patch.module, &patch.text, &patch.init]);
@@ -413,6 +424,9 @@ fn diff_images(a: &Path, b: &Path, want_code: i32) -> String {
 
 #[test]
 fn diff_shows_exactly_the_additions_and_the_init_change() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let patch = Patch::new(&new_init_body("BOOTRIG-DIFF-MARKER"));
     for name in ["mkinitramfs-gzip", "dracut-early-gzip"] {
         let fx = fixture(name);
@@ -505,6 +519,9 @@ fn diff_shows_exactly_the_additions_and_the_init_change() {
 
 #[test]
 fn merged_usr_additions_go_through_the_lib_symlink() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let env = cache_env();
     let module = module_path(&env, "ib_core");
     let dest = format!("/lib/modules/{}/extra/x.ko", env.release);
@@ -597,6 +614,9 @@ fn newc(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
 
 #[test]
 fn extract_refuses_entries_that_escape() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let tmp = tempfile::tempdir().expect("tempdir");
     let outside = tmp.path().join("outside");
     fs::create_dir(&outside).expect("mkdir");
@@ -681,6 +701,9 @@ fn extract_refuses_entries_that_escape() {
 
 #[test]
 fn existing_output_needs_force() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let fx = fixture("mkinitramfs-gzip");
     let patch = Patch::new(&new_init_body("BOOTRIG-MARKER"));
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -727,76 +750,33 @@ fn existing_output_needs_force() {
     unchanged.check();
 }
 
-/// Kills QEMU when the test ends, however it ends.
-struct QemuGuard(Child);
-
-impl Drop for QemuGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Boots the fetched kernel directly with `initrd` and returns the console once every marker has
 /// shown (or QEMU ended, or 90 s passed).
 fn boot(initrd: &Path, markers: &[&str]) -> String {
     let env = cache_env();
-    let child = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(&env.kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 no_timer_check rdinit=/init",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn qemu-system-x86_64");
-    let mut guard = QemuGuard(child);
-    let stdout = guard.0.stdout.take().expect("stdout piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
+    let dir = vm::run_dir("bootrig-initrd-real-");
+    let spec = vm::direct_spec(
+        dir.path(),
+        MachineType::Pc,
+        &env.kernel,
+        initrd,
+        "console=ttyS0 panic=-1 no_timer_check rdinit=/init",
+        None,
+    );
+    // Killed with its process group when the test ends, however it ends.
+    let vm = vm::Vm::start(&spec);
+    vm.wait_console(Duration::from_secs(90), |console| {
+        markers
+            .iter()
+            .all(|m| console.lines().any(|l| l.trim_end() == *m))
     });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut console = String::new();
-    while !markers
-        .iter()
-        .all(|m| console.lines().any(|l| l.trim_end() == *m))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                console.push_str(&line);
-                console.push('\n');
-            }
-            Err(_) => break,
-        }
-    }
-    console
+    vm.console()
 }
 
 fn boot_patched(mode: &str) {
+    if !require(&[Need::Qemu, Need::Setup]) {
+        return;
+    }
     let fx = fixture("mkinitramfs-gzip");
     let tmp = tempfile::tempdir().expect("tempdir");
     let marker = format!("BOOTRIG-MARKER-{mode}");
@@ -870,6 +850,9 @@ fn qemu_boots_repack_output_with_additions_in_effect() {
 /// the helpers the other tests compare with).
 #[test]
 fn fixtures_are_what_the_manifest_says() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let magic = |codec: &str| -> &'static [u8] {
         match codec {
             "gzip" => &[0x1f, 0x8b],

@@ -3,6 +3,8 @@
 //! theirs (`scenarios/x.toml`, paths relative to it) and reads what it prints. No test boots: a
 //! stand-in QEMU records whether anything tried to start it.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -151,6 +153,9 @@ fn a_scenario_that_is_not_utf8_names_line_column_and_byte_offset() {
 /// run with exit 2 at that file's key, as a typo does, and nothing boots.
 #[test]
 fn run_stops_before_any_boot_when_a_scenario_names_a_missing_file() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let w = Work::new();
     let tree = kernel_tree();
     let good = format!(
@@ -222,6 +227,9 @@ fn note(table: &str) -> String {
 
 #[test]
 fn unknown_module_in_a_run_is_named_in_the_table() {
+    if !common::require(&[common::Need::Qemu, common::Need::Setup]) {
+        return;
+    }
     let w = Work::new();
     let o = run_with_a_misspelt_module(&w);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
@@ -244,6 +252,9 @@ fn unknown_module_in_a_run_is_named_in_the_table() {
 /// `order = "resolve"` only when `Plan::resolve_would_help()`.
 #[test]
 fn unknown_module_with_resolve_set_is_not_told_to_resolve() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let w = Work::new();
     let o = run_with_a_misspelt_module(&w);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
@@ -254,6 +265,9 @@ fn unknown_module_with_resolve_set_is_not_told_to_resolve() {
 
 #[test]
 fn build_of_an_unknown_module_names_trees_and_names_without_ordering_advice() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let w = Work::new();
     let tree = kernel_tree();
     w.scenario(
@@ -284,6 +298,9 @@ fn build_of_an_unknown_module_names_trees_and_names_without_ordering_advice() {
 /// refuse none of them.
 #[test]
 fn shipped_scenarios_load() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     kernel_tree();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let mut dirs = vec![root];

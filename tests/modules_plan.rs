@@ -53,6 +53,9 @@ fn manual_ib_list() -> Vec<String> {
 
 #[test]
 fn the_manuals_ib_list_as_printed() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let list = manual_ib_list();
     assert_eq!(list.len(), 16, "{list:?}");
@@ -121,6 +124,9 @@ fn the_manuals_ib_list_as_printed() {
 
 #[test]
 fn the_manuals_init_stanza_with_ipv6_and_lro() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let p = run(
         &e,
@@ -146,6 +152,9 @@ fn the_manuals_init_stanza_with_ipv6_and_lro() {
 
 #[test]
 fn the_manuals_ethernet_list_is_loadable() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let p = run(&e, &[&e.modules], &["mlx4_core.ko", "mlx4_en.ko"], false);
     assert!(p.is_loadable(), "{:#?}", p.errors);
@@ -160,6 +169,9 @@ fn the_manuals_ethernet_list_is_loadable() {
 
 #[test]
 fn an_mlx5_list_needs_its_closure() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let list = ["mlx5_core", "mlx5_ib", "ib_ipoib"];
     let p = run(&e, &[&e.modules], &list, false);
@@ -194,6 +206,9 @@ fn an_mlx5_list_needs_its_closure() {
 
 #[test]
 fn a_modern_order_passes_and_a_swapped_one_names_both() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let good = [
         "ib_core",
@@ -217,6 +232,9 @@ fn a_modern_order_passes_and_a_swapped_one_names_both() {
 
 #[test]
 fn unknown_names_get_suggestions() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let p = run(&e, &[&e.modules], &["mlx4_cor"], false);
     assert!(
@@ -228,6 +246,9 @@ fn unknown_names_get_suggestions() {
 
 #[test]
 fn firmware_the_tree_lacks_is_a_warning() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let p = run(&e, &[&e.modules], &["hfi1"], true);
     let fw: Vec<&str> = p
@@ -259,6 +280,9 @@ fn copy_closure(e: &Env, names: &[&str], to: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_tree_without_modules_dep_plans_the_same() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let list = ["mlx5_ib", "ib_ipoib"];
     let tmp = tempfile::tempdir().unwrap();
@@ -273,6 +297,9 @@ fn a_tree_without_modules_dep_plans_the_same() {
 
 #[test]
 fn layered_trees_resolve_to_the_first_match() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let updates = tempfile::tempdir().unwrap();
     let dest = updates.path().join("updates/ib_ipoib.ko");
@@ -312,6 +339,9 @@ fn rewrite_vermagic(bytes: &mut [u8], from: &str, to: &str) {
 
 #[test]
 fn a_module_from_another_kernel_is_caught() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let tmp = tempfile::tempdir().unwrap();
     copy_closure(&e, &["ib_cm"], tmp.path());
@@ -341,6 +371,9 @@ fn a_module_from_another_kernel_is_caught() {
 
 #[test]
 fn compressed_copies_of_real_modules_plan_like_the_originals() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let tmp = tempfile::tempdir().unwrap();
     let formats = [
@@ -402,6 +435,9 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn cli_exit_codes_and_json() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let e = env();
     let k = e.kernel.to_str().unwrap();
     let m = e.modules.to_str().unwrap();

@@ -2,10 +2,11 @@
 //! and a real QEMU boot (TCG) whose iPXE ROM gets its reserved address over a tap. Needs root
 //! (CAP_NET_ADMIN + CAP_SYS_ADMIN), dnsmasq, busybox and QEMU, as CI has after images/setup.
 
+mod common;
+
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,7 +24,6 @@ use bootrig::net::{
 use bootrig::qemu::accel::Accel;
 use bootrig::qemu::firmware;
 use bootrig::qemu::machine::{Firmware, MachineType, Network, NicModel, NicRom, TapNet, VmSpec};
-use bootrig::qemu::process::GroupChild;
 
 /// cleanup() looks at every bootrig namespace on the host: the tests that call it take turns.
 static CLEANUP: Mutex<()> = Mutex::new(());
@@ -126,6 +126,13 @@ fn ns_exists(name: &str) -> bool {
 
 #[test]
 fn the_ipoib_client_id_gets_its_reservation_and_others_the_pool() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(None, |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let ipoib = ClientId::ipoib(IPOIB_GUID);
@@ -196,6 +203,13 @@ fn the_ipoib_client_id_gets_its_reservation_and_others_the_pool() {
 
 #[test]
 fn no_server_means_no_answer() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::NoServer), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     assert_eq!(lab.seg.dnsmasq_pid(), None);
@@ -208,6 +222,13 @@ fn no_server_means_no_answer() {
 
 #[test]
 fn reply_delay_holds_the_offer_back() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::ReplyDelay { seconds: 3 }), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let got = udhcpc(&lab, &probe, None, 4, 5);
@@ -220,6 +241,13 @@ fn reply_delay_holds_the_offer_back() {
 
 #[test]
 fn wrong_next_server_is_offered() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::WrongNextServer { address: None }), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let got = udhcpc(&lab, &probe, None, 3, 2);
@@ -230,6 +258,13 @@ fn wrong_next_server_is_offered() {
 
 #[test]
 fn exhausted_range_answers_no_address() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::ExhaustedRange), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     // Neither the reserved IPoIB client (its address is leased to another) nor a stranger.
@@ -251,6 +286,13 @@ fn exhausted_range_answers_no_address() {
 
 #[test]
 fn no_boot_file_on_the_tftp_server() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::NoBootFile), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let got = udhcpc(&lab, &probe, None, 3, 2);
@@ -292,6 +334,13 @@ fn no_boot_file_on_the_tftp_server() {
 
 #[test]
 fn server_restarts_mid_boot_and_keeps_its_leases() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let mut lab = lab(Some(DhcpFault::RestartMidBoot), |_| {});
     let probe = lab.seg.add_probe_port().unwrap();
     let ipoib = ClientId::ipoib(IPOIB_GUID);
@@ -318,6 +367,13 @@ fn server_restarts_mid_boot_and_keeps_its_leases() {
 
 #[test]
 fn a_bad_config_fails_before_anything_is_left_behind() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut dhcp = DhcpConfig::default_lab();
     dhcp.lease_secs = 10;
@@ -363,6 +419,13 @@ fn wait_gone(pid: u32) -> bool {
 /// is killed; `cleanup` finds it by its marker and removes everything.
 #[test]
 fn cleanup_removes_what_a_killed_run_left() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     if let Some(state) = std::env::var_os("BOOTRIG_NET_HELPER_STATE") {
         let state = PathBuf::from(state);
         let mut dhcp = DhcpConfig::default_lab();
@@ -456,6 +519,13 @@ fn cleanup_removes_what_a_killed_run_left() {
 /// process in it; and a forgotten live segment removed with its dnsmasq.
 #[test]
 fn cleanup_by_name_and_remove_segment_kill_what_runs_inside() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let _turn = CLEANUP.lock().unwrap_or_else(|e| e.into_inner());
     let mut dead = Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
@@ -518,6 +588,18 @@ fn cleanup_by_name_and_remove_segment_kill_what_runs_inside() {
 /// dnsmasq's TFTP and prints what it was given.
 #[test]
 fn qemu_guest_on_the_tap_gets_its_reserved_address() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::NetbootFirmware {
+            nic: NicModel::VirtioNetPci,
+            uefi: false,
+        },
+    ]) {
+        return;
+    }
     let mac = "52:54:00:77:00:0a";
     let client_id = ClientId::ethernet(mac.parse().unwrap());
     let lab = lab(None, |dhcp| {
@@ -553,54 +635,16 @@ fn qemu_guest_on_the_tap_gets_its_reserved_address() {
         direct: None,
         vfio: vec![],
     };
-    let serial = UnixListener::bind(&vm.serial_socket).unwrap();
-    let _qmp = UnixListener::bind(&vm.qmp_socket).unwrap();
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    let qemu = bootrig::qemu::locate(
-        &path_var,
-        std::env::var_os(bootrig::qemu::QEMU_ENV).as_deref(),
-    )
-    .expect("qemu-system-x86_64: run images/setup first");
-    let mut cmd = Command::new(qemu);
-    cmd.args(vm.args().unwrap())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(run.join("qemu.stderr")).unwrap());
-    lab.seg.enter_on_spawn(&mut cmd).unwrap();
-    let started = Instant::now();
-    let mut child = GroupChild::spawn(&mut cmd).unwrap();
-    serial.set_nonblocking(true).unwrap();
-    let mut stream = loop {
-        match serial.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("{e}"),
-        }
-        if let Some(status) = child.wait_timeout(Duration::from_millis(20)).unwrap() {
-            let stderr = std::fs::read_to_string(run.join("qemu.stderr")).unwrap_or_default();
-            panic!("QEMU exited ({status}) before connecting: {stderr}");
-        }
-        assert!(started.elapsed() < Duration::from_secs(30));
-    };
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let mut qemu = common::vm::Vm::start_with(&vm, |cmd| {
+        lab.seg
+            .enter_on_spawn(cmd)
+            .expect("enter the segment's namespace");
+    });
     let want = "BOOTRIG-NET ip=10.77.0.50 next=10.77.0.1 file=boot.ipxe";
-    let mut console = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !String::from_utf8_lossy(&console).contains(want)
-        && started.elapsed() < Duration::from_secs(180)
-    {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => console.extend_from_slice(&chunk[..n]),
-            Err(_) => {}
-        }
-    }
-    let took = started.elapsed();
-    child.kill().unwrap();
-    let console = String::from_utf8_lossy(&console).into_owned();
+    qemu.wait_console(Duration::from_secs(180), |console| console.contains(want));
+    let took = qemu.started.elapsed();
+    qemu.kill();
+    let console = qemu.console();
     assert!(console.contains(want), "console:\n{console}");
     eprintln!("iPXE on the tap: reserved address and boot script after {took:?}");
     let leases = lab.seg.leases().unwrap();

@@ -5,10 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bootrig::boot::http::{HttpServer, RequestRecord};
@@ -16,10 +13,8 @@ use bootrig::boot::ipxe::{self, Fetch, ScriptSpec};
 use bootrig::boot::stage;
 use bootrig::qemu::accel::Accel;
 use bootrig::qemu::firmware::{self, FirmwareFiles};
-use bootrig::qemu::machine::{
-    shell_words, Firmware, MachineType, Network, NicModel, NicRom, UserNet, VmSpec,
-};
-use bootrig::qemu::process::GroupChild;
+use bootrig::qemu::machine::{Firmware, MachineType, Network, NicModel, NicRom, UserNet, VmSpec};
+use common::{require, Need};
 
 /// Bound for one boot: TCG boots take 10-25 s here, twice that when tests share the cores.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -65,73 +60,25 @@ struct Outcome {
     cmdline: String,
 }
 
-fn qemu() -> PathBuf {
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    bootrig::qemu::locate(
-        &path_var,
-        std::env::var_os(bootrig::qemu::QEMU_ENV).as_deref(),
-    )
-    .expect("qemu-system-x86_64: run images/setup first")
-}
-
 fn real_initrd() -> PathBuf {
     let path = common::fixtures_dir().join("mkinitramfs-gzip.img");
     assert!(path.is_file(), "{}: run images/setup first", path.display());
     path
 }
 
-/// Waits for QEMU to connect to `listener`, while QEMU is alive.
-fn accept(listener: &UnixListener, child: &mut GroupChild, what: &str) -> UnixStream {
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).unwrap();
-                return stream;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("accepting the {what} connection: {e}"),
-        }
-        if let Some(status) = child.wait_timeout(Duration::from_millis(20)).unwrap() {
-            panic!("QEMU exited ({status}) before connecting its {what} socket");
-        }
-        assert!(Instant::now() < deadline, "QEMU never connected its {what}");
+/// `None` (after saying why) on a host without QEMU, the fixtures, the ROM or OVMF.
+fn boot(name: &str, case: &Case) -> Option<Outcome> {
+    let firmware = Need::NetbootFirmware {
+        nic: case.nic,
+        uefi: case.firmware == Fw::Uefi,
+    };
+    if !require(&[Need::Qemu, Need::Setup, firmware]) {
+        return None;
     }
-}
-
-/// Handshake, then `cont`; QMP events keep arriving on the returned reader.
-fn qmp_resume(stream: UnixStream) -> BufReader<UnixStream> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.contains("\"QMP\""), "QMP greeting: {line}");
-    for command in ["qmp_capabilities", "cont"] {
-        writeln!(writer, "{{\"execute\":\"{command}\"}}").unwrap();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            if line.contains("\"return\"") {
-                break;
-            }
-            assert!(!line.contains("\"error\""), "{command}: {line}");
-        }
-    }
-    reader
-}
-
-fn boot(name: &str, case: &Case) -> Outcome {
     let env = common::cache_env();
     let initrd = real_initrd();
     // Unix socket paths must stay under 108 bytes: a short temporary directory.
-    let run = tempfile::Builder::new()
-        .prefix("bootrig-netboot-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let run = common::vm::run_dir("bootrig-netboot-");
     let boot_dir = run.path().join("boot");
     let staged = stage::stage_files(&boot_dir, &env.kernel, &initrd).unwrap();
 
@@ -153,7 +100,6 @@ fn boot(name: &str, case: &Case) -> Outcome {
     }
 
     let files = FirmwareFiles::system();
-    files.ipxe_rom(case.nic).expect("run images/setup first");
     let fw = match case.firmware {
         Fw::Bios => Firmware::Bios {
             sercon_port: Some(firmware::write_sercon_port(run.path()).unwrap()),
@@ -190,49 +136,19 @@ fn boot(name: &str, case: &Case) -> Outcome {
         direct: None,
         vfio: vec![],
     };
-    let serial_listener = UnixListener::bind(&vm.serial_socket).unwrap();
-    let qmp_listener = UnixListener::bind(&vm.qmp_socket).unwrap();
-    let qemu = qemu();
-    let args = vm.args().unwrap();
-    let cmdline =
-        shell_words(std::iter::once(qemu.to_string_lossy().into_owned()).chain(args.clone()));
-    let stderr_path = run.path().join("qemu.stderr");
-    let started = Instant::now();
-    let mut child = GroupChild::spawn(
-        Command::new(&qemu)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap()),
-    )
-    .unwrap();
+    let mut qemu = common::vm::Vm::start(&vm);
+    let started = qemu.started;
     // QEMU is paused until resumed below: every fetch it makes is the guest's.
     if let Some(server) = &server {
-        server.set_guest_pid(child.id());
+        server.set_guest_pid(qemu.id());
     }
-    let mut serial = accept(&serial_listener, &mut child, "serial");
-    let qmp = accept(&qmp_listener, &mut child, "QMP");
-    let mut qmp = qmp_resume(qmp);
+    qemu.resume();
 
-    serial
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 65536];
     let (mut found, mut found_at, mut script_at, mut kernel_at) = (None, None, None, None);
     let deadline = started + BOOT_TIMEOUT;
-    while found.is_none() && Instant::now() < deadline {
-        match serial.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("reading the console: {e}"),
-        }
-        let text = String::from_utf8_lossy(&bytes);
+    // Each console change: note when the script ran and the kernel started; stop at an expected
+    // line.
+    qemu.wait_console(deadline.saturating_duration_since(Instant::now()), |text| {
         if script_at.is_none() && text.contains(ipxe::markers::SCRIPT_RUNNING) {
             script_at = Some(started.elapsed());
         }
@@ -243,32 +159,20 @@ fn boot(name: &str, case: &Case) -> Outcome {
         if found.is_some() {
             found_at = Some(started.elapsed());
         }
+        found.is_some()
+    });
+    if found.is_some() {
+        // Keep reading for `linger`: the console must not go on to what the test rules out.
+        qemu.wait_console(case.linger, |_| false);
     }
-    let linger_until = Instant::now() + case.linger;
-    while found.is_some() && Instant::now() < linger_until {
-        match serial.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(_) => {}
-        }
-    }
-    child.kill().unwrap();
-    // QEMU is gone: what is left on the QMP socket are the events it sent.
-    qmp.get_ref()
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut qmp_events = Vec::new();
-    let mut line = String::new();
-    while qmp.read_line(&mut line).unwrap_or(0) > 0 {
-        if let Some(event) = line.split("\"event\": \"").nth(1) {
-            qmp_events.push(event.split('"').next().unwrap_or("").to_owned());
-        }
-        line.clear();
-    }
+    qemu.kill();
+    // QEMU is gone: the QMP events it sent are all in.
+    let qmp_events = qemu.event_names();
+    let cmdline = qemu.cmdline.clone();
     let http_log = server.map(|s| s.log()).unwrap_or_default();
-    let console = String::from_utf8_lossy(&bytes).into_owned();
-    let serial_log = std::fs::read_to_string(&vm.serial_log).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let console = qemu.console();
+    let serial_log = qemu.serial_log();
+    let stderr = qemu.stderr();
     let outcome = Outcome {
         console,
         found,
@@ -300,7 +204,7 @@ fn boot(name: &str, case: &Case) -> Outcome {
             tail(&outcome.console, 3000)
         );
     }
-    outcome
+    Some(outcome)
 }
 
 fn tail(s: &str, n: usize) -> &str {
@@ -343,7 +247,7 @@ fn assert_http_fetched_both(o: &Outcome) {
 
 #[test]
 fn bios_tftp_virtio() {
-    let o = boot(
+    let Some(o) = boot(
         "bios/tftp/virtio-net-pci",
         &Case {
             firmware: Fw::Bios,
@@ -355,14 +259,16 @@ fn bios_tftp_virtio() {
             remove: None,
             linger: Duration::ZERO,
         },
-    );
+    ) else {
+        return;
+    };
     assert_script_ran(&o);
     assert!(o.console.contains("tftp://10.0.2.2/initrd.img"));
 }
 
 #[test]
 fn uefi_http_e1000e() {
-    let o = boot(
+    let Some(o) = boot(
         "uefi/http/e1000e",
         &Case {
             firmware: Fw::Uefi,
@@ -374,7 +280,9 @@ fn uefi_http_e1000e() {
             remove: None,
             linger: Duration::ZERO,
         },
-    );
+    ) else {
+        return;
+    };
     assert_script_ran(&o);
     assert_http_fetched_both(&o);
     assert!(o
@@ -384,7 +292,7 @@ fn uefi_http_e1000e() {
 
 #[test]
 fn bios_http_e1000() {
-    let o = boot(
+    let Some(o) = boot(
         "bios/http/e1000",
         &Case {
             firmware: Fw::Bios,
@@ -396,14 +304,16 @@ fn bios_http_e1000() {
             remove: None,
             linger: Duration::ZERO,
         },
-    );
+    ) else {
+        return;
+    };
     assert_script_ran(&o);
     assert_http_fetched_both(&o);
 }
 
 #[test]
 fn uefi_tftp_virtio() {
-    let o = boot(
+    let Some(o) = boot(
         "uefi/tftp/virtio-net-pci",
         &Case {
             firmware: Fw::Uefi,
@@ -415,7 +325,9 @@ fn uefi_tftp_virtio() {
             remove: None,
             linger: Duration::ZERO,
         },
-    );
+    ) else {
+        return;
+    };
     assert_script_ran(&o);
 }
 
@@ -423,7 +335,7 @@ fn uefi_tftp_virtio() {
 /// initrd iPXE fetched and the kernel finds no root file system.
 #[test]
 fn uefi_without_initrd_arg_boots_without_initrd() {
-    let o = boot(
+    let Some(o) = boot(
         "uefi/tftp/virtio-net-pci, no initrd=",
         &Case {
             firmware: Fw::Uefi,
@@ -435,7 +347,9 @@ fn uefi_without_initrd_arg_boots_without_initrd() {
             remove: None,
             linger: Duration::ZERO,
         },
-    );
+    ) else {
+        return;
+    };
     assert_script_ran(&o);
     assert!(!o.console.contains("EFI stub: Loaded initrd"));
     for started in KERNEL_STARTED_INIT {
@@ -447,7 +361,7 @@ fn uefi_without_initrd_arg_boots_without_initrd() {
 /// no kernel starts, and the firmware does not go on to other boot devices.
 #[test]
 fn failed_fetch_stops_with_a_clear_line() {
-    let o = boot(
+    let Some(o) = boot(
         "bios/http/virtio-net-pci, initrd missing",
         &Case {
             firmware: Fw::Bios,
@@ -459,7 +373,9 @@ fn failed_fetch_stops_with_a_clear_line() {
             remove: Some(stage::INITRD_NAME),
             linger: Duration::from_secs(3),
         },
-    );
+    ) else {
+        return;
+    };
     assert!(o.console.contains(ipxe::markers::FETCHING_INITRD));
     assert!(!o.console.contains(ipxe::markers::BOOTING));
     let after = o.console.split(ipxe::markers::FAILED).nth(1).unwrap();

@@ -6,8 +6,7 @@
 //! every real image images/setup made.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bootrig::initrd::add::{add, AddMode, AddOptions, Addition};
 use bootrig::initrd::image::{read_tree, ReadOptions};
@@ -16,11 +15,11 @@ use bootrig::kmod::{plan, Plan, PlanRequest};
 use bootrig::patch::base::write_busybox_base;
 use bootrig::patch::flavor::{self, Flavor, Placement};
 use bootrig::patch::stanza::{self, DhcpClient, ModuleLoad, Network, StanzaSpec, Then};
-use bootrig::qemu::process::GroupChild;
+use bootrig::qemu::machine::{MachineType, NicModel};
 
 mod common;
 
-use common::{cache_env as env, CacheEnv as Env};
+use common::{cache_env as env, require, CacheEnv as Env, Need};
 
 fn fixture(name: &str) -> PathBuf {
     let p = common::fixtures_dir().join(name);
@@ -109,51 +108,34 @@ struct Boot {
     elapsed: Duration,
 }
 
-/// Boots `initrd` with the setup kernel, the serial console written to a file; returns when
-/// QEMU exits (the stanza powers off) or fails after `timeout`. QEMU runs in its own process
-/// group, killed on drop (also when an assertion unwinds).
+/// Boots `initrd` with the setup kernel (q35, virtio-net on user-mode networking); returns when
+/// QEMU exits (the stanza powers off) or fails after `timeout`. QEMU is killed with its group on
+/// drop (also when an assertion unwinds).
 fn boot(e: &Env, initrd: &Path, append: &str, timeout: Duration) -> Boot {
-    let qemu = std::env::var_os("BOOTRIG_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into());
-    let dir = tempfile::tempdir().unwrap();
-    let serial = dir.path().join("console.log");
-    let stderr = std::fs::File::create(dir.path().join("qemu.stderr")).unwrap();
-    let mut cmd = Command::new(&qemu);
-    cmd.args(["-machine", "q35", "-accel", "tcg", "-m", "512"])
-        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .arg("-kernel")
-        .arg(&e.kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", append])
-        .args([
-            "-netdev",
-            "user,id=n0",
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    let start = Instant::now();
-    let mut child = GroupChild::spawn(&mut cmd)
-        .unwrap_or_else(|err| panic!("{qemu:?}: {err}: run images/setup first (qemu-system-x86)"));
-    let status = child.wait_timeout(timeout).unwrap();
-    let elapsed = start.elapsed();
+    let dir = common::vm::run_dir("bootrig-patch-boot-");
+    let spec = common::vm::direct_spec(
+        dir.path(),
+        MachineType::Q35,
+        &e.kernel,
+        initrd,
+        append,
+        Some(NicModel::VirtioNetPci),
+    );
+    let mut vm = common::vm::Vm::start(&spec);
+    let status = vm.wait_exit(timeout);
+    let elapsed = vm.started.elapsed();
     if status.is_none() {
-        child.kill().unwrap();
+        vm.kill();
     }
-    let console =
-        String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).replace('\r', "");
-    let qemu_err = std::fs::read_to_string(dir.path().join("qemu.stderr")).unwrap_or_default();
+    let console = vm.console().replace('\r', "");
     assert!(
         status.is_some(),
         "QEMU still running after {timeout:?}; console:\n{console}"
     );
     assert!(
         status.is_some_and(|s| s.success()),
-        "QEMU failed ({status:?}): {qemu_err}\nconsole:\n{console}"
+        "QEMU failed ({status:?}): {}\nconsole:\n{console}",
+        vm.stderr()
     );
     Boot { console, elapsed }
 }
@@ -228,6 +210,13 @@ fn check_boot(b: &Boot, p: &Plan) -> Vec<String> {
 
 #[test]
 fn busybox_base_loads_the_plan_and_gets_a_dhcp_address() {
+    if !require(&[
+        Need::Qemu,
+        Need::Setup,
+        Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let e = env();
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.img");
@@ -250,6 +239,9 @@ fn busybox_base_loads_the_plan_and_gets_a_dhcp_address() {
 
 #[test]
 fn initramfs_tools_premount_hook_loads_the_plan_and_gets_a_dhcp_address() {
+    if !require(&[Need::Qemu, Need::Setup]) {
+        return;
+    }
     let e = env();
     let dir = tempfile::tempdir().unwrap();
     let base = fixture("mkinitramfs-gzip.img");
@@ -276,6 +268,9 @@ fn initramfs_tools_premount_hook_loads_the_plan_and_gets_a_dhcp_address() {
 /// Every image images/setup made: detected as what made it, and placed where it runs.
 #[test]
 fn real_images_detect_and_place() {
+    if !require(&[Need::Setup]) {
+        return;
+    }
     let manifest = std::fs::read_to_string(common::fixtures_dir().join("manifest"))
         .expect("images/cache/initrds/manifest missing: run images/setup first");
     let mut checked = 0;

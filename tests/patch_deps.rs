@@ -15,7 +15,12 @@ use bootrig::initrd::cpio::{Entry, Header};
 use bootrig::initrd::pack;
 use bootrig::patch::dhcp;
 use bootrig::patch::elf;
+use bootrig::qemu::machine::{MachineType, NicModel};
 use bootrig::qemu::process::GroupChild;
+
+mod common;
+
+use common::{require, Need};
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -40,6 +45,9 @@ fn ldd_paths(binary: &str) -> BTreeSet<PathBuf> {
 
 #[test]
 fn closure_matches_ldd_for_real_binaries() {
+    if !require(&[Need::Program(dhcp::DHCLIENT, "isc-dhcp-client")]) {
+        return;
+    }
     let binaries = [
         "/sbin/dhclient",
         "/usr/bin/ip",
@@ -70,6 +78,9 @@ fn closure_matches_ldd_for_real_binaries() {
 
 #[test]
 fn static_busybox_is_only_itself() {
+    if !require(&[Need::Program(BUSYBOX, "busybox-static")]) {
+        return;
+    }
     let out = Command::new("ldd").arg(BUSYBOX).output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("not a dynamic executable")
@@ -156,6 +167,9 @@ fn dhclient_parse_errors(conf: &str, dir: &Path) -> String {
 
 #[test]
 fn generated_conf_is_accepted_by_dhclient() {
+    if !require(&[Need::Program(dhcp::DHCLIENT, "isc-dhcp-client")]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let id = dhcp::client_id_from_guid("0002:c903:0000:1039").unwrap();
     let ib0 = dhcp::dhclient_conf("ib0", Some(&id)).unwrap();
@@ -172,6 +186,9 @@ fn generated_conf_is_accepted_by_dhclient() {
 
 #[test]
 fn dhclient_files_lists_everything_the_script_needs() {
+    if !require(&[Need::Program(dhcp::DHCLIENT, "isc-dhcp-client")]) {
+        return;
+    }
     let setup = dhcp::dhclient_files(Path::new("/"), "eth0", None).unwrap();
     let dests: BTreeSet<String> = setup
         .additions
@@ -309,6 +326,14 @@ fn write_base(path: &Path) {
 
 #[test]
 fn dhclient_gets_the_lease_in_a_busybox_initrd() {
+    if !require(&[
+        Need::Qemu,
+        Need::Setup,
+        Need::Program(BUSYBOX, "busybox-static"),
+        Need::Program(dhcp::DHCLIENT, "isc-dhcp-client"),
+    ]) {
+        return;
+    }
     let (kernel, modules_dir) = setup_env();
     let release = modules_dir
         .file_name()
@@ -356,30 +381,20 @@ fn dhclient_gets_the_lease_in_a_busybox_initrd() {
     };
     add(&base, &initrd, &additions, &opts).unwrap();
 
-    let console_path = work.path().join("console.log");
-    let console = fs::File::create(&console_path).unwrap();
-    let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(["-accel", "tcg", "-m", "512", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1 no_timer_check"])
-        .args([
-            "-netdev",
-            "user,id=n0",
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(console.try_clone().unwrap())
-        .stderr(console);
-    let started = Instant::now();
+    let run = common::vm::run_dir("bootrig-patch-deps-");
+    let spec = common::vm::direct_spec(
+        run.path(),
+        MachineType::Pc,
+        &kernel,
+        &initrd,
+        "console=ttyS0 panic=-1 no_timer_check",
+        Some(NicModel::VirtioNetPci),
+    );
     // Killed (with its process group) when dropped, also if an assertion below panics.
-    let mut child = GroupChild::spawn(&mut qemu).expect("start qemu-system-x86_64");
-    let status = child.wait_timeout(Duration::from_secs(240)).unwrap();
-    let elapsed = started.elapsed();
-    let log = fs::read_to_string(&console_path).unwrap_or_default();
+    let mut vm = common::vm::Vm::start(&spec);
+    let status = vm.wait_exit(Duration::from_secs(240));
+    let elapsed = vm.started.elapsed();
+    let log = vm.console().replace('\r', "");
     assert!(
         status.is_some(),
         "QEMU still running after {elapsed:?}:\n{log}"

@@ -112,6 +112,9 @@ fn journal_names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn paused_machine_continues_and_quits() {
+    if !common::require(&[common::Need::Qemu]) {
+        return;
+    }
     let start_time = Instant::now();
     let mut m = start(&[]);
     let version = &m.qmp.greeting().version.qemu;
@@ -190,6 +193,13 @@ fn pvpanic_initrd(dir: &Path) -> PathBuf {
 
 #[test]
 fn guest_panic_reaches_qmp_through_pvpanic() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let start_time = Instant::now();
     let env = common::cache_env();
     let work = tempfile::tempdir().unwrap();
@@ -253,6 +263,9 @@ fn guest_panic_reaches_qmp_through_pvpanic() {
 /// which QMP reports as a guest RESET.
 #[test]
 fn root_fs_panic_without_pvpanic_driver_shows_as_guest_reset() {
+    if !common::require(&[common::Need::Qemu, common::Need::Setup]) {
+        return;
+    }
     let start_time = Instant::now();
     let env = common::cache_env();
     let kernel = env.kernel.to_str().unwrap().to_owned();
@@ -296,6 +309,9 @@ fn root_fs_panic_without_pvpanic_driver_shows_as_guest_reset() {
 
 #[test]
 fn qemu_killed_mid_session_fails_commands_promptly() {
+    if !common::require(&[common::Need::Qemu]) {
+        return;
+    }
     let mut m = start(&[]);
     m.qmp.cont().unwrap();
     m.wait_event("RESUME", Duration::from_secs(10));
@@ -328,6 +344,9 @@ fn qemu_killed_mid_session_fails_commands_promptly() {
 /// arrive with `typed: None`); the ones bootrig relies on must be known.
 #[test]
 fn host_qemu_events_versus_qapi_schema() {
+    if !common::require(&[common::Need::Qemu]) {
+        return;
+    }
     let mut m = start(&[]);
     let schema = m
         .qmp

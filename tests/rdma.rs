@@ -14,6 +14,9 @@ fn tree() -> std::path::PathBuf {
 
 #[test]
 fn resolve_adds_crc32_generic_before_rdma_rxe_and_strict_warns() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
     let release = std::fs::read_dir(tree().join("lib/modules"))
         .unwrap()
         .next()
@@ -47,6 +50,13 @@ fn resolve_adds_crc32_generic_before_rdma_rxe_and_strict_warns() {
 
 #[test]
 fn shipped_soft_roce_busybox_passes_and_the_negative_fails_with_its_cause() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(common::bootrig_bin())
         .current_dir(common::repo_root())

@@ -4,6 +4,8 @@
 //! truncations, zeroed and maxed header fields inside compressed and uncompressed archives,
 //! spliced segments. Every case must end in a tree or a typed error, never a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -242,6 +244,9 @@ fn truncated_compressed_segments_are_errors() {
 /// decompresses megabytes).
 #[test]
 fn corrupt_distribution_images_give_trees_or_typed_errors() {
+    if !common::require(&[common::Need::TestFixtures]) {
+        return;
+    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("images/cache/initrds");
     let manifest = std::fs::read_to_string(dir.join("manifest"))
         .expect("no fixture images: run images/setup first");

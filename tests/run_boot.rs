@@ -413,8 +413,8 @@ fn phase_names(sc: &Value) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// The README's first command, as the README writes it (the line `../shared/tools/fresh-clone`
-/// and a newcomer run): set up, then `bootrig run scenarios/` with the default `--out`.
+/// The README's first command, as the README writes it (the line a newcomer runs on a fresh
+/// clone): set up, then `bootrig run scenarios/` with the default `--out`.
 fn readme_first_command() -> String {
     let readme = fs::read_to_string(common::repo_root().join("README.md")).expect("README.md");
     readme
@@ -431,6 +431,15 @@ fn readme_first_command() -> String {
 /// scenario has the outcome its file asks for, with its evidence.
 #[test]
 fn readme_first_command_passes_the_shipped_suite_with_its_evidence() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Dnsmasq,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let command = readme_first_command();
     assert!(command.contains("run scenarios/"), "{command}");
     let mut bash = Command::new("bash");
@@ -594,6 +603,13 @@ fn check_shipped_suite(out: &Path, report: &Value) {
 
 #[test]
 fn check_boots_directly_and_passes() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let out = tempfile::tempdir().unwrap();
     let ran = bootrig(
         &[
@@ -623,6 +639,13 @@ fn check_boots_directly_and_passes() {
 
 #[test]
 fn strict_wrong_order_stops_the_build_naming_both_modules() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let file = write_scenario(
         &work.path().join("scenarios"),
@@ -652,6 +675,13 @@ fn strict_wrong_order_stops_the_build_naming_both_modules() {
 
 #[test]
 fn unknown_module_parameter_is_classified() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let file = write_scenario(
         work.path(),
@@ -682,6 +712,13 @@ fn unknown_module_parameter_is_classified() {
 
 #[test]
 fn timeouts_name_the_phase() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let scenarios = work.path().join("scenarios");
     let ipxe = "[initrd]\nbase = \"busybox\"\nload = [\"virtio_pci\", \"virtio_net\"]\norder = \"resolve\"\n\
@@ -779,6 +816,13 @@ fn repro_args<'a>(env: &'a common::CacheEnv, initrd: &'a Path, out: &'a Path) ->
 /// shell, which waits forever; the run ends there (well before the timeout) with the reason.
 #[test]
 fn repro_of_a_dracut_initrd_without_root_is_an_emergency_shell() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let env = common::cache_env();
     let initrd = common::fixture("dracut-gzip").path;
     let out = tempfile::tempdir().unwrap();
@@ -796,6 +840,13 @@ fn repro_of_a_dracut_initrd_without_root_is_an_emergency_shell() {
 
 #[test]
 fn repro_of_a_field_initrd_whose_init_fails_is_a_kernel_panic() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let env = common::cache_env();
     let initrd = common::fixture("mkinitramfs-gzip").path;
     let out = tempfile::tempdir().unwrap();
@@ -823,6 +874,13 @@ fn repro_of_a_field_initrd_whose_init_fails_is_a_kernel_panic() {
 
 #[test]
 fn repro_until_a_console_line_passes() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let env = common::cache_env();
     let initrd = common::fixture("mkinitramfs-gzip").path;
     let out = tempfile::tempdir().unwrap();
@@ -840,6 +898,13 @@ fn repro_until_a_console_line_passes() {
 
 #[test]
 fn qemu_killed_under_bootrig_is_qemu_crashed() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let file = write_scenario(work.path(), "crash-me", &direct_boot_body());
     let out = work.path().join("out");
@@ -871,6 +936,13 @@ fn qemu_killed_under_bootrig_is_qemu_crashed() {
 
 #[test]
 fn ctrl_c_stops_the_run_and_still_reports() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let scenarios = work.path().join("scenarios");
     write_scenario(&scenarios, "a-first", &direct_boot_body());
@@ -929,6 +1001,13 @@ fn ctrl_c_stops_the_run_and_still_reports() {
 
 #[test]
 fn scenarios_that_do_not_parse_stop_the_run_before_any_boot() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("scenarios");
     // Line 7, column 1: `lod` (after name, [kernel] and its two keys, [initrd], base).
@@ -983,6 +1062,13 @@ fn scenarios_that_do_not_parse_stop_the_run_before_any_boot() {
 
 #[test]
 fn shards_split_the_suite_and_merge_back() {
+    if !common::require(&[
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let scenarios = work.path().join("scenarios");
     let body = "[initrd]\nbase = \"busybox\"\nload = [\"ib_ipoib\"]\norder = \"resolve\"\n\
@@ -1078,6 +1164,15 @@ fn netns_list() -> String {
 /// killed with bootrig); `bootrig cleanup` finds them by bootrig's marker and removes them all.
 #[test]
 fn cleanup_removes_what_a_killed_dnsmasq_run_left() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let body = "[initrd]\nbase = \"busybox\"\nload = [\"e1000\"]\norder = \"resolve\"\n\
                 [network]\ninterface = \"eth0\"\ndhcp = \"udhcpc\"\nbackend = \"dnsmasq\"\n\
@@ -1132,6 +1227,15 @@ fn ip(args: &[&str]) {
 /// never touched.
 #[test]
 fn bridge_backend_puts_the_guest_on_the_lab_bridge_and_takes_the_tap_away() {
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Dnsmasq,
+        common::Need::Qemu,
+        common::Need::Setup,
+        common::Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let lab = LabHost(format!("labhost-{}", std::process::id()));
     ip(&["netns", "add", &lab.0]);
     ip(&["-n", &lab.0, "link", "add", "brlab", "type", "bridge"]);

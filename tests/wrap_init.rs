@@ -17,10 +17,11 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use bootrig::qemu::process::GroupChild;
+use bootrig::qemu::machine::{MachineType, NicModel};
+use common::{require, Need};
 use serde_json::Value;
 
 const TINY: &str = "images/cache/initrds/tiny-initramfs/initrd.img";
@@ -189,38 +190,24 @@ fn make_rdinit(out: &Path) {
     pack_dir(dir, out);
 }
 
-/// Boots `initrd` with the setup kernel, the serial console to a file; returns the console when
-/// QEMU exits (the original init powers off or panics: panic=-1, -no-reboot).
+/// Boots `initrd` with the setup kernel (q35, virtio-net on user-mode networking); returns the
+/// console when QEMU exits (the original init powers off or panics: panic=-1, -no-reboot).
 fn boot(kernel: &Path, initrd: &Path, append: &str, timeout: Duration) -> String {
-    let qemu = std::env::var_os("BOOTRIG_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into());
-    let dir = tempfile::tempdir().unwrap();
-    let serial = dir.path().join("console.log");
-    let mut cmd = Command::new(&qemu);
-    cmd.args(["-machine", "q35", "-accel", "tcg", "-m", "512"])
-        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .arg("-kernel")
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", append])
-        .args([
-            "-netdev",
-            "user,id=n0",
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = GroupChild::spawn(&mut cmd)
-        .unwrap_or_else(|e| panic!("{qemu:?}: {e}: run images/setup first (qemu-system-x86)"));
-    let status = child.wait_timeout(timeout).unwrap();
+    let dir = common::vm::run_dir("bootrig-wrap-init-");
+    let spec = common::vm::direct_spec(
+        dir.path(),
+        MachineType::Q35,
+        kernel,
+        initrd,
+        append,
+        Some(NicModel::VirtioNetPci),
+    );
+    let mut vm = common::vm::Vm::start(&spec);
+    let status = vm.wait_exit(timeout);
     if status.is_none() {
-        child.kill().unwrap();
+        vm.kill();
     }
-    let console = String::from_utf8_lossy(&fs::read(&serial).unwrap_or_default()).replace('\r', "");
+    let console = vm.console().replace('\r', "");
     assert!(
         status.is_some(),
         "QEMU still running after {timeout:?}; console:\n{console}"
@@ -230,11 +217,15 @@ fn boot(kernel: &Path, initrd: &Path, append: &str, timeout: Duration) -> String
 
 #[test]
 fn wrapped_inits_run_the_stanza_then_the_original_init() {
+    if !require(&[
+        Need::Qemu,
+        Need::Setup,
+        Need::TestFixture(TINY),
+        Need::Program("/bin/busybox", "busybox-static"),
+    ]) {
+        return;
+    }
     let root = common::repo_root();
-    assert!(
-        root.join(TINY).is_file(),
-        "{TINY}: missing; run ./images/setup --tests (images/fixtures makes it with mktirfs)"
-    );
     let env = common::cache_env();
     let suite = common::repo_suite("wrap-init-");
     let (suite_rel, up) = (suite.rel.clone(), suite.up.clone());
@@ -298,7 +289,7 @@ fn wrapped_inits_run_the_stanza_then_the_original_init() {
             "{}: {said}",
             c.id
         );
-        let append = format!("console=ttyS0 panic=-1 {}", c.append);
+        let append = format!("console=ttyS0 panic=-1 no_timer_check {}", c.append);
         let console = boot(
             &env.kernel,
             &root.join(&image),

@@ -1,5 +1,6 @@
 //! The guest-side loading stanza: loads the planned modules in order, brings up the network and
-//! reports both in the guest protocol (DESIGN.md), then lets the boot go on or powers off.
+//! reports both in the guest protocol (`docs/ARCHITECTURE.md`, "Guest protocol"), then lets the
+//! boot go on or powers off.
 //!
 //! The shell functions live in `harness/stanza.sh` (a real file, shellcheck-clean); `render`
 //! appends one call per step of the plan, every argument single-quoted, and wraps it all in a

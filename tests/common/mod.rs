@@ -4,6 +4,13 @@
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod require;
+pub mod vm;
+
+// Not every test crate checks needs.
+#[allow(unused_imports)]
+pub use require::{require, Need};
+
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
