@@ -21,6 +21,7 @@ use thiserror::Error;
 use crate::boot::http::HttpServer;
 use crate::boot::{ipxe, stage};
 use crate::build::{build, BuildOptions};
+use crate::console::text::clean_line as strip_ansi;
 use crate::console::{self, ConsoleLine};
 use crate::fsutil::write_atomic;
 use crate::net::Segment;
@@ -38,16 +39,16 @@ use crate::report::Progress;
 use crate::scenario::{
     AccelChoice, Backend, Boot, DhcpServer, Fetch, Firmware, LeaseExpect, Method, Nic,
 };
-use crate::verdict::cause::{classify, strip_ansi, Cause, CauseKind};
+use crate::verdict::cause::{classify, Cause, CauseKind};
 use crate::verdict::phases::{current, detect, durations, Phase};
 use crate::verdict::Expectation;
 use crate::vfio::{Passthrough, Request as VfioRequest, SysfsKernel};
 
-use super::drive::{drive, End, ShellOutcome, Watch};
 use super::interrupt::Interrupt;
 use super::judge;
-use super::serial::{accept_bounded, SerialConsole};
 use super::target::{AdapterNeed, InitrdSource, Target};
+use crate::console::driver::{drive, drive_until, End, ShellOutcome, Watch};
+use crate::console::serial::{accept_bounded, SerialConsole};
 
 /// How long QEMU may take to connect its sockets after it starts.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -557,7 +558,7 @@ fn boot_and_judge(
 
     let mut watch = BootWatch::new(target, ctx, events, segment.as_mut());
     let driven = match &until {
-        Some(needle) => super::drive::drive_until(
+        Some(needle) => drive_until(
             &mut console,
             &mut watch,
             target.expect.timeout,

@@ -6,12 +6,10 @@ use std::net::Ipv4Addr;
 
 use regex::Regex;
 
+use crate::console::driver::ShellOutcome;
 use crate::console::{ConsoleLine, Evidence};
 use crate::scenario::{Expect, RdmaCheck, ShellStep};
-use crate::verdict::cause::strip_ansi;
 use crate::verdict::{self, Expectation, Finding};
-
-use super::drive::ShellOutcome;
 
 /// What `[expect]` found wrong, in two kinds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,7 +120,7 @@ fn asserted_findings(
     let mut out = Vec::new();
     for pattern in &expect.console {
         match Regex::new(pattern) {
-            Ok(re) if lines.iter().any(|l| re.is_match(&strip_ansi(&l.text))) => {}
+            Ok(re) if lines.iter().any(|l| re.is_match(l.clean())) => {}
             Ok(_) => out.push(format!("no console line matches {pattern:?}")),
             Err(e) => out.push(format!("console pattern {pattern:?}: {e}")),
         }
@@ -130,7 +128,7 @@ fn asserted_findings(
     for pattern in &expect.not_console {
         match Regex::new(pattern) {
             Ok(re) => {
-                if let Some(line) = lines.iter().find(|l| re.is_match(&strip_ansi(&l.text))) {
+                if let Some(line) = lines.iter().find(|l| re.is_match(l.clean())) {
                     out.push(format!(
                         "console line matches {pattern:?}, which must not appear: {:?}",
                         line.text
