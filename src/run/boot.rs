@@ -34,7 +34,9 @@ use crate::qemu::machine::{
 use crate::qemu::machine::{VfioDevice, VfioRom};
 use crate::qemu::process::GroupChild;
 use crate::qemu::qmp::{Qmp, QmpEvent};
-use crate::report::model::{BootSummary, CauseReport, Outcome, PhaseTiming, ScenarioReport};
+use crate::report::model::{
+    BootSummary, CauseReport, Finding, Outcome, PhaseTiming, ScenarioReport,
+};
 use crate::report::Progress;
 use crate::scenario::{
     AccelChoice, Backend, Boot, DhcpServer, Fetch, Firmware, LeaseExpect, Method, Nic,
@@ -284,7 +286,7 @@ fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) -> ScenarioRe
         outcome: Outcome::Error,
         reason: None,
         cause: None,
-        expected_failure: target.expect.failure.clone(),
+        expected_failure: expected_failure(target),
         findings: Vec::new(),
         phases: Vec::new(),
         duration_seconds: 0.0,
@@ -292,6 +294,15 @@ fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) -> ScenarioRe
         console_excerpt: String::new(),
         artifacts: Some(dir.to_owned()),
     }
+}
+
+/// The scenario's expected failure, checked when the scenario was read.
+fn expected_failure(target: &Target) -> Option<CauseKind> {
+    target
+        .expect
+        .failure
+        .as_deref()
+        .and_then(|kind| kind.parse().ok())
 }
 
 fn summary(boot: &Boot, accel: Option<Accel>) -> BootSummary {
@@ -646,37 +657,48 @@ fn boot_and_judge(
         findings.boot.clear();
     }
     if let Some(e) = restart_error {
-        findings
-            .boot
-            .push(format!("the restart-mid-boot fault failed: {e}"));
+        findings.boot.push(Finding::Run(format!(
+            "the restart-mid-boot fault failed: {e}"
+        )));
     }
     if let Some(seg) = segment {
         if let Some(want) = &target.expect.lease {
-            findings.asserted.extend(lease_finding(&seg, want));
+            findings
+                .asserted
+                .extend(lease_finding(&seg, want).map(Finding::Run));
         }
         for e in seg.close().errors {
-            findings.boot.push(format!("network teardown: {e}"));
+            findings
+                .boot
+                .push(Finding::Run(format!("network teardown: {e}")));
         }
     }
     if let Some(p) = passthrough {
         if let Err(e) = p.restore() {
-            findings.boot.push(format!(
+            findings.boot.push(Finding::Run(format!(
                 "putting the adapter's drivers back: {e} (run bootrig vfio restore)"
-            ));
+            )));
         }
     }
     if let Some(tap) = host_tap {
         for e in tap.detach() {
-            findings.boot.push(format!("network teardown: {e}"));
+            findings
+                .boot
+                .push(Finding::Run(format!("network teardown: {e}")));
         }
     }
     if let End::Fatal(text) = &end {
         if cause.is_none() {
-            findings.boot.push(format!("the boot stopped at {text:?}"));
+            findings
+                .boot
+                .push(Finding::StoppedAt { line: text.clone() });
         }
     }
-    let cause_id = cause.as_ref().map(|c| c.kind.id());
-    let (pass, why) = judge::decide(target.expect.failure.as_deref(), cause_id, &findings);
+    let (pass, why) = judge::decide(
+        expected_failure(target),
+        cause.as_ref().map(|c| c.kind),
+        &findings,
+    );
     report.outcome = if end == End::Interrupted {
         Outcome::Error
     } else if pass {
@@ -693,9 +715,9 @@ fn boot_and_judge(
     report.phases = phase_timings(&lines);
     report.console_excerpt = excerpt(&clean, cause.as_ref());
     report.cause = cause.map(|c| CauseReport {
-        kind: c.kind.id().to_string(),
+        kind: c.kind,
         summary: c.summary,
-        phase: c.phase.map(|p| p.name().to_string()),
+        phase: c.phase,
         evidence: c.evidence,
     });
     Ok(())
@@ -963,7 +985,7 @@ fn phase_timings(lines: &[ConsoleLine]) -> Vec<PhaseTiming> {
     durations(&detect(lines), end)
         .into_iter()
         .map(|span| PhaseTiming {
-            name: span.phase.name().to_string(),
+            name: span.phase,
             at_seconds: span.start.as_secs_f64(),
             seconds: span.duration.as_secs_f64(),
         })
