@@ -51,9 +51,9 @@ pub const AFTERMATH: Duration = Duration::from_secs(3);
 /// How long one shell step may take.
 pub const SHELL_STEP: Duration = Duration::from_secs(30);
 
-/// How the boot ended, as the driver saw it.
+/// How the boot ended, as the driver saw it; `P` is the watch's phase type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
+pub enum End<P> {
     /// The stanza reported done (and the shell steps ran); the guest powered off or was stopped.
     Finished,
     /// A fatal line: the text that matched.
@@ -64,7 +64,7 @@ pub enum End {
     Closed,
     /// A phase, or the whole boot (`phase` is where it was), took longer than allowed.
     TimedOut {
-        phase: Option<String>,
+        phase: Option<P>,
         limit: Duration,
         whole: bool,
     },
@@ -72,39 +72,42 @@ pub enum End {
     Interrupted,
 }
 
-/// What the driver needs from the rest of the run, besides the console.
+/// What the driver needs from the rest of the run, besides the console. The phases are the
+/// watch's own type (the verdict's `Phase` in a run): the driver only compares and times them,
+/// so the console stage does not depend on the verdict.
 pub trait Watch {
+    type Phase: Clone + PartialEq + std::fmt::Debug;
     /// The phase the boot is in and when it began, from the lines so far.
-    fn phase(&mut self, lines: &[ConsoleLine]) -> Option<(String, Duration)>;
+    fn phase(&mut self, lines: &[ConsoleLine]) -> Option<(Self::Phase, Duration)>;
     /// The limit for a phase, if it has one.
-    fn phase_limit(&self, phase: &str) -> Option<Duration>;
+    fn phase_limit(&self, phase: &Self::Phase) -> Option<Duration>;
     /// Whether QEMU signalled a guest panic (QMP GUEST_PANICKED).
     fn guest_panicked(&mut self) -> bool;
     /// Called about once per [`TICK`] with the current phase and the time since the guest started.
-    fn progress(&mut self, phase: Option<&str>, elapsed: Duration);
+    fn progress(&mut self, phase: Option<&Self::Phase>, elapsed: Duration);
 }
 
 /// Drives the console until the boot ends. `shell` steps run when the stanza opens its shell.
-pub fn drive(
+pub fn drive<W: Watch>(
     console: &mut SerialConsole,
-    watch: &mut dyn Watch,
+    watch: &mut W,
     total: Duration,
     shell: &[ShellStep],
     interrupt: &Interrupt,
-) -> Result<(End, Vec<ShellOutcome>), SerialError> {
+) -> Result<(End<W::Phase>, Vec<ShellOutcome>), SerialError> {
     let goal = [needle(needles::DONE)?, needle(needles::SHELL)?];
     drive_to(console, watch, total, &goal, None, shell, interrupt)
 }
 
 /// Drives a boot without bootrig's stanza (a field initrd) until a console line (ANSI removed)
 /// matches `until`; then the boot counts as finished.
-pub fn drive_until(
+pub fn drive_until<W: Watch>(
     console: &mut SerialConsole,
-    watch: &mut dyn Watch,
+    watch: &mut W,
     total: Duration,
     until: &Regex,
     interrupt: &Interrupt,
-) -> Result<End, SerialError> {
+) -> Result<End<W::Phase>, SerialError> {
     // Neither needle is ever seen: the goal is checked line by line.
     let never = needle(NEVER)?;
     let goal = [never.clone(), never];
@@ -116,15 +119,15 @@ const NEVER: &str = r"\A\z[^\s\S]";
 
 /// `goal`: the "finished" needle, then the "shell opened" needle; `line_goal`: a pattern for
 /// whole lines (a user's, with `^` and `$` meaning the line's ends).
-fn drive_to(
+fn drive_to<W: Watch>(
     console: &mut SerialConsole,
-    watch: &mut dyn Watch,
+    watch: &mut W,
     total: Duration,
     goal: &[Regex; 2],
     line_goal: Option<&Regex>,
     shell: &[ShellStep],
     interrupt: &Interrupt,
-) -> Result<(End, Vec<ShellOutcome>), SerialError> {
+) -> Result<(End<W::Phase>, Vec<ShellOutcome>), SerialError> {
     let mut needles = goal.to_vec();
     for f in FATAL {
         needles.push(needle(f)?);
@@ -162,7 +165,7 @@ fn drive_to(
         }
         let phase = watch.phase(&console.lines_so_far());
         let elapsed = console.elapsed();
-        watch.progress(phase.as_ref().map(|(p, _)| p.as_str()), elapsed);
+        watch.progress(phase.as_ref().map(|(p, _)| p), elapsed);
         match seen {
             // Everything the verdict reads is on the console now: the runner stops QEMU rather
             // than wait for the guest's own power-off.
@@ -277,6 +280,7 @@ mod tests {
     }
 
     impl Watch for FakeWatch {
+        type Phase = String;
         fn phase(&mut self, lines: &[ConsoleLine]) -> Option<(String, Duration)> {
             lines
                 .iter()
@@ -284,13 +288,13 @@ mod tests {
                 .find(|l| l.text.starts_with("phase "))
                 .map(|l| (l.text[6..].to_string(), l.at))
         }
-        fn phase_limit(&self, _: &str) -> Option<Duration> {
+        fn phase_limit(&self, _: &String) -> Option<Duration> {
             self.limit
         }
         fn guest_panicked(&mut self) -> bool {
             false
         }
-        fn progress(&mut self, _: Option<&str>, _: Duration) {
+        fn progress(&mut self, _: Option<&String>, _: Duration) {
             self.ticks += 1;
         }
     }
@@ -311,7 +315,7 @@ mod tests {
     }
 
     /// Drives `c` with no shell steps and no interrupt.
-    fn drive_plain(c: &mut SerialConsole, limit: Option<Duration>, total: Duration) -> End {
+    fn drive_plain(c: &mut SerialConsole, limit: Option<Duration>, total: Duration) -> End<String> {
         drive(c, &mut watch(limit), total, &[], &Interrupt::never())
             .unwrap()
             .0
@@ -408,16 +412,17 @@ mod tests {
     fn a_guest_panic_reported_by_qemu_ends_the_boot() {
         struct Panicking;
         impl Watch for Panicking {
+            type Phase = String;
             fn phase(&mut self, _: &[ConsoleLine]) -> Option<(String, Duration)> {
                 None
             }
-            fn phase_limit(&self, _: &str) -> Option<Duration> {
+            fn phase_limit(&self, _: &String) -> Option<Duration> {
                 None
             }
             fn guest_panicked(&mut self) -> bool {
                 true
             }
-            fn progress(&mut self, _: Option<&str>, _: Duration) {}
+            fn progress(&mut self, _: Option<&String>, _: Duration) {}
         }
         let (mut c, _guest, _d) = start();
         let (end, _) = drive(
