@@ -458,7 +458,7 @@ fn rdma_test_failed(t: &Transcript) -> Option<Found> {
         .rposition(Option::is_some)
         .map_or(i, |p| p + 1);
     let mut lines: Vec<usize> = (start..i)
-        .filter(|&j| !is_kernel_line(&t.lines[j]))
+        .filter(|&j| !is_kernel_line(t.lines[j]))
         .collect();
     lines.truncate(TAIL_LINES);
     lines.push(i);
@@ -693,7 +693,7 @@ fn initrd_not_loaded(t: &Transcript) -> Option<Found> {
     Some(Found {
         summary: format!(
             "the kernel found no initramfs init and no root to mount: {}",
-            kernel_message(&t.lines[last])
+            kernel_message(t.lines[last])
         ),
         lines,
         detail: None,
@@ -989,7 +989,7 @@ fn emergency_shell(t: &Transcript) -> Option<Found> {
     // Why: dracut's FATAL line, initramfs-tools' ALERT! or "Gave up waiting", as printed.
     let why: Vec<usize> = (0..shell)
         .filter(|&i| {
-            let m = kernel_message(&t.lines[i]);
+            let m = kernel_message(t.lines[i]);
             m.contains("FATAL:")
                 || m.starts_with("ALERT!")
                 || m.starts_with("Gave up waiting")
@@ -999,7 +999,7 @@ fn emergency_shell(t: &Transcript) -> Option<Found> {
     let reason = why
         .first()
         .map(|&i| {
-            let m = kernel_message(&t.lines[i]);
+            let m = kernel_message(t.lines[i]);
             m.split_once("FATAL:")
                 .map_or(m, |(_, r)| r)
                 .trim()
