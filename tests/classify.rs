@@ -17,19 +17,18 @@ fn console(name: &str) -> Vec<ConsoleLine> {
     String::from_utf8_lossy(&bytes)
         .split('\n')
         .enumerate()
-        .map(|(i, line)| ConsoleLine {
-            at: Duration::from_millis(100 * i as u64),
-            text: line.strip_suffix('\r').unwrap_or(line).to_string(),
+        .map(|(i, line)| {
+            ConsoleLine::new(
+                Duration::from_millis(100 * i as u64),
+                line.strip_suffix('\r').unwrap_or(line).to_string(),
+            )
         })
         .collect()
 }
 
 fn lines(text: &str) -> Vec<ConsoleLine> {
     text.lines()
-        .map(|t| ConsoleLine {
-            at: Duration::ZERO,
-            text: t.to_string(),
-        })
+        .map(|t| ConsoleLine::new(Duration::ZERO, t.to_string()))
         .collect()
 }
 

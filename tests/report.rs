@@ -11,6 +11,8 @@ use bootrig::report::{
     read_report, render_table, to_junit_xml, write_report, BootSummary, CauseReport, Outcome,
     PhaseTiming, Progress, RunReport, ScenarioReport, Shard, SCHEMA,
 };
+use bootrig::verdict::cause::CauseKind;
+use bootrig::verdict::phases::Phase;
 
 fn scenario(id: &str, outcome: Outcome) -> ScenarioReport {
     ScenarioReport {
@@ -20,9 +22,9 @@ fn scenario(id: &str, outcome: Outcome) -> ScenarioReport {
         outcome,
         reason: (outcome == Outcome::Skip).then(|| "needs a real ConnectX-3".to_owned()),
         cause: (outcome == Outcome::Fail).then(|| CauseReport {
-            kind: "initrd-not-loaded".to_owned(),
+            kind: CauseKind::InitrdNotLoaded,
             summary: "the kernel found no initramfs".to_owned(),
-            phase: Some("kernel".to_owned()),
+            phase: Some(Phase::Kernel),
             evidence: vec![
                 "\x1b[31mKernel panic - not syncing: VFS: Unable to mount root fs\x1b[0m"
                     .to_owned(),
@@ -31,7 +33,7 @@ fn scenario(id: &str, outcome: Outcome) -> ScenarioReport {
         expected_failure: None,
         findings: Vec::new(),
         phases: vec![PhaseTiming {
-            name: "kernel".to_owned(),
+            name: Phase::Kernel,
             at_seconds: 1.0,
             seconds: 3.5,
         }],

@@ -171,8 +171,7 @@ pub fn repro(args: ReproArgs) -> CliResult {
             return Err(CliError(format!("{what} {}: no such file", path.display())));
         }
     }
-    super::super::run::serial::needle(&args.until)
-        .map_err(|e| CliError(format!("--until: {e}")))?;
+    crate::console::serial::needle(&args.until).map_err(|e| CliError(format!("--until: {e}")))?;
     let opts = options(&args.output, Some(1), None, None)?;
     let name = args
         .initrd

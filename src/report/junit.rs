@@ -115,7 +115,7 @@ fn testcase(x: &mut String, s: &ScenarioReport) {
 /// first finding.
 fn headline(s: &ScenarioReport) -> (String, String) {
     if let Some(c) = &s.cause {
-        return (format!("{}: {}", c.kind, c.summary), c.kind.clone());
+        return (format!("{}: {}", c.kind, c.summary), c.kind.id().to_owned());
     }
     let fallback = if s.outcome == Outcome::Error {
         "error"
@@ -125,7 +125,7 @@ fn headline(s: &ScenarioReport) -> (String, String) {
     let message = s
         .reason
         .clone()
-        .or_else(|| s.findings.first().cloned())
+        .or_else(|| s.findings.first().map(|f| f.to_string()))
         .unwrap_or_else(|| fallback.to_owned());
     (message, fallback.to_owned())
 }
@@ -182,7 +182,7 @@ fn system_out(s: &ScenarioReport) -> String {
             let _ = writeln!(
                 o,
                 "  {:<16} at {:>8.3} s  took {:>8.3} s",
-                p.name,
+                p.name.name(),
                 seconds(p.at_seconds),
                 seconds(p.seconds)
             );
@@ -303,7 +303,7 @@ mod tests {
             "\x1b[0;32m[  OK  ]\x1b[0m Started\r\n\x1b[1;31mpanic\x1b[0m\0\x07 <end> & \"q\""
                 .into();
         s.cause = Some(CauseReport {
-            kind: "kernel-panic".into(),
+            kind: crate::verdict::cause::CauseKind::KernelPanic,
             summary: "Kernel panic \x1b[31m- not syncing\x1b".into(),
             phase: None,
             evidence: vec!["\x1b[1mKernel panic\x1b[0m\u{fffe}".into()],
@@ -337,7 +337,8 @@ mod tests {
         fn arbitrary_console_text_gives_well_formed_xml(
             excerpt in proptest::prelude::any::<String>(),
             evidence in proptest::collection::vec(proptest::prelude::any::<String>(), 0..4),
-            kind in proptest::prelude::any::<String>(),
+            kind in proptest::sample::select(crate::verdict::cause::CauseKind::ALL.to_vec()),
+            phase in proptest::sample::select(crate::verdict::phases::Phase::ALL.to_vec()),
             id in proptest::prelude::any::<String>(),
             ansi in "(\x1b\\[[0-9;]{0,6}[a-zA-Z]?|\x1b\\]0;[a-z]{0,5}\x07?|[\x00-\x1f\u{fffe}\u{ffff}]|[a-z<>&\"' ]{0,8})*",
         ) {
@@ -345,9 +346,9 @@ mod tests {
             s.id = id.clone();
             s.console_excerpt = format!("{excerpt}{ansi}");
             s.cause = Some(CauseReport {
-                kind: kind.clone(),
+                kind,
                 summary: ansi.clone(),
-                phase: Some(excerpt.clone()),
+                phase: Some(phase),
                 evidence,
             });
             s.reason = Some(ansi.clone());

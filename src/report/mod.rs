@@ -17,8 +17,8 @@ pub use json::{read_report, write_report, ReportFileError};
 pub use junit::{to_junit_xml, write_junit};
 pub use merge::{merge, MergeError, Merged};
 pub use model::{
-    BootSummary, CauseReport, Outcome, PhaseTiming, RunReport, ScenarioReport, Shard, Totals,
-    SCHEMA,
+    BootSummary, CauseReport, Finding, Outcome, PhaseTiming, RunReport, ScenarioReport, Shard,
+    Totals, SCHEMA,
 };
 pub use progress::Progress;
 pub use shard::{shard_of, ShardParseError};

@@ -1,9 +1,14 @@
-//! The report's data: plain strings and numbers only, so the orchestrator converts its own types
-//! at the boundary and `report merge` can read a report back without the rest of bootrig.
+//! The report's data. Causes, phases and findings keep their types until a renderer (JSON,
+//! JUnit, the table) writes them, by the names result.json has always used; `report merge`
+//! reads a report back without the rest of bootrig (a finding read back is its text).
 
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::verdict::cause::CauseKind;
+use crate::verdict::phases::Phase;
 
 /// Version of the JSON layout; bumped whenever a reader of the old layout would misread the new.
 pub const SCHEMA: u32 = 1;
@@ -40,8 +45,8 @@ pub struct ScenarioReport {
     pub reason: Option<String>,
     pub cause: Option<CauseReport>,
     /// The failure the scenario expects; when it is exactly what happened, the outcome is Pass.
-    pub expected_failure: Option<String>,
-    pub findings: Vec<String>,
+    pub expected_failure: Option<CauseKind>,
+    pub findings: Vec<Finding>,
     pub phases: Vec<PhaseTiming>,
     #[serde(serialize_with = "finite")]
     pub duration_seconds: f64,
@@ -74,17 +79,17 @@ impl Outcome {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CauseReport {
-    /// Kebab-case id: `unknown-symbol`, `initrd-not-loaded`, `timeout`, …
-    pub kind: String,
+    /// Written as its kebab-case id: `unknown-symbol`, `initrd-not-loaded`, `timeout`, …
+    pub kind: CauseKind,
     pub summary: String,
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     /// The console lines that prove it.
     pub evidence: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseTiming {
-    pub name: String,
+    pub name: Phase,
     /// When the phase began, seconds from the guest's start.
     #[serde(serialize_with = "finite")]
     pub at_seconds: f64,
@@ -99,6 +104,159 @@ pub struct BootSummary {
     pub nic: String,
     pub fetch: String,
     pub accel: String,
+}
+
+/// One thing the boot's checks or the run found wrong, typed until a renderer writes it as its
+/// sentence (result.json holds the sentences).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A check of the plan's modules or the stanza.
+    Modules(crate::verdict::Finding),
+    /// The interface's address is not within `[expect] address`.
+    AddressOutside {
+        interface: String,
+        address: String,
+        subnet: String,
+    },
+    AddressNotIpv4 {
+        interface: String,
+        address: String,
+    },
+    /// `[expect] rdma active`: no port of the device is ACTIVE.
+    RdmaPortNotActive {
+        device: String,
+        port: u32,
+        state: String,
+    },
+    RdmaNoPort,
+    RdmaTestSkipped {
+        check: String,
+        why: String,
+    },
+    RdmaTestTimedOut {
+        check: String,
+        tool: String,
+        seconds: u32,
+    },
+    RdmaTestFailed {
+        check: String,
+        tool: Option<String>,
+        rc: Option<i32>,
+    },
+    RdmaTestMissing {
+        check: String,
+    },
+    /// `[expect] console`: no line matches.
+    ConsoleMissing {
+        pattern: String,
+    },
+    /// `[expect] not_console`: this line matches.
+    ConsoleForbidden {
+        pattern: String,
+        line: String,
+    },
+    /// A pattern that is not a valid regex (`what`: `console` or `shell`).
+    BadPattern {
+        what: &'static str,
+        pattern: String,
+        error: String,
+    },
+    ShellStatus {
+        command: String,
+        status: i32,
+        expected: i32,
+    },
+    ShellOutput {
+        command: String,
+        pattern: String,
+    },
+    ShellNoAnswer {
+        command: String,
+    },
+    /// The boot ended at a fatal console line no cause explains.
+    StoppedAt {
+        line: String,
+    },
+    /// What the run's own machinery found (the DHCP server's leases, network or adapter
+    /// teardown), as it says it.
+    Run(String),
+    /// A finding read back from a report file: only its text survives.
+    Recorded(String),
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::Modules(m) => write!(f, "{m}"),
+            Finding::AddressOutside {
+                interface,
+                address,
+                subnet,
+            } => write!(f, "{interface} has {address}, not within {subnet}"),
+            Finding::AddressNotIpv4 { interface, address } => {
+                write!(f, "{interface} reported {address:?}, not an IPv4 address")
+            }
+            Finding::RdmaPortNotActive {
+                device,
+                port,
+                state,
+            } => write!(f, "rdma: {device} port {port} is {state}, not ACTIVE"),
+            Finding::RdmaNoPort => write!(f, "rdma: the guest reported no RDMA device port"),
+            Finding::RdmaTestSkipped { check, why } => {
+                write!(f, "rdma: the {check} test was skipped ({why})")
+            }
+            Finding::RdmaTestTimedOut {
+                check,
+                tool,
+                seconds,
+            } => write!(
+                f,
+                "rdma: the {check} test timed out ({tool} killed after {seconds} s)"
+            ),
+            Finding::RdmaTestFailed { check, tool, rc } => write!(
+                f,
+                "rdma: the {check} test failed ({} exited {})",
+                tool.as_deref().unwrap_or("?"),
+                rc.map_or("?".into(), |r| r.to_string())
+            ),
+            Finding::RdmaTestMissing { check } => write!(f, "rdma: the guest ran no {check} test"),
+            Finding::ConsoleMissing { pattern } => {
+                write!(f, "no console line matches {pattern:?}")
+            }
+            Finding::ConsoleForbidden { pattern, line } => write!(
+                f,
+                "console line matches {pattern:?}, which must not appear: {line:?}"
+            ),
+            Finding::BadPattern {
+                what,
+                pattern,
+                error,
+            } => write!(f, "{what} pattern {pattern:?}: {error}"),
+            Finding::ShellStatus {
+                command,
+                status,
+                expected,
+            } => write!(f, "shell: `{command}` exited {status}, expected {expected}"),
+            Finding::ShellOutput { command, pattern } => {
+                write!(f, "shell: output of `{command}` does not match {pattern:?}")
+            }
+            Finding::ShellNoAnswer { command } => write!(f, "shell: `{command}` got no answer"),
+            Finding::StoppedAt { line } => write!(f, "the boot stopped at {line:?}"),
+            Finding::Run(text) | Finding::Recorded(text) => f.write_str(text),
+        }
+    }
+}
+
+impl Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Finding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Finding::Recorded)
+    }
 }
 
 /// Counts over a report's scenarios; always recomputed, never trusted from a file.
@@ -171,9 +329,9 @@ pub(crate) mod sample {
                 _ => None,
             },
             cause: failed.then(|| CauseReport {
-                kind: "unknown-symbol".into(),
+                kind: CauseKind::UnknownSymbol,
                 summary: "mlx4_ib: Unknown symbol ib_register_device".into(),
-                phase: Some("modules".into()),
+                phase: Some(Phase::Modules),
                 evidence: vec![
                     "[    3.1] mlx4_ib: Unknown symbol ib_register_device (err -2)".into(),
                 ],
@@ -182,12 +340,12 @@ pub(crate) mod sample {
             findings: Vec::new(),
             phases: vec![
                 PhaseTiming {
-                    name: "firmware".into(),
+                    name: Phase::Firmware,
                     at_seconds: 0.0,
                     seconds: 1.5,
                 },
                 PhaseTiming {
-                    name: "kernel".into(),
+                    name: Phase::Kernel,
                     at_seconds: 1.5,
                     seconds: 2.25,
                 },
@@ -252,6 +410,40 @@ mod tests {
         let back: RunReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back.duration_seconds, 0.0);
         assert_eq!(back.scenarios[0].phases[0].seconds, 0.0);
+    }
+
+    /// result.json keeps its layout: ids, phase names and findings as the sentences they were.
+    #[test]
+    fn typed_fields_serialise_as_before_and_read_back() {
+        let mut s = scenario("a.toml", Outcome::Fail);
+        s.expected_failure = Some(CauseKind::NoDhcpOffer);
+        s.findings = vec![
+            Finding::Modules(crate::verdict::Finding::NoAddress {
+                interface: "eth0".into(),
+            }),
+            Finding::ConsoleMissing {
+                pattern: "login:".into(),
+            },
+        ];
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["cause"]["kind"], "unknown-symbol");
+        assert_eq!(json["cause"]["phase"], "modules");
+        assert_eq!(json["phases"][0]["name"], "firmware");
+        assert_eq!(json["expected_failure"], "no-dhcp-offer");
+        assert_eq!(
+            json["findings"],
+            serde_json::json!([
+                "eth0 has no IPv4 address",
+                "no console line matches \"login:\""
+            ])
+        );
+        let back: ScenarioReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back.cause, s.cause);
+        assert_eq!(
+            back.findings[1],
+            Finding::Recorded("no console line matches \"login:\"".into())
+        );
+        assert_eq!(back.findings[1].to_string(), s.findings[1].to_string());
     }
 
     #[test]

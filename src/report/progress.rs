@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::model::{Outcome, ScenarioReport};
-use super::text::strip_ansi;
+use crate::console::text::strip_escapes;
 
 /// Width assumed when the terminal's is unknown; block lines are cut to it so none wraps
 /// (a wrapped line would break the cursor arithmetic of the redraw).
@@ -136,7 +136,7 @@ impl Progress {
             let why = report
                 .cause
                 .as_ref()
-                .map(|c| c.kind.as_str())
+                .map(|c| c.kind.id())
                 .or(report.reason.as_deref());
             if let Some(why) = why {
                 line.push_str(&format!(" ({})", clean(why)));
@@ -233,7 +233,7 @@ fn write_all(out: &mut Box<dyn Write + Send>, text: &str) {
 
 /// One line, no escape sequences or controls: ids and phases come from files and consoles.
 fn clean(text: &str) -> String {
-    strip_ansi(text)
+    strip_escapes(text)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()

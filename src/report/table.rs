@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::model::{Outcome, RunReport, ScenarioReport};
-use super::text::strip_ansi;
+use crate::console::text::strip_escapes;
 
 const HEADERS: [&str; 5] = ["SCENARIO", "OUTCOME", "CAUSE", "TIME", "PHASE"];
 /// Longest line of a note; longer lines wrap, at a space when there is one.
@@ -43,11 +43,11 @@ fn row(s: &ScenarioReport) -> [String; 5] {
     [
         one_line(&s.id),
         s.outcome.label().to_owned(),
-        cause.map_or("-".to_owned(), |c| one_line(&c.kind)),
+        cause.map_or("-".to_owned(), |c| c.kind.id().to_owned()),
         format!("{:.1}s", s.duration_seconds.max(0.0)),
         cause
-            .and_then(|c| c.phase.as_deref())
-            .map_or("-".to_owned(), one_line),
+            .and_then(|c| c.phase)
+            .map_or("-".to_owned(), |p| p.name().to_owned()),
     ]
 }
 
@@ -93,7 +93,7 @@ fn note(s: &ScenarioReport) -> Vec<String> {
         .as_ref()
         .map(|c| c.summary.clone())
         .or_else(|| s.reason.clone())
-        .or_else(|| s.findings.first().cloned())
+        .or_else(|| s.findings.first().map(|f| f.to_string()))
     else {
         return Vec::new();
     };
@@ -160,7 +160,7 @@ fn wrap(line: &str, width: usize) -> Vec<String> {
 
 /// Terminal-safe single line: escape sequences removed, controls and line ends as spaces.
 fn one_line(text: &str) -> String {
-    strip_ansi(text)
+    strip_escapes(text)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
@@ -214,7 +214,7 @@ mod tests {
         let plain = render_table(&report(), false);
         let coloured = render_table(&report(), true);
         assert!(coloured.contains("\x1b[31mFAIL     \x1b[0m"), "{coloured}");
-        assert_eq!(strip_ansi(&coloured), plain);
+        assert_eq!(strip_escapes(&coloured), plain);
     }
 
     #[test]

@@ -1,84 +1,11 @@
 //! Console text made fit for XML 1.0: serial consoles carry ANSI colour sequences, carriage
 //! returns, NULs and other C0 controls that XML 1.0 forbids even as character references, and
-//! one of them makes a whole JUnit file unreadable to Jenkins or GitLab. Sequences are removed;
+//! one of them makes a whole JUnit file unreadable to Jenkins or GitLab. Sequences are removed
+//! (by `console::text`, the one reader of terminal control);
 //! any other forbidden character becomes a visible stand-in (␛, ␀, …) so the text still says
 //! what the guest sent.
 
-use std::borrow::Cow;
-
-const ESC: char = '\u{1b}';
-
-/// `text` without ANSI escape sequences (CSI such as colours, OSC titles, two-byte ESC forms).
-/// A sequence cut short by a line end or the end of the text ends there; the line survives.
-pub fn strip_ansi(text: &str) -> Cow<'_, str> {
-    if !text.contains(ESC) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != ESC {
-            out.push(c);
-            continue;
-        }
-        match chars.peek() {
-            Some('[') => {
-                chars.next();
-                // Parameters and intermediates, then one final byte.
-                while let Some(&p) = chars.peek() {
-                    if ('\u{20}'..='\u{3f}').contains(&p) {
-                        chars.next();
-                    } else {
-                        if ('\u{40}'..='\u{7e}').contains(&p) {
-                            chars.next();
-                        }
-                        break;
-                    }
-                }
-            }
-            Some(']') => {
-                chars.next();
-                // Up to BEL or ESC \ (string terminator); a line end means it was cut short.
-                while let Some(&p) = chars.peek() {
-                    match p {
-                        '\u{7}' => {
-                            chars.next();
-                            break;
-                        }
-                        '\n' | '\r' => break,
-                        ESC => {
-                            chars.next();
-                            if chars.peek() == Some(&'\\') {
-                                chars.next();
-                            }
-                            break;
-                        }
-                        _ => {
-                            chars.next();
-                        }
-                    }
-                }
-            }
-            Some(&p) if ('\u{21}'..='\u{7e}').contains(&p) => {
-                // ESC, intermediates (0x20-0x2f), final (0x30-0x7e): charset selection, resets. A
-                // space right after ESC is taken as text: a stray ESC must not eat the next word.
-                while let Some(&i) = chars.peek() {
-                    if ('\u{20}'..='\u{2f}').contains(&i) {
-                        chars.next();
-                    } else {
-                        if ('\u{30}'..='\u{7e}').contains(&i) {
-                            chars.next();
-                        }
-                        break;
-                    }
-                }
-            }
-            // A lone ESC: kept, and shown as ␛ by the XML escaping.
-            _ => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
+use crate::console::text::strip_escapes;
 
 /// Character data for an XML element.
 pub fn xml_text(text: &str) -> String {
@@ -91,7 +18,7 @@ pub fn xml_attr(text: &str) -> String {
 }
 
 fn escape(text: &str, attr: bool) -> String {
-    let text = strip_ansi(text);
+    let text = strip_escapes(text);
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         match c {
@@ -125,25 +52,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strips_colour_title_and_charset_sequences() {
-        assert_eq!(strip_ansi("\x1b[1;31mFAIL\x1b[0m ok"), "FAIL ok");
-        assert_eq!(strip_ansi("\x1b]0;title\x07after"), "after");
-        assert_eq!(strip_ansi("\x1b]0;title\x1b\\after"), "after");
-        assert_eq!(strip_ansi("\x1b(Bplain\x1bc"), "plain");
-        assert_eq!(strip_ansi("\x1b[?25l\x1b[2Jscreen"), "screen");
-    }
-
-    #[test]
-    fn cut_short_sequences_do_not_eat_the_next_line() {
-        assert_eq!(strip_ansi("a\x1b[31\nnext"), "a\nnext");
-        assert_eq!(strip_ansi("a\x1b]0;tit\nnext"), "a\nnext");
-        assert_eq!(strip_ansi("end\x1b"), "end\x1b");
-        assert_eq!(strip_ansi("x\x1b\u{e9}y"), "x\x1b\u{e9}y");
-    }
-
-    #[test]
-    fn borrows_when_nothing_to_strip() {
-        assert!(matches!(strip_ansi("plain text"), Cow::Borrowed(_)));
+    fn sequences_go_and_a_lone_escape_is_shown() {
+        assert_eq!(xml_text("\x1b[1;31mFAIL\x1b[0m ok"), "FAIL ok");
+        // A cut-short sequence does not eat the next line.
+        assert_eq!(xml_text("a\x1b[31\nnext"), "a\nnext");
+        assert_eq!(xml_text("end\x1b"), "end\u{241b}");
     }
 
     #[test]

@@ -6,24 +6,24 @@ use std::net::Ipv4Addr;
 
 use regex::Regex;
 
+use crate::console::driver::ShellOutcome;
 use crate::console::{ConsoleLine, Evidence};
+use crate::report::Finding;
 use crate::scenario::{Expect, RdmaCheck, ShellStep};
-use crate::verdict::cause::strip_ansi;
-use crate::verdict::{self, Expectation, Finding};
-
-use super::drive::ShellOutcome;
+use crate::verdict::cause::CauseKind;
+use crate::verdict::{self, Expectation};
 
 /// What `[expect]` found wrong, in two kinds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Findings {
     /// About the boot itself (modules, address): moot when a failure is expected.
-    pub boot: Vec<String>,
+    pub boot: Vec<Finding>,
     /// The scenario's explicit assertions (console patterns, shell steps): always checked.
-    pub asserted: Vec<String>,
+    pub asserted: Vec<Finding>,
 }
 
 impl Findings {
-    pub fn all(&self) -> Vec<String> {
+    pub fn all(&self) -> Vec<Finding> {
         self.boot.iter().chain(&self.asserted).cloned().collect()
     }
 }
@@ -41,31 +41,36 @@ pub fn findings(
     Findings { boot, asserted }
 }
 
-fn boot_findings(expect: &Expect, plan: &Expectation, evidence: &Evidence) -> Vec<String> {
+fn boot_findings(expect: &Expect, plan: &Expectation, evidence: &Evidence) -> Vec<Finding> {
     let mut out = Vec::new();
     let module_checks = verdict::judge(evidence, plan);
     for finding in module_checks.findings {
         let about_modules = matches!(
             finding,
-            Finding::OutOfOrder { .. }
-                | Finding::DependencyLoadedLater { .. }
-                | Finding::NotLoaded { .. }
-                | Finding::InsmodFailed { .. }
-                | Finding::NoModuleList
+            verdict::Finding::OutOfOrder { .. }
+                | verdict::Finding::DependencyLoadedLater { .. }
+                | verdict::Finding::NotLoaded { .. }
+                | verdict::Finding::InsmodFailed { .. }
+                | verdict::Finding::NoModuleList
         );
         if about_modules && !expect.modules_in_order {
             continue;
         }
-        out.push(finding.to_string());
+        out.push(Finding::Modules(finding));
     }
     if let (Some(subnet), Some(interface)) = (&expect.address, &plan.interface) {
         if let Some(addr) = evidence.address(interface) {
             match within(addr, subnet) {
                 Some(true) => {}
-                Some(false) => out.push(format!("{interface} has {addr}, not within {subnet}")),
-                None => out.push(format!(
-                    "{interface} reported {addr:?}, not an IPv4 address"
-                )),
+                Some(false) => out.push(Finding::AddressOutside {
+                    interface: interface.clone(),
+                    address: addr.to_string(),
+                    subnet: subnet.clone(),
+                }),
+                None => out.push(Finding::AddressNotIpv4 {
+                    interface: interface.clone(),
+                    address: addr.to_string(),
+                }),
             }
         }
     }
@@ -74,7 +79,7 @@ fn boot_findings(expect: &Expect, plan: &Expectation, evidence: &Evidence) -> Ve
 }
 
 /// `[expect] rdma`: each check from the guest's `BOOTRIG rdma` lines.
-fn rdma_findings(checks: &[RdmaCheck], evidence: &Evidence) -> Vec<String> {
+fn rdma_findings(checks: &[RdmaCheck], evidence: &Evidence) -> Vec<Finding> {
     let mut out = Vec::new();
     for check in checks {
         match check {
@@ -83,30 +88,35 @@ fn rdma_findings(checks: &[RdmaCheck], evidence: &Evidence) -> Vec<String> {
                     continue;
                 }
                 out.push(match evidence.rdma_ports.first() {
-                    Some(p) => format!(
-                        "rdma: {} port {} is {}, not ACTIVE",
-                        p.device, p.port, p.state
-                    ),
-                    None => "rdma: the guest reported no RDMA device port".into(),
+                    Some(p) => Finding::RdmaPortNotActive {
+                        device: p.device.clone(),
+                        port: p.port,
+                        state: p.state.clone(),
+                    },
+                    None => Finding::RdmaNoPort,
                 });
             }
             other => {
-                let id = other.id();
-                match evidence.rdma_tests.iter().find(|t| t.check == id) {
+                let check = other.id().to_string();
+                match evidence.rdma_tests.iter().find(|t| t.check == check) {
                     Some(t) if t.rc == Some(0) => {}
                     Some(t) => out.push(match (&t.tool, t.rc, &t.skipped) {
-                        (_, _, Some(why)) => format!("rdma: the {id} test was skipped ({why})"),
-                        (Some(tool), Some(_), _) if t.timed_out() => format!(
-                            "rdma: the {id} test timed out ({tool} killed after {} s)",
-                            t.timeout_secs.unwrap_or(0)
-                        ),
-                        (tool, rc, _) => format!(
-                            "rdma: the {id} test failed ({} exited {})",
-                            tool.as_deref().unwrap_or("?"),
-                            rc.map_or("?".into(), |r| r.to_string())
-                        ),
+                        (_, _, Some(why)) => Finding::RdmaTestSkipped {
+                            check,
+                            why: why.clone(),
+                        },
+                        (Some(tool), Some(_), _) if t.timed_out() => Finding::RdmaTestTimedOut {
+                            check,
+                            tool: tool.clone(),
+                            seconds: t.timeout_secs.unwrap_or(0),
+                        },
+                        (tool, rc, _) => Finding::RdmaTestFailed {
+                            check,
+                            tool: tool.clone(),
+                            rc,
+                        },
                     }),
-                    None => out.push(format!("rdma: the guest ran no {id} test")),
+                    None => out.push(Finding::RdmaTestMissing { check }),
                 }
             }
         }
@@ -118,49 +128,59 @@ fn asserted_findings(
     expect: &Expect,
     lines: &[ConsoleLine],
     shell: &[(ShellStep, ShellOutcome)],
-) -> Vec<String> {
+) -> Vec<Finding> {
+    let bad = |what, pattern: &String, e: regex::Error| Finding::BadPattern {
+        what,
+        pattern: pattern.clone(),
+        error: e.to_string(),
+    };
     let mut out = Vec::new();
     for pattern in &expect.console {
         match Regex::new(pattern) {
-            Ok(re) if lines.iter().any(|l| re.is_match(&strip_ansi(&l.text))) => {}
-            Ok(_) => out.push(format!("no console line matches {pattern:?}")),
-            Err(e) => out.push(format!("console pattern {pattern:?}: {e}")),
+            Ok(re) if lines.iter().any(|l| re.is_match(l.clean())) => {}
+            Ok(_) => out.push(Finding::ConsoleMissing {
+                pattern: pattern.clone(),
+            }),
+            Err(e) => out.push(bad("console", pattern, e)),
         }
     }
     for pattern in &expect.not_console {
         match Regex::new(pattern) {
             Ok(re) => {
-                if let Some(line) = lines.iter().find(|l| re.is_match(&strip_ansi(&l.text))) {
-                    out.push(format!(
-                        "console line matches {pattern:?}, which must not appear: {:?}",
-                        line.text
-                    ));
+                if let Some(line) = lines.iter().find(|l| re.is_match(l.clean())) {
+                    out.push(Finding::ConsoleForbidden {
+                        pattern: pattern.clone(),
+                        line: line.text.clone(),
+                    });
                 }
             }
-            Err(e) => out.push(format!("console pattern {pattern:?}: {e}")),
+            Err(e) => out.push(bad("console", pattern, e)),
         }
     }
     for (step, got) in shell {
         match (&got.output, got.status) {
             (Some(output), Some(status)) => {
                 if status != step.status {
-                    out.push(format!(
-                        "shell: `{}` exited {status}, expected {}",
-                        step.command, step.status
-                    ));
+                    out.push(Finding::ShellStatus {
+                        command: step.command.clone(),
+                        status,
+                        expected: step.status,
+                    });
                 }
                 for pattern in &step.patterns {
                     match Regex::new(pattern) {
                         Ok(re) if re.is_match(output) => {}
-                        Ok(_) => out.push(format!(
-                            "shell: output of `{}` does not match {pattern:?}",
-                            step.command
-                        )),
-                        Err(e) => out.push(format!("shell pattern {pattern:?}: {e}")),
+                        Ok(_) => out.push(Finding::ShellOutput {
+                            command: step.command.clone(),
+                            pattern: pattern.clone(),
+                        }),
+                        Err(e) => out.push(bad("shell", pattern, e)),
                     }
                 }
             }
-            _ => out.push(format!("shell: `{}` got no answer", step.command)),
+            _ => out.push(Finding::ShellNoAnswer {
+                command: step.command.clone(),
+            }),
         }
     }
     out
@@ -179,37 +199,50 @@ pub fn within(addr: &str, subnet: &str) -> Option<bool> {
 /// The outcome: with an expected failure, exactly that cause passes; otherwise no cause and no
 /// finding passes. Explicit assertions must hold either way. The reason says why it failed.
 pub fn decide(
-    expected_failure: Option<&str>,
-    cause: Option<&str>,
+    expected_failure: Option<CauseKind>,
+    cause: Option<CauseKind>,
     findings: &Findings,
 ) -> (bool, Option<String>) {
     let (pass, why) = decide_cause(expected_failure, cause, &findings.boot);
     if pass && !findings.asserted.is_empty() {
-        return (false, Some(findings.asserted.join("; ")));
+        return (false, Some(joined(&findings.asserted)));
     }
     (pass, why)
 }
 
+fn joined(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn decide_cause(
-    expected_failure: Option<&str>,
-    cause: Option<&str>,
-    findings: &[String],
+    expected_failure: Option<CauseKind>,
+    cause: Option<CauseKind>,
+    findings: &[Finding],
 ) -> (bool, Option<String>) {
     match (expected_failure, cause) {
         (Some(want), Some(got)) if want == got => (true, None),
         (Some(want), Some(got)) => (
             false,
-            Some(format!("expected the failure {want:?}, got {got:?}")),
+            Some(format!(
+                "expected the failure {:?}, got {:?}",
+                want.id(),
+                got.id()
+            )),
         ),
         (Some(want), None) => (
             false,
             Some(format!(
-                "expected the failure {want:?}, but the boot showed no classified failure"
+                "expected the failure {:?}, but the boot showed no classified failure",
+                want.id()
             )),
         ),
         (None, Some(got)) => (false, Some(format!("boot failed: {got}"))),
         (None, None) if findings.is_empty() => (true, None),
-        (None, None) => (false, Some(findings.join("; "))),
+        (None, None) => (false, Some(joined(findings))),
     }
 }
 
@@ -234,28 +267,32 @@ mod tests {
     fn expected_failure_passes_only_when_it_is_the_cause() {
         let none = Findings::default();
         let no_addr = Findings {
-            boot: vec!["eth0 has no IPv4 address".into()],
+            boot: vec![Finding::Modules(verdict::Finding::NoAddress {
+                interface: "eth0".into(),
+            })],
             asserted: vec![],
         };
         let pattern_missed = Findings {
             boot: vec![],
-            asserted: vec!["no console line matches \"x\"".into()],
+            asserted: vec![Finding::ConsoleMissing {
+                pattern: "x".into(),
+            }],
         };
+        let symbol = Some(CauseKind::UnknownSymbol);
+        assert_eq!(decide(symbol, symbol, &no_addr), (true, None));
         assert_eq!(
-            decide(Some("unknown-symbol"), Some("unknown-symbol"), &no_addr),
-            (true, None)
+            decide(symbol, symbol, &pattern_missed),
+            (false, Some("no console line matches \"x\"".into()))
         );
-        assert!(
-            !decide(
-                Some("unknown-symbol"),
-                Some("unknown-symbol"),
-                &pattern_missed
+        assert_eq!(
+            decide(symbol, Some(CauseKind::KernelPanic), &none),
+            (
+                false,
+                Some("expected the failure \"unknown-symbol\", got \"kernel-panic\"".into())
             )
-            .0
         );
-        assert!(!decide(Some("unknown-symbol"), Some("kernel-panic"), &none).0);
-        assert!(!decide(Some("unknown-symbol"), None, &none).0);
-        assert!(!decide(None, Some("timeout"), &none).0);
+        assert!(!decide(symbol, None, &none).0);
+        assert!(!decide(None, Some(CauseKind::Timeout), &none).0);
         assert!(decide(None, None, &none).0);
         let (pass, why) = decide(None, None, &no_addr);
         assert!(!pass);
@@ -290,7 +327,11 @@ mod tests {
         let bad = scenario(
             "address = \"10.77.0.0/24\"\nconsole = [\"login:\"]\nnot_console = [\"^BOOTRIG done\"]",
         );
-        let f = findings(&bad.expect, &plan, &lines(BOOT), &ev, &[]).all();
+        let f: Vec<String> = findings(&bad.expect, &plan, &lines(BOOT), &ev, &[])
+            .all()
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
         assert_eq!(f.len(), 3, "{f:?}");
         assert!(f[0].contains("not within 10.77.0.0/24"), "{f:?}");
         assert!(f[1].contains("login:"), "{f:?}");
@@ -310,6 +351,7 @@ mod tests {
         let rdma = |f: Findings| -> Vec<String> {
             f.boot
                 .into_iter()
+                .map(|f| f.to_string())
                 .filter(|l| l.starts_with("rdma:"))
                 .collect()
         };
@@ -387,7 +429,11 @@ mod tests {
                 },
             ),
         ];
-        let f = findings(&s.expect, &plan, &lines(BOOT), &ev, &answered).asserted;
+        let f: Vec<String> = findings(&s.expect, &plan, &lines(BOOT), &ev, &answered)
+            .asserted
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
         assert_eq!(f.len(), 2, "{f:?}");
         assert!(f[0].contains("does not match"), "{f:?}");
         assert!(f[1].contains("no answer"), "{f:?}");
@@ -407,7 +453,7 @@ mod tests {
         assert!(findings(&on.expect, &plan, &lines(BOOT), &ev, &[])
             .boot
             .iter()
-            .any(|f| f.contains("mlx4_core")));
+            .any(|f| f.to_string().contains("mlx4_core")));
         let off = scenario("modules_in_order = false");
         assert_eq!(
             findings(&off.expect, &plan, &lines(BOOT), &ev, &[]),

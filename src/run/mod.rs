@@ -1,16 +1,14 @@
 //! `bootrig run`: netboot each scenario in QEMU, drive its serial console, judge it, and report.
 //!
 //! `suite` finds and shards the scenario files and runs them on workers; `boot` runs one
-//! (initrd, boot files, QEMU, console, QMP); `serial` and `drive` are the console; `judge`
-//! holds `[expect]` against the evidence; `target` says what one boot is about.
+//! (initrd, boot files, QEMU, console, QMP), driving the console with `crate::console`;
+//! `judge` holds `[expect]` against the evidence; `target` says what one boot is about.
 
 pub mod boot;
-pub mod drive;
 pub mod interrupt;
 pub mod inventory;
 pub mod judge;
 pub mod outdir;
-pub mod serial;
 pub mod suite;
 pub mod target;
 

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::phases::{current, detect, phase_at, Phase, PhaseMark};
-use crate::console::ConsoleLine;
+use crate::console::driver::RESCUE_SHELL_LINES;
+use crate::console::protocol::Rdma;
+use crate::console::{ConsoleLine, GuestLine};
 use crate::kmod::suggest::nearest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -231,7 +233,7 @@ fn tail(lines: &[ConsoleLine]) -> Vec<String> {
     let mut last: Vec<String> = lines
         .iter()
         .rev()
-        .map(|l| clean(&l.text))
+        .map(|l| l.clean().trim_end().to_string())
         .filter(|l| !l.trim().is_empty())
         .take(TAIL_LINES)
         .collect();
@@ -239,66 +241,30 @@ fn tail(lines: &[ConsoleLine]) -> Vec<String> {
     last
 }
 
-/// Removes terminal control from a console line: CSI (`ESC [ … final`), OSC (`ESC ] … BEL`),
-/// two- and three-byte escapes, backspaces (applied: iPXE erases its "Press Ctrl-B" prompt
-/// with them) and other C0 controls but tab. A carriage return inside the line means what
-/// follows was written over it: only the last non-empty stretch is kept.
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => match chars.next() {
-                Some('[') => {
-                    // Parameters and intermediates (0x20-0x3f), then one final byte (0x40-0x7e).
-                    for c in chars.by_ref() {
-                        if ('\x40'..='\x7e').contains(&c) {
-                            break;
-                        }
-                    }
-                }
-                Some(']') => {
-                    while let Some(c) = chars.next() {
-                        if c == '\x07' {
-                            break;
-                        }
-                        if c == '\x1b' && chars.peek() == Some(&'\\') {
-                            chars.next();
-                            break;
-                        }
-                    }
-                }
-                // ESC ( B and friends: one intermediate, one final.
-                Some('\x20'..='\x2f') => {
-                    chars.next();
-                }
-                _ => {}
-            },
-            '\x08' => {
-                out.pop();
-            }
-            '\r' => {
-                if chars.peek().is_some_and(|c| *c != '\r' && *c != '\n') {
-                    out.clear();
-                }
-            }
-            '\t' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A console line as evidence: stripped, without trailing blanks.
-fn clean(text: &str) -> String {
-    strip_ansi(text).trim_end().to_string()
-}
-
-/// The console, cleaned once, with its phases.
-struct Transcript {
-    lines: Vec<String>,
+/// The console as the rules read it: each line's cleaned text (trailing blanks trimmed), the
+/// protocol line it is, and the phases.
+struct Transcript<'a> {
+    lines: Vec<&'a str>,
+    guest: Vec<Option<GuestLine<'a>>>,
     marks: Vec<PhaseMark>,
+}
+
+impl<'a> Transcript<'a> {
+    /// Protocol lines with their indices.
+    fn guest_lines(&self) -> impl Iterator<Item = (usize, GuestLine<'a>)> + '_ {
+        self.guest
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.map(|g| (i, g)))
+    }
+
+    /// `BOOTRIG rdma DEVICE …` lines with their indices.
+    fn rdma_lines(&self) -> impl Iterator<Item = (usize, &'a str, Rdma<'a>)> + '_ {
+        self.guest_lines().filter_map(|(i, g)| match g {
+            GuestLine::Rdma { device, event } => Some((i, device, event)),
+            _ => None,
+        })
+    }
 }
 
 /// What a rule found: evidence line indices (any order, deduplicated later) and the rest.
@@ -312,7 +278,7 @@ struct Found {
 
 struct Rule {
     kind: CauseKind,
-    find: fn(&Transcript) -> Option<Found>,
+    find: fn(&Transcript<'_>) -> Option<Found>,
 }
 
 /// The rules, most fundamental first: the first that matches is the cause.
@@ -394,24 +360,13 @@ const RULES: &[Rule] = &[
     },
 ];
 
-/// Words of a `BOOTRIG rdma DEVICE …` line, after the device.
-fn rdma_words(line: &str) -> Option<(&str, Vec<&str>)> {
-    let rest = line.trim_start().strip_prefix("BOOTRIG rdma ")?;
-    let mut words = rest.split_whitespace();
-    let device = words.next()?;
-    Some((device, words.collect()))
-}
-
 /// `BOOTRIG rdma rxe0 link-add eth0 rc=N` (N ≠ 0) or `BOOTRIG rdma rxe0 missing`, with what the
 /// kernel said during the link add.
 fn rdma_no_device(t: &Transcript) -> Option<Found> {
-    let (i, device, netdev) = t.lines.iter().enumerate().find_map(|(i, l)| {
-        let (device, words) = rdma_words(l)?;
-        match words.as_slice() {
-            ["link-add", netdev, rc] if *rc != "rc=0" => Some((i, device, Some(*netdev))),
-            ["missing"] => Some((i, device, None)),
-            _ => None,
-        }
+    let (i, device, netdev) = t.rdma_lines().find_map(|(i, device, event)| match event {
+        Rdma::LinkAdd { netdev, rc } if rc != 0 => Some((i, device, Some(netdev))),
+        Rdma::Missing => Some((i, device, None)),
+        _ => None,
     })?;
     let mut lines = vec![i];
     let mut crc32 = false;
@@ -420,7 +375,14 @@ fn rdma_no_device(t: &Transcript) -> Option<Found> {
         let related = message.starts_with("rdma_rxe:")
             || l.starts_with("error: ")
             || message.contains("rxe") && message.contains("fail");
-        if related || rdma_words(l).is_some_and(|(_, w)| w == ["missing"]) {
+        let missing = matches!(
+            t.guest[j],
+            Some(GuestLine::Rdma {
+                event: Rdma::Missing,
+                ..
+            })
+        );
+        if related || missing {
             lines.push(j);
             crc32 |= message.contains("crc32");
         }
@@ -441,26 +403,22 @@ fn rdma_no_device(t: &Transcript) -> Option<Found> {
 
 /// `BOOTRIG rdma rxe0 port 1 DOWN link_layer=Ethernet`, and no port of that device ACTIVE.
 fn rdma_port_not_active(t: &Transcript) -> Option<Found> {
-    let ports: Vec<(usize, &str, Vec<&str>)> = t
-        .lines
-        .iter()
-        .enumerate()
-        .filter_map(|(i, l)| {
-            let (device, words) = rdma_words(l)?;
-            (words.first() == Some(&"port")).then_some((i, device, words))
+    let ports: Vec<(usize, &str, u32, &str)> = t
+        .rdma_lines()
+        .filter_map(|(i, device, event)| match event {
+            Rdma::Port { port, state, .. } => Some((i, device, port, state)),
+            _ => None,
         })
         .collect();
-    let (i, device, words) = ports.iter().find(|(_, device, words)| {
-        words.get(2) != Some(&"ACTIVE")
+    let (i, device, port, state) = ports.iter().find(|(_, device, _, state)| {
+        *state != "ACTIVE"
             && !ports
                 .iter()
-                .any(|(_, d, w)| d == device && w.get(2) == Some(&"ACTIVE"))
+                .any(|(_, d, _, s)| d == device && *s == "ACTIVE")
     })?;
     Some(Found {
         summary: format!(
-            "RDMA device {device} port {} is {}, not ACTIVE: its interface has no carrier (is the link up?)",
-            words.get(1).unwrap_or(&"?"),
-            words.get(2).unwrap_or(&"?")
+            "RDMA device {device} port {port} is {state}, not ACTIVE: its interface has no carrier (is the link up?)"
         ),
         lines: vec![*i],
         detail: None,
@@ -471,40 +429,36 @@ fn rdma_port_not_active(t: &Transcript) -> Option<Found> {
 /// `BOOTRIG rdma rxe0 test CHECK TOOL rc=N timeout=S` with N ≠ 0 (124/143: killed at S), or a
 /// test skipped; the tool's output lines before it are the evidence.
 fn rdma_test_failed(t: &Transcript) -> Option<Found> {
-    let (i, device, words) = t.lines.iter().enumerate().find_map(|(i, l)| {
-        let (device, words) = rdma_words(l)?;
-        let failed = match words.as_slice() {
-            ["test", _, "skipped", _] => true,
-            ["test", _, _, rc, _] => *rc != "rc=0",
-            _ => false,
-        };
-        failed.then_some((i, device, words))
-    })?;
-    let check = words.get(1).copied().unwrap_or("?");
+    let (i, device, event) = t.rdma_lines().find(|(_, _, event)| event.test_failed())?;
+    let (check, outcome) = match event {
+        Rdma::TestSkipped { check, why } => (check, format!("was skipped ({why})")),
+        Rdma::Test {
+            check,
+            tool,
+            rc,
+            timeout_secs,
+        } => (
+            check,
+            match rc {
+                124 | 143 => format!("timed out: {tool} was killed after {timeout_secs} s"),
+                rc => format!("failed: {tool} exited {rc}"),
+            },
+        ),
+        _ => ("?", "failed".into()),
+    };
     let what = match check {
         "devinfo" => "ibv_devinfo (libibverbs and the rxe provider)",
         "verbs" => "the verbs round trip",
         "cm" => "the rdma_cm round trip",
         _ => "an RDMA test",
     };
-    let outcome = match words.as_slice() {
-        ["test", _, "skipped", why] => format!("was skipped ({why})"),
-        ["test", _, tool, rc, timeout] => {
-            let secs = timeout.trim_start_matches("timeout=");
-            match *rc {
-                "rc=124" | "rc=143" => format!("timed out: {tool} was killed after {secs} s"),
-                rc => format!("failed: {tool} exited {}", rc.trim_start_matches("rc=")),
-            }
-        }
-        _ => "failed".into(),
-    };
     // The tool's output: the lines since the previous protocol line.
-    let start = t.lines[..i]
+    let start = t.guest[..i]
         .iter()
-        .rposition(|l| l.trim_start().starts_with("BOOTRIG "))
+        .rposition(Option::is_some)
         .map_or(i, |p| p + 1);
     let mut lines: Vec<usize> = (start..i)
-        .filter(|&j| !is_kernel_line(&t.lines[j]))
+        .filter(|&j| !is_kernel_line(t.lines[j]))
         .collect();
     lines.truncate(TAIL_LINES);
     lines.push(i);
@@ -519,29 +473,22 @@ fn rdma_test_failed(t: &Transcript) -> Option<Found> {
 /// The stanza's `BOOTRIG ib-port DEVICE PORT state=4: ACTIVE phys=5: LinkUp` lines (printed
 /// when an ib interface has no address) with a state other than ACTIVE.
 fn ib_port_not_active(t: &Transcript) -> Option<Found> {
-    let no_addr = t.lines.iter().any(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        matches!(w.as_slice(), ["BOOTRIG", "addr", iface, "none"] if iface.starts_with("ib"))
+    let no_addr = t.guest_lines().any(|(_, g)| {
+        matches!(g, GuestLine::Addr { interface, cidr: None } if interface.starts_with("ib"))
     });
     if !no_addr {
         return None;
     }
-    let (i, line) =
-        t.lines.iter().enumerate().find(|(_, l)| {
-            l.trim_start().starts_with("BOOTRIG ib-port ") && !l.contains("ACTIVE")
-        })?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let port = format!(
-        "{}/{}",
-        words.get(2).unwrap_or(&"?"),
-        words.get(3).unwrap_or(&"?")
-    );
-    let state = line
-        .split("state=")
-        .nth(1)
-        .and_then(|r| r.split(" phys=").next())
-        .unwrap_or("?")
-        .trim();
+    let (i, port, state) = t.guest_lines().find_map(|(i, g)| match g {
+        GuestLine::IbPort {
+            device,
+            port,
+            state,
+        } if !state.is_some_and(|s| s.contains("ACTIVE")) => {
+            Some((i, format!("{device}/{port}"), state.unwrap_or("?")))
+        }
+        _ => None,
+    })?;
     Some(Found {
         summary: format!(
             "IPoIB got no address: port {port} is {state}, not ACTIVE — is a subnet manager running on the fabric (opensm, or the switch's)?"
@@ -556,7 +503,8 @@ fn ib_port_not_active(t: &Transcript) -> Option<Found> {
 /// console: the orchestrator builds those with [`Cause::timeout`] and friends.
 pub fn classify(lines: &[ConsoleLine]) -> Option<Cause> {
     let transcript = Transcript {
-        lines: lines.iter().map(|l| clean(&l.text)).collect(),
+        lines: lines.iter().map(|l| l.clean().trim_end()).collect(),
+        guest: lines.iter().map(ConsoleLine::guest).collect(),
         marks: detect(lines),
     };
     RULES.iter().find_map(|rule| {
@@ -573,7 +521,7 @@ pub fn classify(lines: &[ConsoleLine]) -> Option<Cause> {
             summary: found.summary,
             evidence: indices
                 .iter()
-                .filter_map(|&i| transcript.lines.get(i).cloned())
+                .filter_map(|&i| transcript.lines.get(i).map(|l| l.to_string()))
                 .collect(),
             detail: found.detail,
         })
@@ -638,22 +586,15 @@ fn insmod_failure(line: &str) -> Option<(String, &str)> {
     Some((module.to_string(), reason))
 }
 
-/// `BOOTRIG insmod NAME rc=N` with N ≠ 0.
-fn failed_stanza_insmod(line: &str) -> Option<&str> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
-        ["BOOTRIG", "insmod", name, rc] if rc.starts_with("rc=") && *rc != "rc=0" => Some(name),
-        _ => None,
-    }
-}
-
 /// The stanza's and insmod's lines about `module` failing, to go with the kernel's.
 fn insmod_lines(t: &Transcript, module: &str) -> Vec<usize> {
     t.lines
         .iter()
         .enumerate()
-        .filter(|(_, l)| {
-            failed_stanza_insmod(l).is_some_and(|m| same_module(m, module))
+        .filter(|(i, l)| {
+            t.guest[*i]
+                .and_then(|g| g.failed_insmod())
+                .is_some_and(|m| same_module(m, module))
                 || insmod_failure(l).is_some_and(|(m, _)| same_module(&m, module))
         })
         .map(|(i, _)| i)
@@ -752,7 +693,7 @@ fn initrd_not_loaded(t: &Transcript) -> Option<Found> {
     Some(Found {
         summary: format!(
             "the kernel found no initramfs init and no root to mount: {}",
-            kernel_message(&t.lines[last])
+            kernel_message(t.lines[last])
         ),
         lines,
         detail: None,
@@ -762,7 +703,7 @@ fn initrd_not_loaded(t: &Transcript) -> Option<Found> {
 
 fn vermagic_mismatch(t: &Transcript) -> Option<Found> {
     if let Some((module, kernel, _)) = module_lines(t, "version magic '", "'") {
-        let shown = t.lines[kernel[0]].clone();
+        let shown = t.lines[kernel[0]];
         let quoted: Vec<&str> = shown.split('\'').collect();
         let mut found = module_found(
             t,
@@ -1040,15 +981,6 @@ fn kernel_panic(t: &Transcript) -> Option<Found> {
     })
 }
 
-/// The lines with which an initrd's init says it gives up and opens its rescue shell.
-pub const RESCUE_SHELL_LINES: &[&str] = &[
-    // dracut (99base/dracut-lib.sh emergency_shell), also under systemd.
-    "Dropping to debug shell.",
-    "Entering emergency mode.",
-    // initramfs-tools (scripts/functions panic).
-    "Dropping to a shell!",
-];
-
 fn emergency_shell(t: &Transcript) -> Option<Found> {
     let shell = t
         .lines
@@ -1057,7 +989,7 @@ fn emergency_shell(t: &Transcript) -> Option<Found> {
     // Why: dracut's FATAL line, initramfs-tools' ALERT! or "Gave up waiting", as printed.
     let why: Vec<usize> = (0..shell)
         .filter(|&i| {
-            let m = kernel_message(&t.lines[i]);
+            let m = kernel_message(t.lines[i]);
             m.contains("FATAL:")
                 || m.starts_with("ALERT!")
                 || m.starts_with("Gave up waiting")
@@ -1067,7 +999,7 @@ fn emergency_shell(t: &Transcript) -> Option<Found> {
     let reason = why
         .first()
         .map(|&i| {
-            let m = kernel_message(&t.lines[i]);
+            let m = kernel_message(t.lines[i]);
             m.split_once("FATAL:")
                 .map_or(m, |(_, r)| r)
                 .trim()
@@ -1103,7 +1035,7 @@ fn init_last_words(t: &Transcript, panic: usize) -> Vec<usize> {
     let said: Vec<usize> = (start..panic)
         .filter(|&k| {
             let l = t.lines[k].trim();
-            !l.is_empty() && !is_kernel_line(l) && !l.starts_with("BOOTRIG ")
+            !l.is_empty() && !is_kernel_line(l) && t.guest[k].is_none()
         })
         .collect();
     said[said.len().saturating_sub(INIT_LAST_WORDS)..].to_vec()
@@ -1125,14 +1057,15 @@ fn guest_no_offer(t: &Transcript) -> Option<Found> {
     })?;
     let mut lines = vec![i];
     // The stanza's summary of the same failure.
-    lines.extend(t.lines.iter().enumerate().skip(i + 1).filter_map(|(j, l)| {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        match words.as_slice() {
-            ["BOOTRIG", "dhcp", _, _, rc] if *rc != "rc=0" => Some(j),
-            ["BOOTRIG", "addr", _, "none"] => Some(j),
-            _ => None,
-        }
-    }));
+    lines.extend(
+        t.guest_lines()
+            .skip_while(|(j, _)| *j <= i)
+            .filter_map(|(j, g)| match g {
+                GuestLine::Dhcp { rc, .. } if rc != 0 => Some(j),
+                GuestLine::Addr { cidr: None, .. } => Some(j),
+                _ => None,
+            }),
+    );
     Some(Found {
         summary: format!("the guest's DHCP client ({client}) got no offer"),
         lines,
@@ -1398,25 +1331,6 @@ mod tests {
                 .suggestion,
             None
         );
-    }
-
-    #[test]
-    fn strip_ansi_removes_sequences_and_applies_backspaces() {
-        assert_eq!(
-            strip_ansi("\x1b[2J\x1b[01;01H\x1b[=3h\x1b[1m\x1b[37m\x1b[40miPXE 1.0.0+\x1b[0m -- x"),
-            "iPXE 1.0.0+ -- x"
-        );
-        assert_eq!(
-            strip_ansi("Press Ctrl-B\x08 \x08\x08 \x08net0: up"),
-            "Press Ctrlnet0: up"
-        );
-        assert_eq!(strip_ansi("\x1b]0;title\x07after\x1b(B!"), "after!");
-        assert_eq!(strip_ansi("line\r\r"), "line");
-        assert_eq!(strip_ansi(" 10%\r 20%"), " 20%");
-        // Truncated sequences and stray controls do not panic.
-        assert_eq!(strip_ansi("a\x1b"), "a");
-        assert_eq!(strip_ansi("a\x1b["), "a");
-        assert_eq!(strip_ansi("\x08\x08x\x00\ty"), "x\ty");
     }
 
     #[test]

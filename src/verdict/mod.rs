@@ -7,6 +7,7 @@ pub mod phases;
 
 use serde::Serialize;
 
+use crate::console::protocol::MARK;
 use crate::console::{Evidence, InsmodResult};
 
 /// A module the plan loads, in plan order, with its direct dependencies.
@@ -53,10 +54,10 @@ impl std::fmt::Display for Finding {
         match self {
             Finding::StanzaNotRun => write!(
                 f,
-                "the init stanza never ran (no \"BOOTRIG begin\" on the console)"
+                "the init stanza never ran (no \"{MARK}begin\" on the console)"
             ),
             Finding::StanzaNotFinished => {
-                write!(f, "the init stanza did not finish (no \"BOOTRIG done\")")
+                write!(f, "the init stanza did not finish (no \"{MARK}done\")")
             }
             Finding::NoModuleList => write!(f, "no /proc/modules listing on the console"),
             Finding::InsmodFailed { module, rc } => {

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::cause::strip_ansi;
-use crate::console::ConsoleLine;
+use crate::console::{ConsoleLine, GuestLine};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -90,7 +89,7 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64(d.as_secs_f64())
 }
 
-/// The phase `line` (ANSI-stripped) proves, if any.
+/// The phase `line` (a cleaned console line) proves, if any.
 pub fn phase_of(line: &str) -> Option<Phase> {
     let line = line.trim();
     if line.contains("SeaBIOS (version") || line.starts_with("BdsDxe:") {
@@ -120,15 +119,14 @@ pub fn phase_of(line: &str) -> Option<Phase> {
     if (line.contains("Run /") && line.contains(" as init process"))
         || line.starts_with("Loading, please wait...")
         || line.contains("Freeing unused kernel image")
-        || line.starts_with("BOOTRIG begin")
     {
         return Some(Phase::Init);
     }
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
-        ["BOOTRIG", "insmod", ..] => Some(Phase::Modules),
-        ["BOOTRIG", "addr", _iface, cidr] if *cidr != "none" => Some(Phase::Address),
-        ["BOOTRIG", "done", ..] => Some(Phase::Done),
+    match GuestLine::parse(line) {
+        Some(GuestLine::Begin) => Some(Phase::Init),
+        Some(GuestLine::Insmod { .. }) => Some(Phase::Modules),
+        Some(GuestLine::Addr { cidr: Some(_), .. }) => Some(Phase::Address),
+        Some(GuestLine::Done) => Some(Phase::Done),
         // Any other kernel log line: with loglevel=4 the banner is not on the console.
         _ if printk_timestamp(line) => Some(Phase::Kernel),
         _ => None,
@@ -165,8 +163,7 @@ fn printk_timestamp(line: &str) -> bool {
 pub fn detect(lines: &[ConsoleLine]) -> Vec<PhaseMark> {
     let mut marks: Vec<PhaseMark> = Vec::new();
     for (index, line) in lines.iter().enumerate() {
-        let Some(phase) = phase_of(&strip_ansi(&line.text)).or_else(|| uefi_console(&line.text))
-        else {
+        let Some(phase) = phase_of(line.clean()).or_else(|| uefi_console(&line.text)) else {
             continue;
         };
         if marks.last().is_none_or(|last| phase > last.phase) {

@@ -1,6 +1,7 @@
 //! A lab adapter passed through with VFIO: bound to vfio-pci for the boot, its drivers put
 //! back after it (or when the guard is dropped, on an error return or a panic).
 
+use crate::report::model::Finding;
 use crate::run::inventory::Adapter;
 use crate::run::judge::Findings;
 use crate::run::target::{AdapterNeed, Target};
@@ -36,8 +37,8 @@ fn bind_adapter(
 /// Puts the adapter's drivers back now; a failure is a finding naming the way out.
 pub(super) fn restore(passthrough: Passthrough<SysfsKernel>, findings: &mut Findings) {
     if let Err(e) = passthrough.restore() {
-        findings.boot.push(format!(
+        findings.boot.push(Finding::Run(format!(
             "putting the adapter's drivers back: {e} (run bootrig vfio restore)"
-        ));
+        )));
     }
 }

@@ -4,11 +4,12 @@
 use std::path::Path;
 
 use crate::boot::http::HttpServer;
+use crate::console::transcript::timestamped;
 use crate::console::ConsoleLine;
 use crate::fsutil::write_atomic;
 use crate::qemu::machine::{self, VmSpec};
 use crate::report::model::PhaseTiming;
-use crate::verdict::cause::{strip_ansi, Cause};
+use crate::verdict::cause::Cause;
 use crate::verdict::phases::{detect, durations};
 
 use super::SetupError;
@@ -45,25 +46,14 @@ pub(super) fn http_log(dir: &Path, mut server: HttpServer) -> Result<(), SetupEr
     Ok(())
 }
 
-/// Writes `dir/console.txt` and returns the cleaned lines: what a person reads, escape
-/// sequences and overwritten text removed, once for both uses.
-pub(super) fn console_txt(dir: &Path, lines: &[ConsoleLine]) -> Result<Vec<String>, SetupError> {
-    let clean: Vec<String> = lines.iter().map(|l| strip_ansi(&l.text)).collect();
+/// Writes `dir/console.txt`: what a person reads, each line timed and as a terminal shows it.
+pub(super) fn console_txt(dir: &Path, lines: &[ConsoleLine]) -> Result<(), SetupError> {
     write_atomic(
         &dir.join("console.txt"),
-        timestamped(lines, &clean).as_bytes(),
+        timestamped(lines).as_bytes(),
         true,
     )?;
-    Ok(clean)
-}
-
-/// `console.txt`: each line's time and its cleaned text.
-fn timestamped(lines: &[ConsoleLine], clean: &[String]) -> String {
-    let mut s = String::new();
-    for (l, text) in lines.iter().zip(clean) {
-        s.push_str(&format!("[{:9.3}] {text}\n", l.at.as_secs_f64()));
-    }
-    s
+    Ok(())
 }
 
 pub(super) fn phase_timings(lines: &[ConsoleLine]) -> Vec<PhaseTiming> {
@@ -71,7 +61,7 @@ pub(super) fn phase_timings(lines: &[ConsoleLine]) -> Vec<PhaseTiming> {
     durations(&detect(lines), end)
         .into_iter()
         .map(|span| PhaseTiming {
-            name: span.phase.name().to_string(),
+            name: span.phase,
             at_seconds: span.start.as_secs_f64(),
             seconds: span.duration.as_secs_f64(),
         })
@@ -79,7 +69,8 @@ pub(super) fn phase_timings(lines: &[ConsoleLine]) -> Vec<PhaseTiming> {
 }
 
 /// The lines around the cause's first evidence line, or the last lines.
-pub(super) fn excerpt(clean: &[String], cause: Option<&Cause>) -> String {
+pub(super) fn excerpt(lines: &[ConsoleLine], cause: Option<&Cause>) -> String {
+    let clean: Vec<&str> = lines.iter().map(ConsoleLine::clean).collect();
     let anchor = cause
         .and_then(|c| c.evidence.first())
         .and_then(|first| clean.iter().position(|l| l.contains(first.trim())));
@@ -119,8 +110,7 @@ mod tests {
             evidence: vec!["Kernel panic - not syncing: VFS".into()],
             detail: None,
         };
-        let clean: Vec<String> = l.iter().map(|l| strip_ansi(&l.text)).collect();
-        let ex = excerpt(&clean, Some(&cause));
+        let ex = excerpt(&l, Some(&cause));
         assert!(ex.contains("line 30") && ex.contains("line 70"), "{ex}");
         assert!(!ex.contains("line 150"), "{ex}");
         assert!(

@@ -42,10 +42,12 @@ use crate::scenario::AccelChoice;
 
 pub use accel::AccelResolver;
 
-use super::drive::{drive, drive_until, End, ShellOutcome};
 use super::interrupt::Interrupt;
-use super::serial::SerialError;
 use super::target::Target;
+use crate::console::driver::{drive, drive_until, End, ShellOutcome};
+use crate::console::serial::SerialError;
+use crate::report::model::Finding;
+use crate::verdict::phases::Phase;
 
 /// What every boot of a run shares.
 pub struct Context<'a> {
@@ -206,7 +208,7 @@ fn boot_and_judge(
     if let Some(server) = netboot.http {
         artifacts::http_log(dir, server)?;
     }
-    let clean = artifacts::console_txt(dir, &stopped.lines)?;
+    artifacts::console_txt(dir, &stopped.lines)?;
 
     let (end, answers) = match driven {
         Ok(pair) => pair,
@@ -221,9 +223,9 @@ fn boot_and_judge(
     };
     let (mut findings, cause) = outcome::examine(target, &media.plan, &ended, answers);
     if let Some(e) = watched.restart_error {
-        findings
-            .boot
-            .push(format!("the restart-mid-boot fault failed: {e}"));
+        findings.boot.push(Finding::Run(format!(
+            "the restart-mid-boot fault failed: {e}"
+        )));
     }
     // Teardown in this order, each failure a finding.
     if let Some(seg) = segment {
@@ -235,15 +237,7 @@ fn boot_and_judge(
     if let Some(tap) = host_tap {
         net::detach_tap(tap, &mut findings);
     }
-    outcome::conclude(
-        report,
-        target,
-        &end,
-        cause,
-        findings,
-        &stopped.lines,
-        &clean,
-    );
+    outcome::conclude(report, target, &end, cause, findings, &stopped.lines);
     Ok(())
 }
 
@@ -254,7 +248,7 @@ fn drive_console(
     until: Option<&regex::Regex>,
     qemu: &mut qemu::Qemu,
     watch: &mut watch::BootWatch,
-) -> Result<(End, Vec<ShellOutcome>), SerialError> {
+) -> Result<(End<Phase>, Vec<ShellOutcome>), SerialError> {
     match until {
         Some(needle) => drive_until(
             &mut qemu.console,

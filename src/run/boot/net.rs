@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::boot::stage;
 use crate::net::bridge::HostTap;
 use crate::net::Segment;
+use crate::report::model::Finding;
 use crate::run::judge::Findings;
 use crate::run::target::Target;
 use crate::scenario::{Backend, DhcpServer, LeaseExpect, Method};
@@ -71,17 +72,23 @@ fn dnsmasq_segment(
 /// wrong as findings.
 pub(super) fn close_segment(seg: Segment, lease: Option<&LeaseExpect>, findings: &mut Findings) {
     if let Some(want) = lease {
-        findings.asserted.extend(lease_finding(&seg, want));
+        findings
+            .asserted
+            .extend(lease_finding(&seg, want).map(Finding::Run));
     }
     for e in seg.close().errors {
-        findings.boot.push(format!("network teardown: {e}"));
+        findings
+            .boot
+            .push(Finding::Run(format!("network teardown: {e}")));
     }
 }
 
 /// Removes the bridge tap; what failed is a finding.
 pub(super) fn detach_tap(tap: HostTap, findings: &mut Findings) {
     for e in tap.detach() {
-        findings.boot.push(format!("network teardown: {e}"));
+        findings
+            .boot
+            .push(Finding::Run(format!("network teardown: {e}")));
     }
 }
 

@@ -5,14 +5,14 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
 
-use crate::console::{self, ConsoleLine};
+use crate::console::driver::{End, ShellOutcome};
+use crate::console::{self, ConsoleLine, GuestLine};
 use crate::qemu::accel::Accel;
-use crate::report::model::{BootSummary, CauseReport, Outcome, ScenarioReport};
-use crate::run::drive::{End, ShellOutcome};
+use crate::report::model::{BootSummary, CauseReport, Finding, Outcome, ScenarioReport};
 use crate::run::judge::{self, Findings};
 use crate::run::target::Target;
 use crate::scenario::{Boot, Method};
-use crate::verdict::cause::{classify, strip_ansi, Cause, CauseKind};
+use crate::verdict::cause::{classify, Cause, CauseKind};
 use crate::verdict::phases::{current, detect, Phase};
 use crate::verdict::Expectation;
 
@@ -31,7 +31,7 @@ pub(super) fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) ->
         outcome: Outcome::Error,
         reason: None,
         cause: None,
-        expected_failure: target.expect.failure.clone(),
+        expected_failure: expected_failure(target),
         findings: Vec::new(),
         phases: Vec::new(),
         duration_seconds: 0.0,
@@ -39,6 +39,15 @@ pub(super) fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) ->
         console_excerpt: String::new(),
         artifacts: Some(dir.to_owned()),
     }
+}
+
+/// The scenario's expected failure. Scenario::parse refused any other id, so none is lost.
+fn expected_failure(target: &Target) -> Option<CauseKind> {
+    target
+        .expect
+        .failure
+        .as_deref()
+        .and_then(|kind| kind.parse().ok())
 }
 
 fn summary(boot: &Boot, accel: Option<Accel>) -> BootSummary {
@@ -56,7 +65,7 @@ fn summary(boot: &Boot, accel: Option<Accel>) -> BootSummary {
 
 /// How the boot ended, as the judge needs it.
 pub(super) struct Ended<'a> {
-    pub end: &'a End,
+    pub end: &'a End<Phase>,
     pub lines: &'a [ConsoleLine],
     pub status: Option<ExitStatus>,
     /// QEMU was still running when the drive ended, so its exit status is bootrig's doing.
@@ -76,7 +85,7 @@ pub(super) fn examine(
     // The boot's own lines: what a guest shell step printed is not the boot's evidence.
     let boot_lines = &lines[..lines
         .iter()
-        .position(|l| l.text.trim_end() == "BOOTRIG shell")
+        .position(|l| l.guest() == Some(GuestLine::Shell))
         .unwrap_or(lines.len())];
     let cause = cause_of(
         ended.end,
@@ -85,7 +94,7 @@ pub(super) fn examine(
         ended.stopped_by_us,
         ended.panicked,
     );
-    let evidence = console::parse(&lines_text(lines));
+    let evidence = console::read(lines);
     // A step that never ran is a step without an answer, not a step that is not there.
     let mut answers = answers.into_iter();
     let shell: Vec<_> = target
@@ -114,19 +123,23 @@ pub(super) fn examine(
 pub(super) fn conclude(
     report: &mut ScenarioReport,
     target: &Target,
-    end: &End,
+    end: &End<Phase>,
     cause: Option<Cause>,
     mut findings: Findings,
     lines: &[ConsoleLine],
-    clean: &[String],
 ) {
     if let End::Fatal(text) = end {
         if cause.is_none() {
-            findings.boot.push(format!("the boot stopped at {text:?}"));
+            findings
+                .boot
+                .push(Finding::StoppedAt { line: text.clone() });
         }
     }
-    let cause_id = cause.as_ref().map(|c| c.kind.id());
-    let (pass, why) = judge::decide(target.expect.failure.as_deref(), cause_id, &findings);
+    let (pass, why) = judge::decide(
+        expected_failure(target),
+        cause.as_ref().map(|c| c.kind),
+        &findings,
+    );
     report.outcome = if *end == End::Interrupted {
         Outcome::Error
     } else if pass {
@@ -141,11 +154,11 @@ pub(super) fn conclude(
     };
     report.findings = findings.all();
     report.phases = phase_timings(lines);
-    report.console_excerpt = excerpt(clean, cause.as_ref());
+    report.console_excerpt = excerpt(lines, cause.as_ref());
     report.cause = cause.map(|c| CauseReport {
-        kind: c.kind.id().to_string(),
+        kind: c.kind,
         summary: c.summary,
-        phase: c.phase.map(|p| p.name().to_string()),
+        phase: c.phase,
         evidence: c.evidence,
     });
 }
@@ -153,7 +166,7 @@ pub(super) fn conclude(
 /// The cause: what the console proves first; otherwise what ended the boot. `stopped_by_us`:
 /// QEMU was still running when the drive ended, so its exit status is bootrig's doing.
 fn cause_of(
-    end: &End,
+    end: &End<Phase>,
     lines: &[ConsoleLine],
     status: Option<ExitStatus>,
     stopped_by_us: bool,
@@ -173,40 +186,25 @@ fn cause_of(
                 .rev()
                 .take(5)
                 .rev()
-                .map(|l| strip_ansi(&l.text))
+                .map(|l| l.clean().to_string())
                 .collect(),
             detail: None,
         });
     }
     match end {
-        End::TimedOut { phase: p, .. } => {
-            let phase = p
-                .as_deref()
-                .and_then(|name| Phase::ALL.iter().copied().find(|x| x.name() == name))
-                .unwrap_or(phase);
-            Some(Cause::timeout(phase, lines))
-        }
+        End::TimedOut { phase: p, .. } => Some(Cause::timeout(p.unwrap_or(phase), lines)),
         _ if stopped_by_us => None,
         End::Closed | End::Fatal(_) => match status {
             Some(s) if s.signal().is_some() => Some(Cause::qemu_crashed(s.signal()?, lines)),
             Some(s) if s.code() != Some(0) => Some(Cause::qemu_exited(s.code()?, lines)),
             // QEMU exited 0 before the stanza finished: the guest rebooted or powered off early.
-            Some(s) if *end == End::Closed && !console::parse(&lines_text(lines)).done => {
+            Some(s) if *end == End::Closed && !console::read(lines).done => {
                 Some(Cause::qemu_exited(s.code().unwrap_or(0), lines))
             }
             _ => None,
         },
         _ => None,
     }
-}
-
-fn lines_text(lines: &[ConsoleLine]) -> String {
-    let mut s = String::new();
-    for l in lines {
-        s.push_str(&l.text);
-        s.push('\n');
-    }
-    s
 }
 
 #[cfg(test)]
@@ -237,7 +235,7 @@ mod tests {
     fn the_console_wins_over_how_the_boot_ended() {
         let l = lines("BOOTRIG begin\n[ 1.0] mlx4_en: Unknown symbol mlx4_foo (err -2)\nBOOTRIG insmod mlx4_en rc=1\n");
         let end = End::TimedOut {
-            phase: Some("modules".into()),
+            phase: Some(Phase::Modules),
             limit: Duration::from_secs(1),
             whole: true,
         };
@@ -297,7 +295,7 @@ mod tests {
     fn a_timeout_names_the_phase_the_driver_saw() {
         let l = lines(BOOTING);
         let end = End::TimedOut {
-            phase: Some("ipxe-dhcp".into()),
+            phase: Some(Phase::IpxeDhcp),
             limit: Duration::from_secs(90),
             whole: false,
         };

@@ -9,12 +9,12 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use crate::boot::http::HttpServer;
+use crate::console::serial::{accept_bounded, SerialConsole};
 use crate::console::ConsoleLine;
 use crate::net::Segment;
 use crate::qemu::process::GroupChild;
 use crate::qemu::qmp::{Qmp, QmpEvent};
 use crate::qemu::socket::SocketDir;
-use crate::run::serial::{accept_bounded, SerialConsole};
 
 use super::{io_error, Context, SetupError};
 

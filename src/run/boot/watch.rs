@@ -4,14 +4,14 @@
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+use crate::console::driver::Watch;
 use crate::console::ConsoleLine;
 use crate::net::Segment;
 use crate::qemu::qmp::QmpEvent;
 use crate::report::Progress;
-use crate::run::drive::Watch;
 use crate::run::target::Target;
 use crate::scenario::{Backend, DhcpServer};
-use crate::verdict::phases::detect;
+use crate::verdict::phases::{detect, Phase};
 
 use super::Context;
 
@@ -25,10 +25,10 @@ pub(super) struct BootWatch<'a> {
     restart_error: Option<String>,
     progress: &'a Progress,
     events: Receiver<QmpEvent>,
-    limits: Vec<(String, Duration)>,
+    limits: Vec<(Phase, Duration)>,
     panicked: bool,
     /// The phase last reported: progress gets a line per change, a tick otherwise.
-    shown: Option<String>,
+    shown: Option<Option<Phase>>,
 }
 
 /// What the watch saw that the judge needs, once QEMU is gone.
@@ -39,12 +39,12 @@ pub(super) struct Watched {
     pub restart_error: Option<String>,
 }
 
-/// Phases in which the kernel runs: the boot files are fetched.
-const KERNEL_OR_LATER: &[&str] = &["kernel", "init", "modules", "address", "done"];
-
 /// Phase limits when a scenario gives none: iPXE's own DHCP retries take under a minute, so a
 /// longer silence there is a network with no DHCP server.
-const DEFAULT_PHASE_LIMITS: &[(&str, Duration)] = &[("ipxe-dhcp", Duration::from_secs(90))];
+const DEFAULT_PHASE_LIMITS: &[(Phase, Duration)] = &[(Phase::IpxeDhcp, Duration::from_secs(90))];
+
+/// What progress shows before any console line proves a phase.
+const STARTING: &str = "starting";
 
 impl<'a> BootWatch<'a> {
     pub(super) fn new(
@@ -53,13 +53,13 @@ impl<'a> BootWatch<'a> {
         events: Receiver<QmpEvent>,
         segment: Option<&'a mut Segment>,
     ) -> Self {
-        let mut limits: Vec<(String, Duration)> = DEFAULT_PHASE_LIMITS
-            .iter()
-            .map(|(p, d)| (p.to_string(), *d))
-            .collect();
-        for (phase, limit) in &target.expect.phase_timeouts {
-            limits.retain(|(p, _)| p != phase);
-            limits.push((phase.clone(), *limit));
+        let mut limits = DEFAULT_PHASE_LIMITS.to_vec();
+        // Scenario::parse refused names that are no phase, so none is dropped here.
+        for (name, limit) in &target.expect.phase_timeouts {
+            if let Some(phase) = Phase::ALL.into_iter().find(|p| p.name() == name) {
+                limits.retain(|(p, _)| *p != phase);
+                limits.push((phase, *limit));
+            }
         }
         let restart_pending = matches!(
             &target.backend,
@@ -100,13 +100,13 @@ impl<'a> BootWatch<'a> {
 }
 
 impl Watch for BootWatch<'_> {
-    fn phase(&mut self, lines: &[ConsoleLine]) -> Option<(String, Duration)> {
-        detect(lines)
-            .last()
-            .map(|m| (m.phase.name().to_string(), m.at))
+    type Phase = Phase;
+
+    fn phase(&mut self, lines: &[ConsoleLine]) -> Option<(Phase, Duration)> {
+        detect(lines).last().map(|m| (m.phase, m.at))
     }
 
-    fn phase_limit(&self, phase: &str) -> Option<Duration> {
+    fn phase_limit(&self, phase: &Phase) -> Option<Duration> {
         self.limits
             .iter()
             .find(|(p, _)| p == phase)
@@ -118,9 +118,10 @@ impl Watch for BootWatch<'_> {
         self.panicked
     }
 
-    fn progress(&mut self, phase: Option<&str>, elapsed: Duration) {
-        let phase = phase.unwrap_or("starting");
-        if self.restart_pending && KERNEL_OR_LATER.contains(&phase) {
+    fn progress(&mut self, phase: Option<&Phase>, elapsed: Duration) {
+        let phase = phase.copied();
+        // Once the kernel runs, the boot files are fetched.
+        if self.restart_pending && phase >= Some(Phase::Kernel) {
             // The restart fault lands between the firmware's DHCP and the guest's: once the
             // kernel runs, no TFTP transfer is in flight, and the guest's DHCP is yet to come.
             if let Some(seg) = self.segment.as_mut() {
@@ -130,11 +131,12 @@ impl Watch for BootWatch<'_> {
                 }
             }
         }
-        if self.shown.as_deref() == Some(phase) {
+        if self.shown == Some(phase) {
             self.progress.tick();
         } else {
-            self.progress.phase(&self.id, phase, elapsed);
-            self.shown = Some(phase.to_string());
+            let name = phase.map_or(STARTING, Phase::name);
+            self.progress.phase(&self.id, name, elapsed);
+            self.shown = Some(phase);
         }
     }
 }

@@ -1,50 +1,12 @@
-//! The guest protocol on the serial console: the lines bootrig's init stanza prints
-//! (`BOOTRIG insmod ib_core rc=0`, the kernel's `/proc/modules` between `BOOTRIG modules-begin`
-//! and `BOOTRIG modules-end`, `BOOTRIG addr eth0 10.0.2.15/24`, `BOOTRIG done`), read back from a
-//! transcript. Kernel messages may interleave; only lines that start with the marker count.
-
-use std::time::Duration;
+//! The evidence a boot's console holds: what the stanza's protocol lines
+//! ([`super::protocol`]) said, in order, with the kernel's `/proc/modules` listing and what
+//! the kernel logged during failed insmods. Kernel messages may interleave; only protocol lines
+//! and the blocks they open count.
 
 use serde::Serialize;
 
-const MARK: &str = "BOOTRIG ";
-
-/// One console line and when it was complete, measured from the moment the guest was started
-/// (QEMU resumed). Every stage after the console reads these: phases, causes, reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConsoleLine {
-    #[serde(serialize_with = "seconds")]
-    pub at: Duration,
-    /// The line without its end (`\r\n` or `\n`); ANSI sequences are kept as the guest sent them.
-    pub text: String,
-}
-
-fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-/// Console lines from text, one per line, for tests: timed 100 ms apart.
-#[cfg(test)]
-pub(crate) fn test_lines<S: AsRef<str>>(texts: &[S]) -> Vec<ConsoleLine> {
-    texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| ConsoleLine {
-            at: Duration::from_millis(100 * i as u64),
-            text: t.as_ref().to_string(),
-        })
-        .collect()
-}
-
-/// What the stanza reported for one module.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "result")]
-pub enum InsmodResult {
-    /// insmod ran and returned this code.
-    Ran { rc: i32 },
-    /// The module was in /proc/modules before the stanza got to it.
-    AlreadyLoaded,
-}
+use super::protocol::{GuestLine, InsmodResult, Rdma};
+use super::transcript::{lines_of, ConsoleLine};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Insmod {
@@ -130,130 +92,118 @@ impl RdmaTest {
     }
 }
 
-/// Reads the protocol out of a console transcript.
+/// Reads the protocol out of a console transcript's text (for tests and tools that hold the
+/// text, not the lines).
 pub fn parse(transcript: &str) -> Evidence {
+    read(&lines_of(transcript))
+}
+
+/// Reads the protocol out of the console lines.
+pub fn read(lines: &[ConsoleLine]) -> Evidence {
     let mut ev = Evidence::default();
     let mut in_modules: Option<Vec<ProcModule>> = None;
     let mut in_kernel_log: Option<(String, Vec<String>)> = None;
-    for raw in transcript.lines() {
-        let line = raw
-            .trim_end_matches(['\r', '\n'])
-            .trim_start_matches(|c: char| c.is_control());
-        if let Some((_, lines)) = in_kernel_log.as_mut() {
-            if line.starts_with("BOOTRIG kernel-log-end") {
+    for line in lines {
+        let guest = line.guest();
+        if let Some((_, logged)) = in_kernel_log.as_mut() {
+            if guest == Some(GuestLine::KernelLogEnd) {
                 ev.kernel_logs.extend(in_kernel_log.take());
             } else {
-                lines.push(line.to_string());
+                logged.push(line.clean().to_string());
             }
             continue;
         }
         if let Some(mods) = in_modules.as_mut() {
-            if line.starts_with("BOOTRIG modules-end") {
+            if guest == Some(GuestLine::ModulesEnd) {
                 ev.proc_modules = in_modules.take();
-            } else if let Some(m) = parse_proc_module(line) {
+            } else if let Some(m) = parse_proc_module(line.clean()) {
                 mods.push(m);
             }
             continue;
         }
-        let Some(rest) = line.strip_prefix(MARK) else {
+        let Some(guest) = guest else {
             continue;
         };
-        let words: Vec<&str> = rest.split_whitespace().collect();
-        match words.as_slice() {
-            ["begin", ..] => ev.begun = true,
-            ["done", ..] => ev.done = true,
-            ["modules-begin"] => in_modules = Some(Vec::new()),
-            ["insmod", name, "already-loaded"] => ev.insmods.push(Insmod {
-                name: name.to_string(),
-                result: InsmodResult::AlreadyLoaded,
+        match guest {
+            GuestLine::Begin => ev.begun = true,
+            GuestLine::Done => ev.done = true,
+            GuestLine::ModulesBegin => in_modules = Some(Vec::new()),
+            GuestLine::Insmod { module, result } => ev.insmods.push(Insmod {
+                name: module.to_string(),
+                result,
             }),
-            ["insmod", name, rc] if rc.starts_with("rc=") => match rc[3..].parse() {
-                Ok(rc) => ev.insmods.push(Insmod {
-                    name: name.to_string(),
-                    result: InsmodResult::Ran { rc },
-                }),
-                Err(_) => ev.garbled.push(line.to_string()),
-            },
-            ["kernel-log-begin", name] => in_kernel_log = Some((name.to_string(), Vec::new())),
-            ["dhcp", iface, client, rc] if rc.starts_with("rc=") => match rc[3..].parse() {
-                Ok(rc) => ev.dhcp.push(DhcpRun {
-                    interface: iface.to_string(),
-                    client: client.to_string(),
-                    rc,
-                }),
-                Err(_) => ev.garbled.push(line.to_string()),
-            },
-            ["interface", iface, "missing"] => ev.missing_interfaces.push(iface.to_string()),
-            ["static", _, rc] if rc.starts_with("rc=") => {}
-            ["shell"] => ev.shell = true,
-            ["poweroff-failed"] => {}
-            // InfiniBand port states: read by verdict::cause.
-            ["ib-port", ..] => {}
-            ["rdma", ..] => {
-                if !parse_rdma(&words[1..], &mut ev) {
-                    ev.garbled.push(line.to_string());
-                }
+            GuestLine::KernelLogBegin { module } => {
+                in_kernel_log = Some((module.to_string(), Vec::new()))
             }
-            ["addr", iface, "none"] => ev.addrs.push((iface.to_string(), None)),
-            ["addr", iface, cidr] => ev.addrs.push((iface.to_string(), Some(cidr.to_string()))),
-            _ => ev.garbled.push(line.to_string()),
+            GuestLine::Dhcp {
+                interface,
+                client,
+                rc,
+            } => ev.dhcp.push(DhcpRun {
+                interface: interface.to_string(),
+                client: client.to_string(),
+                rc,
+            }),
+            GuestLine::InterfaceMissing { interface } => {
+                ev.missing_interfaces.push(interface.to_string())
+            }
+            GuestLine::Shell => ev.shell = true,
+            GuestLine::Addr { interface, cidr } => ev
+                .addrs
+                .push((interface.to_string(), cidr.map(str::to_string))),
+            GuestLine::Rdma { device, event } => read_rdma(device, event, &mut ev),
+            // Read where they matter: InfiniBand port states by verdict::cause, a shell
+            // command's status by the console driver.
+            GuestLine::IbPort { .. }
+            | GuestLine::Static { .. }
+            | GuestLine::ShellRc(_)
+            | GuestLine::PoweroffFailed
+            | GuestLine::KernelLogEnd
+            | GuestLine::ModulesEnd => {}
+            GuestLine::Garbled => ev.garbled.push(line.clean().to_string()),
         }
     }
     ev
 }
 
-/// The words after `BOOTRIG rdma`; false when they do not parse.
-fn parse_rdma(words: &[&str], ev: &mut Evidence) -> bool {
-    let rc = |w: &str| w.strip_prefix("rc=").and_then(|n| n.parse::<i32>().ok());
-    match words {
-        [dev, "link-add", net, status] => match rc(status) {
-            Some(rc) => ev.rdma_links.push((dev.to_string(), net.to_string(), rc)),
-            None => return false,
-        },
-        [dev, "missing"] => ev.rdma_missing.push(dev.to_string()),
-        [dev, "port", port, state, link_layer] => {
-            let (Ok(port), Some(link_layer)) =
-                (port.parse(), link_layer.strip_prefix("link_layer="))
-            else {
-                return false;
-            };
-            ev.rdma_ports.push(RdmaPort {
-                device: dev.to_string(),
-                port,
-                state: state.to_string(),
-                link_layer: link_layer.to_string(),
-            });
-        }
-        [_, "gid", ..] => {}
-        [dev, "test", check, "skipped", why] => ev.rdma_tests.push(RdmaTest {
-            device: dev.to_string(),
+fn read_rdma(device: &str, event: Rdma, ev: &mut Evidence) {
+    let device = device.to_string();
+    match event {
+        Rdma::LinkAdd { netdev, rc } => ev.rdma_links.push((device, netdev.to_string(), rc)),
+        Rdma::Missing => ev.rdma_missing.push(device),
+        Rdma::Port {
+            port,
+            state,
+            link_layer,
+        } => ev.rdma_ports.push(RdmaPort {
+            device,
+            port,
+            state: state.to_string(),
+            link_layer: link_layer.to_string(),
+        }),
+        Rdma::Gid => {}
+        Rdma::TestSkipped { check, why } => ev.rdma_tests.push(RdmaTest {
+            device,
             check: check.to_string(),
             tool: None,
             rc: None,
             timeout_secs: None,
             skipped: Some(why.to_string()),
         }),
-        [dev, "test", check, tool, status, timeout] => {
-            let (Some(rc), Some(secs)) = (
-                rc(status),
-                timeout
-                    .strip_prefix("timeout=")
-                    .and_then(|t| t.parse::<u32>().ok()),
-            ) else {
-                return false;
-            };
-            ev.rdma_tests.push(RdmaTest {
-                device: dev.to_string(),
-                check: check.to_string(),
-                tool: Some(tool.to_string()),
-                rc: Some(rc),
-                timeout_secs: Some(secs),
-                skipped: None,
-            });
-        }
-        _ => return false,
+        Rdma::Test {
+            check,
+            tool,
+            rc,
+            timeout_secs,
+        } => ev.rdma_tests.push(RdmaTest {
+            device,
+            check: check.to_string(),
+            tool: Some(tool.to_string()),
+            rc: Some(rc),
+            timeout_secs: Some(timeout_secs),
+            skipped: None,
+        }),
     }
-    true
 }
 
 fn parse_proc_module(line: &str) -> Option<ProcModule> {

@@ -15,7 +15,8 @@ use rexpect::reader::{ReadUntil, Regex};
 use rexpect::session::{spawn_stream, StreamSession};
 use thiserror::Error;
 
-use crate::console::ConsoleLine;
+use super::protocol::{self, needles};
+use super::transcript::ConsoleLine;
 use crate::qemu::socket::AcceptError;
 
 /// How long one expect call blocks before the caller gets to look at deadlines and QEMU.
@@ -86,7 +87,7 @@ impl Lines {
             text.pop();
         }
         let at = self.partial_at.take().unwrap_or(now);
-        self.complete.push(ConsoleLine { at, text });
+        self.complete.push(ConsoleLine::new(at, text));
         self.partial.clear();
     }
 }
@@ -177,7 +178,7 @@ impl SerialConsole {
                 let mut lines = l.complete.clone();
                 if let Some(at) = l.partial_at {
                     let text = String::from_utf8_lossy(&l.partial).into_owned();
-                    lines.push(ConsoleLine { at, text });
+                    lines.push(ConsoleLine::new(at, text));
                 }
                 lines
             })
@@ -250,20 +251,16 @@ pub fn needle(pattern: &str) -> Result<Regex, SerialError> {
     })
 }
 
-/// Runs one command in the guest shell the stanza opened (prompt `BOOTRIG-SHELL# `) and returns
-/// its output and exit status, or None when the console closed or `wait` passed first.
+/// Runs one command in the guest shell the stanza opened ([`protocol::SHELL_PROMPT`]) and
+/// returns its output and exit status, or None when the console closed or `wait` passed first.
 pub fn shell_command(
     console: &mut SerialConsole,
     command: &str,
     wait: Duration,
 ) -> Result<Option<(String, i32)>, SerialError> {
     let start = console.lines().len();
-    // eval of the quoted command: a trailing `&` or `;`, or a `# comment`, cannot swallow the
-    // status echo. The marker is built by the shell ("$?"), so the echoed line never matches.
-    let quoted = command.replace('\'', r"'\''");
-    console.send_line(&format!("eval '{quoted}'; echo \"BOOTRIG shell-rc=$?\""))?;
-    // Anchored at the line's end: the number may arrive in pieces.
-    let marker = needle(r"BOOTRIG shell-rc=(-?\d+)\r?\n")?;
+    console.send_line(&protocol::shell_command(command))?;
+    let marker = needle(needles::SHELL_RC)?;
     match console.expect_any(std::slice::from_ref(&marker), wait)? {
         Seen::Match { text, .. } => {
             let rc = marker
@@ -298,11 +295,11 @@ pub fn shell_command(
 fn command_output(lines: &[ConsoleLine]) -> String {
     let skip = lines
         .iter()
-        .rposition(|l| l.text.contains("shell-rc=$?"))
+        .rposition(|l| protocol::is_shell_command_echo(&l.text))
         .map_or(0, |i| i + 1);
     lines[skip..]
         .iter()
-        .map(|l| crate::verdict::cause::strip_ansi(&l.text))
+        .map(ConsoleLine::clean)
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -320,11 +317,35 @@ mod tests {
         (c, guest, dir)
     }
 
+    /// Dating is tested on [`Lines`] with given times: a test that measures the pump thread's
+    /// clock would depend on the scheduler of a loaded machine.
     #[test]
-    fn lines_are_cut_timestamped_and_logged_raw() {
+    fn a_line_is_dated_by_its_first_byte() {
+        let mut l = Lines::default();
+        l.push_bytes(b"SeaBIOS (version 1.16)\r\nhalf", Duration::from_secs(1));
+        l.push_bytes(b" a line\r\nno newline", Duration::from_secs(5));
+        l.end_line(Duration::from_secs(6));
+        let got: Vec<(u64, &str)> = l
+            .complete
+            .iter()
+            .map(|c| (c.at.as_secs(), c.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "SeaBIOS (version 1.16)"),
+                // Begun with the first write, ended with the second.
+                (1, "half a line"),
+                (5, "no newline")
+            ]
+        );
+        assert_eq!(l.bytes, 47);
+    }
+
+    #[test]
+    fn lines_are_cut_in_order_and_logged_raw() {
         let (c, mut guest, dir) = console_pair();
         guest.write_all(b"SeaBIOS (version 1.16)\r\nhalf").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
         guest
             .write_all(b" a line\r\nno newline at the end")
             .unwrap();
@@ -339,9 +360,8 @@ mod tests {
                 "no newline at the end"
             ]
         );
-        // "half a line" is dated by its first byte, which came with the first write.
-        assert!(lines[1].at < lines[0].at + Duration::from_millis(150));
-        assert!(lines[2].at >= lines[0].at + Duration::from_millis(250));
+        // Times never go backwards, whatever the scheduler did.
+        assert!(lines.windows(2).all(|w| w[0].at <= w[1].at), "{lines:?}");
         let raw = std::fs::read(dir.path().join("console.log")).unwrap();
         assert_eq!(
             raw,

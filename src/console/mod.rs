@@ -1,0 +1,19 @@
+//! The console stage: the guest's serial console read into timestamped lines, each cleaned once
+//! ([`text`], [`transcript`]); the guest protocol bootrig's stanza speaks ([`protocol`]) and
+//! the evidence read from it ([`evidence`]); and the expect-style driving of a boot
+//! ([`serial`], [`driver`]). Later stages (verdict, report) consume its typed lines; none of
+//! them parses `BOOTRIG …` or terminal control itself.
+
+pub mod driver;
+pub mod evidence;
+pub mod protocol;
+pub mod serial;
+pub mod text;
+pub mod transcript;
+
+pub use evidence::{parse, read, DhcpRun, Evidence, Insmod, ProcModule, RdmaPort, RdmaTest};
+pub use protocol::{GuestLine, InsmodResult};
+pub use transcript::ConsoleLine;
+
+#[cfg(test)]
+pub(crate) use transcript::test_lines;
