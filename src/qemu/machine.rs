@@ -153,25 +153,8 @@ pub enum Network {
     Tap(TapNet),
 }
 
-/// The option ROM of a passed-through adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VfioRom {
-    /// The card's own ROM (its FlexBoot), read through the ROM BAR (`rombar=1`).
-    Device,
-    /// This image (a FlexBoot build) instead of the card's.
-    File(PathBuf),
-    /// No ROM BAR: the adapter cannot netboot (direct-boot runs).
-    Disabled,
-}
-
-/// A host PCI function handed to the guest with VFIO (`-device vfio-pci`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VfioDevice {
-    pub host: crate::vfio::Bdf,
-    pub rom: VfioRom,
-    /// Boot priority (`bootindex`); `None` leaves it out of the boot order.
-    pub bootindex: Option<u32>,
-}
+// Defined in vfio, which the VM description builds on (vfio never imports qemu).
+pub use crate::vfio::device::{VfioDevice, VfioRom};
 
 /// `-kernel`/`-initrd`/`-append`: the firmware hands over to the kernel directly.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 pub mod bdf;
 pub mod bind;
+pub mod device;
 pub mod host_use;
 pub mod ids;
 pub mod kernel;

@@ -13,7 +13,7 @@ use super::preflight::{preflight, CheckOptions, Preflight, Scope};
 use super::record::{self, Record, SriovRecord};
 use super::sysfs;
 use super::{VfioError, VFIO_DRIVER};
-use crate::qemu::machine::{VfioDevice, VfioRom};
+use super::device::{VfioDevice, VfioRom};
 
 /// Pass VF `vf` of `numvfs` (created on the PF if needed) instead of the PF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
