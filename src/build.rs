@@ -121,7 +121,7 @@ pub enum BuildError {
     Add(#[from] AddError),
     #[error(transparent)]
     Output(#[from] OutputError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
     #[error("the build was stopped before it finished; its output was not written")]
     Interrupted(#[from] Interrupted),

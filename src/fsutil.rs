@@ -30,7 +30,7 @@ pub const UNOWNED_AGE: Duration = Duration::from_secs(3600);
 pub enum OutputError {
     #[error("{path}: already exists; pass --force to replace it")]
     Exists { path: PathBuf },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
 }
 

@@ -34,7 +34,7 @@ pub use crate::qemu::machine::{MachineType, NicModel};
 
 #[derive(Debug, Error)]
 pub enum ScenarioError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -388,7 +388,7 @@ fn add_cmd(args: AddArgs) -> CliResult {
         });
     }
     if additions.is_empty() {
-        return Err(CliError(
+        return Err(CliError::Usage(
             "initrd add: nothing to add; give --file SRC:DEST and/or --init FILE".into(),
         ));
     }

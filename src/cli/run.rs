@@ -87,7 +87,7 @@ fn suite(args: RunArgs, method: Option<Method>) -> CliResult {
 /// lose the reports of a run that already finished.
 fn hold_interrupt() -> Result<crate::run::interrupt::Interrupt, CliError> {
     crate::run::interrupt::Interrupt::install()
-        .map_err(|e| CliError(format!("installing the Ctrl-C handler: {e}")))
+        .map_err(|e| CliError::Usage(format!("installing the Ctrl-C handler: {e}")))
 }
 
 #[derive(Debug, Args)]
@@ -126,11 +126,11 @@ pub struct ReproArgs {
 pub fn repro(args: ReproArgs) -> CliResult {
     for (what, path) in [("--kernel", &args.kernel), ("--initrd", &args.initrd)] {
         if !path.is_file() {
-            return Err(CliError(format!("{what} {}: no such file", path.display())));
+            return Err(CliError::Usage(format!("{what} {}: no such file", path.display())));
         }
     }
     super::super::run::serial::needle(&args.until)
-        .map_err(|e| CliError(format!("--until: {e}")))?;
+        .map_err(|e| CliError::Usage(format!("--until: {e}")))?;
     let opts = options(&args.output, Some(1), None, None)?;
     let name = args
         .initrd
@@ -192,7 +192,7 @@ fn options(
     )?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = match jobs {
-        Some(0) => return Err(CliError("-j 0: give at least one job".into())),
+        Some(0) => return Err(CliError::Usage("-j 0: give at least one job".into())),
         Some(n) => n,
         None => cores,
     };
@@ -225,13 +225,13 @@ fn options(
 
 /// `path` made absolute against the working directory, for programs that run elsewhere.
 fn absolute(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
-    std::path::absolute(path).map_err(|e| CliError(format!("{flag} {}: {e}", path.display())))
+    std::path::absolute(path).map_err(|e| CliError::Usage(format!("{flag} {}: {e}", path.display())))
 }
 
 /// Creates `base`, or `base-2`, `base-3`… if it exists: two runs started in one second (parallel
 /// CI jobs in one checkout) each get a directory of their own, made atomically.
 fn fresh_dir(base: &Path) -> Result<PathBuf, CliError> {
-    let fail = |dir: &Path, e: std::io::Error| CliError(format!("{}: {e}", dir.display()));
+    let fail = |dir: &Path, e: std::io::Error| CliError::Usage(format!("{}: {e}", dir.display()));
     if let Some(parent) = base.parent() {
         std::fs::create_dir_all(parent).map_err(|e| fail(parent, e))?;
     }

@@ -11,7 +11,7 @@ use crate::fsutil::{write_atomic, OutputError};
 
 #[derive(Debug, Error)]
 pub enum ReportFileError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

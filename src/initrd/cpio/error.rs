@@ -43,7 +43,7 @@ pub enum CpioErrorKind {
     },
     #[error("expected NUL {what}, found byte 0x{found:02x}")]
     Padding { what: &'static str, found: u8 },
-    #[error("read failed: {0}")]
+    #[error("read failed")]
     Io(#[source] std::io::Error),
 }
 
