@@ -386,7 +386,8 @@ mod tests {
             drop(w);
             out.commit().unwrap_err()
         });
-        assert!(err.to_string().contains("interrupted"), "{err}");
+        let text = crate::error_chain(&err);
+        assert!(text.contains("interrupted"), "{text}");
         assert!(!p.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         // Outside the scope the interrupt does not reach new outputs.

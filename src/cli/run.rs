@@ -11,9 +11,7 @@ use super::{print_out, CliError, CliResult, Outcome};
 use crate::report::model::RunReport;
 use crate::report::{render_table, write_junit, write_report, Progress, Shard};
 use crate::run::{run_suite, run_targets, RunOptions};
-use crate::scenario::{
-    AccelChoice, Boot, Expect, Fetch, Firmware, MachineType, Method, NicModel,
-};
+use crate::scenario::{AccelChoice, Boot, Expect, Fetch, Firmware, MachineType, Method, NicModel};
 
 /// Where results go and how the run is spread; shared by run, check and repro.
 #[derive(Debug, Args)]
@@ -126,7 +124,10 @@ pub struct ReproArgs {
 pub fn repro(args: ReproArgs) -> CliResult {
     for (what, path) in [("--kernel", &args.kernel), ("--initrd", &args.initrd)] {
         if !path.is_file() {
-            return Err(CliError::Usage(format!("{what} {}: no such file", path.display())));
+            return Err(CliError::Usage(format!(
+                "{what} {}: no such file",
+                path.display()
+            )));
         }
     }
     super::super::run::serial::needle(&args.until)
@@ -225,7 +226,8 @@ fn options(
 
 /// `path` made absolute against the working directory, for programs that run elsewhere.
 fn absolute(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
-    std::path::absolute(path).map_err(|e| CliError::Usage(format!("{flag} {}: {e}", path.display())))
+    std::path::absolute(path)
+        .map_err(|e| CliError::Usage(format!("{flag} {}: {e}", path.display())))
 }
 
 /// Creates `base`, or `base-2`, `base-3`… if it exists: two runs started in one second (parallel

@@ -66,9 +66,7 @@ fn version_check(qemu: &Path, timeout: Duration) -> Check {
             format!("{v} is older than {MIN_VERSION}, which bootrig needs"),
         )
         .fix(upgrade),
-        Err(err) => {
-            Check::new("qemu version", Status::Warn, crate::error_chain(&err)).fix(upgrade)
-        }
+        Err(err) => Check::new("qemu version", Status::Warn, crate::error_chain(&err)).fix(upgrade),
     };
     check.required()
 }

@@ -28,8 +28,8 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use super::framing::{invalid_data, Counted};
 pub use super::framing::CodecError;
+use super::framing::{invalid_data, Counted};
 use super::lz4legacy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -804,7 +804,9 @@ pub fn encoder<'a, W: Write + 'a>(
                 lz4.finish().map(drop)
             }))
         }
-        Compression::Bzip2 | Compression::Lzma => Err(invalid_input(CodecError::CannotWrite(c.name()))),
+        Compression::Bzip2 | Compression::Lzma => {
+            Err(invalid_input(CodecError::CannotWrite(c.name())))
+        }
     }
 }
 

@@ -480,7 +480,10 @@ mod tests {
         let other: Guid = "f452:1403:0011:2233".parse().unwrap();
         let id = ClientId::ipoib(other.0).to_string();
         assert!(id.ends_with(":00:f4:52:14:03:00:11:22:33"), "{id}");
-        assert!(id.starts_with("ff:00:00:00:00:00:02:00:00:02:c9:00:"), "{id}");
+        assert!(
+            id.starts_with("ff:00:00:00:00:00:02:00:00:02:c9:00:"),
+            "{id}"
+        );
     }
 
     #[test]
@@ -537,7 +540,10 @@ mod tests {
             );
             let msg = err.to_string();
             assert!(msg.contains(says), "{bad}: {msg}");
-            assert!(msg.contains("colon-separated hex bytes"), "names the fix: {msg}");
+            assert!(
+                msg.contains("colon-separated hex bytes"),
+                "names the fix: {msg}"
+            );
         }
         let long = vec!["00"; 256].join(":");
         assert!(parse(&long).unwrap_err().to_string().contains("256 bytes"));

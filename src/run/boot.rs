@@ -36,8 +36,7 @@ use crate::qemu::qmp::{Qmp, QmpEvent};
 use crate::report::model::{BootSummary, CauseReport, Outcome, PhaseTiming, ScenarioReport};
 use crate::report::Progress;
 use crate::scenario::{
-    AccelChoice, Backend, Boot, DhcpServer, Fetch, Firmware, LeaseExpect, Method,
-    NicModel as Nic,
+    AccelChoice, Backend, Boot, DhcpServer, Fetch, Firmware, LeaseExpect, Method, NicModel as Nic,
 };
 use crate::verdict::cause::{classify, strip_ansi, Cause, CauseKind};
 use crate::verdict::phases::{current, detect, durations, Phase};

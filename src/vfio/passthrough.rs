@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use super::bdf::Bdf;
 use super::bind;
+use super::device::{VfioDevice, VfioRom};
 use super::kernel::Kernel;
 use super::lock::{self, DeviceLock, Holder};
 use super::preflight::{preflight, CheckOptions, Preflight, Scope};
 use super::record::{self, Record, SriovRecord};
 use super::sysfs;
 use super::{VfioError, VFIO_DRIVER};
-use super::device::{VfioDevice, VfioRom};
 
 /// Pass VF `vf` of `numvfs` (created on the PF if needed) instead of the PF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
