@@ -25,6 +25,7 @@ use crate::initrd::add::{add, AddError, AddMode, AddOptions, Addition};
 use crate::initrd::image::{read_tree_from, ImageError, ReadOptions};
 use crate::initrd::tree::DataPolicy;
 use crate::kmod::{self, KmodError, Plan, PlanRequest};
+use crate::net::addr::{AddrError, ClientId};
 use crate::patch::{base, dhcp, elf, flavor, stanza};
 use crate::run::interrupt::{Interrupt, Interrupted, InterruptibleRead};
 use crate::scenario::{Addressing, Base, DhcpChoice, FlavorChoice, Order, Scenario};
@@ -109,13 +110,18 @@ pub enum BuildError {
     Elf(#[from] elf::ElfError),
     #[error(transparent)]
     Dhcp(#[from] dhcp::DhcpError),
+    #[error("{scenario}: [network]")]
+    Network {
+        scenario: PathBuf,
+        source: AddrError,
+    },
     #[error(transparent)]
     Stanza(#[from] stanza::StanzaError),
     #[error(transparent)]
     Add(#[from] AddError),
     #[error(transparent)]
     Output(#[from] OutputError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
     #[error("the build was stopped before it finished; its output was not written")]
     Interrupted(#[from] Interrupted),
@@ -233,7 +239,7 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         Addressing::Dhcp(DhcpChoice::Dhclient) => Some(dhcp::dhclient_files(
             Path::new("/"),
             &s.network.interface,
-            client_id.as_deref(),
+            client_id.as_ref(),
         )?),
         _ => None,
     };
@@ -253,7 +259,11 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
 
     let spec = stanza::StanzaSpec {
         modules: loads.iter().map(|l| l.stanza.clone()).collect(),
-        network: network_spec(s, client_id.as_deref(), dhclient.as_ref()),
+        network: network_spec(
+            s,
+            client_id.as_ref().map(ClientId::to_string).as_deref(),
+            dhclient.as_ref(),
+        ),
         then: opts.then,
         tools_dir: Some(TOOLS_DIR.to_string()),
         rdma: rdma.as_ref().map(|r| r.stanza.clone()),
@@ -745,10 +755,14 @@ fn module_loads(s: &Scenario, plan: &Plan, release: &str) -> Result<Vec<Load>, B
     Ok(out)
 }
 
-fn client_id(s: &Scenario) -> Result<Option<String>, BuildError> {
+fn client_id(s: &Scenario) -> Result<Option<ClientId>, BuildError> {
+    let network = |source| BuildError::Network {
+        scenario: s.path.clone(),
+        source,
+    };
     Ok(match (&s.network.guid, &s.network.client_id) {
-        (Some(g), _) => Some(dhcp::client_id_from_guid(g)?),
-        (None, Some(c)) => Some(dhcp::parse_client_id(c)?),
+        (Some(g), _) => Some(dhcp::client_id_from_guid(g).map_err(network)?),
+        (None, Some(c)) => Some(c.parse().map_err(network)?),
         (None, None) => None,
     })
 }

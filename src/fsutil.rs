@@ -30,7 +30,7 @@ pub const UNOWNED_AGE: Duration = Duration::from_secs(3600);
 pub enum OutputError {
     #[error("{path}: already exists; pass --force to replace it")]
     Exists { path: PathBuf },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
 }
 
@@ -386,7 +386,8 @@ mod tests {
             drop(w);
             out.commit().unwrap_err()
         });
-        assert!(err.to_string().contains("interrupted"), "{err}");
+        let text = crate::error_chain(&err);
+        assert!(text.contains("interrupted"), "{text}");
         assert!(!p.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         // Outside the scope the interrupt does not reach new outputs.

@@ -18,19 +18,17 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod verdict;
+pub mod vfio;
 
-/// An error and its causes, each once: what a person needs to act on it.
+/// An error and its causes, joined with ": ". Each layer's message says what it was doing and
+/// leaves its cause to `source()`, so every cause appears once.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
+        msg.push_str(": ");
+        msg.push_str(&cause.to_string());
         source = cause.source();
     }
     msg
 }
-pub mod vfio;

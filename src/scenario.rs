@@ -21,15 +21,20 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::ValueEnum;
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 use toml::Spanned;
 
 use crate::initrd::add::AddMode;
+// The NIC and machine are QEMU's own names; the boot choices below (firmware, method, fetch,
+// accelerator) are the scenario's, resolved into qemu's types (firmware paths, a probed
+// accelerator) by the run. The command line (`bootrig repro`) takes both as they are.
+pub use crate::qemu::machine::{MachineType, NicModel};
 
 #[derive(Debug, Error)]
 pub enum ScenarioError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -367,7 +372,7 @@ impl DhcpServer {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Firmware {
     /// SeaBIOS, legacy BIOS.
@@ -386,7 +391,7 @@ impl Firmware {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// The NIC's iPXE ROM netboots: DHCP, a bootrig-made script, kernel and initrd fetched.
@@ -405,28 +410,7 @@ impl Method {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Nic {
-    #[serde(rename = "virtio-net-pci")]
-    VirtioNetPci,
-    #[serde(rename = "e1000e")]
-    E1000e,
-    #[serde(rename = "e1000")]
-    E1000,
-}
-
-impl Nic {
-    /// QEMU's device name.
-    pub fn device(self) -> &'static str {
-        match self {
-            Nic::VirtioNetPci => "virtio-net-pci",
-            Nic::E1000e => "e1000e",
-            Nic::E1000 => "e1000",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fetch {
     /// QEMU user-mode network's TFTP server.
@@ -445,7 +429,7 @@ impl Fetch {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccelChoice {
     /// KVM when a bounded probe shows it works, else TCG.
@@ -454,19 +438,12 @@ pub enum AccelChoice {
     Kvm,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MachineType {
-    Q35,
-    Pc,
-}
-
 /// How the scenario boots.
 #[derive(Debug, Clone, Serialize)]
 pub struct Boot {
     pub firmware: Firmware,
     pub method: Method,
-    pub nic: Nic,
+    pub nic: NicModel,
     pub fetch: Fetch,
     pub accel: AccelChoice,
     pub machine: MachineType,
@@ -549,7 +526,7 @@ struct RawScenario {
 struct RawBoot {
     firmware: Option<Firmware>,
     method: Option<Method>,
-    nic: Option<Nic>,
+    nic: Option<NicModel>,
     fetch: Option<Fetch>,
     accel: Option<AccelChoice>,
     machine: Option<MachineType>,
@@ -1029,7 +1006,7 @@ fn boot_from(raw: RawBoot) -> Boot {
     Boot {
         firmware: raw.firmware.unwrap_or(Firmware::Bios),
         method: raw.method.unwrap_or(Method::Ipxe),
-        nic: raw.nic.unwrap_or(Nic::VirtioNetPci),
+        nic: raw.nic.unwrap_or(NicModel::VirtioNetPci),
         fetch: raw.fetch.unwrap_or(Fetch::Tftp),
         accel: raw.accel.unwrap_or(AccelChoice::Auto),
         machine: raw.machine.unwrap_or(MachineType::Q35),

@@ -318,3 +318,112 @@ fn shipped_scenarios_load() {
     }
     assert!(loaded >= 10, "{loaded}");
 }
+
+/// Each layer of an error says what it was doing and leaves its cause to `source()`: no message
+/// contains its source's, and the printed chain names no cause twice.
+fn assert_causes_once(e: &dyn std::error::Error) -> String {
+    let mut layer = e;
+    while let Some(cause) = layer.source() {
+        let (outer, inner) = (layer.to_string(), cause.to_string());
+        assert!(
+            !outer.contains(&inner),
+            "{outer:?} repeats its cause {inner:?}"
+        );
+        layer = cause;
+    }
+    let chain = bootrig::error_chain(e);
+    assert_no_segment_twice(&chain);
+    chain
+}
+
+fn assert_no_segment_twice(text: &str) {
+    let segments: Vec<&str> = text
+        .split(": ")
+        .map(str::trim)
+        .filter(|s| s.len() >= 6)
+        .collect();
+    for (i, s) in segments.iter().enumerate() {
+        assert!(!segments[i + 1..].contains(s), "{s:?} twice in {text:?}");
+    }
+}
+
+/// An uncompressed newc archive holding only its trailer: the smallest valid initrd.
+fn empty_cpio() -> Vec<u8> {
+    let name = b"TRAILER!!!\0";
+    let mut out = format!("070701{:08x}", 0).into_bytes();
+    for field in [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, name.len(), 0] {
+        out.extend_from_slice(format!("{field:08x}").as_bytes());
+    }
+    out.extend_from_slice(name);
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    out
+}
+
+#[test]
+fn real_error_chains_say_each_cause_once() {
+    let w = Work::new();
+    // A corrupt initrd: a gzip header, then bytes that are no deflate stream.
+    let mut corrupt = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    corrupt.extend_from_slice(&[0xff; 64]);
+    std::fs::write(w.root().join("corrupt.img"), &corrupt).unwrap();
+    std::fs::write(w.root().join("empty.img"), empty_cpio()).unwrap();
+    let typo = shipped("mlx4-ipoib-busybox.toml").replacen("[kernel]", "[kernal]", 1);
+    w.scenario("typo.toml", typo);
+
+    // The library's chains, layer by layer (these repeated their cause before).
+    let opts = bootrig::initrd::image::ReadOptions::default();
+    let policy = bootrig::initrd::tree::DataPolicy::SizeOnly;
+    let read = |p: &str| bootrig::initrd::image::read_tree(&w.root().join(p), policy, &opts);
+    let chain = assert_causes_once(&read("missing.img").unwrap_err());
+    assert!(
+        chain.ends_with("missing.img: No such file or directory (os error 2)"),
+        "{chain}"
+    );
+    let chain = assert_causes_once(&read("corrupt.img").unwrap_err());
+    assert!(
+        chain.contains("corrupt.img: segment 0 (gzip) at byte 0: ")
+            && chain.contains("gzip: corrupt data at compressed offset 11: "),
+        "{chain}"
+    );
+    let e = bootrig::scenario::Scenario::load(&w.root().join("scenarios/nope.toml")).unwrap_err();
+    assert_causes_once(&e);
+
+    // What users see, with the paths they gave.
+    for (args, names) in [
+        (&["initrd", "ls", "missing.img"][..], "missing.img"),
+        (&["initrd", "ls", "corrupt.img"][..], "corrupt.img"),
+        (
+            &[
+                "initrd",
+                "add",
+                "empty.img",
+                "--file",
+                "mlx4_core.ko:/lib/modules/mlx4_core.ko",
+                "-o",
+                "out.img",
+            ][..],
+            "mlx4_core.ko",
+        ),
+        (
+            &["build", "scenarios/typo.toml", "-o", "out/x.img"][..],
+            "scenarios/typo.toml",
+        ),
+        (
+            &["build", "scenarios/nope.toml", "-o", "out/x.img"][..],
+            "scenarios/nope.toml",
+        ),
+    ] {
+        let o = w.bootrig(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}\n{}", show(&o));
+        let err = stderr(&o);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("bootrig: error: "))
+            .unwrap_or_else(|| panic!("{args:?}: no error line\n{}", show(&o)));
+        assert!(line.contains(names), "{args:?}: {line}");
+        assert_no_segment_twice(line);
+    }
+    assert!(!w.root().join("out.img").exists());
+}

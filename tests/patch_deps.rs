@@ -180,7 +180,7 @@ fn generated_conf_is_accepted_by_dhclient() {
     let eth0 = dhcp::dhclient_conf("eth0", None).unwrap();
     assert_eq!(dhclient_parse_errors(&eth0, dir.path()), "");
     // The check can fail: a broken identifier is reported.
-    let broken = ib0.replace(&id, "ff:zz");
+    let broken = ib0.replace(&id.to_string(), "ff:zz");
     assert!(dhclient_parse_errors(&broken, dir.path()).contains("line"));
 }
 
@@ -229,10 +229,6 @@ fn dhclient_files_lists_everything_the_script_needs() {
         )
     );
     assert_eq!(setup.base_commands, ["sh", "readlink", "rm", "cat"]);
-    assert!(matches!(
-        dhcp::dhclient_files(Path::new("/"), "eth0", Some("nothex")),
-        Err(dhcp::DhcpError::ClientId { .. })
-    ));
     let empty = tempfile::tempdir().unwrap();
     let err = dhcp::dhclient_files(empty.path(), "eth0", None).unwrap_err();
     assert!(err.to_string().contains("install isc-dhcp-client"), "{err}");

@@ -63,7 +63,7 @@ const MAX_GUEST_TREE: usize = 64;
 
 #[derive(Debug, Error)]
 pub enum HttpError {
-    #[error("{root}: boot directory is not a readable directory: {source}")]
+    #[error("{root}: boot directory is not a readable directory")]
     Root { root: PathBuf, source: io::Error },
     #[error("binding 127.0.0.1:0: {0}")]
     Bind(io::Error),

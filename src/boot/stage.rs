@@ -40,9 +40,9 @@ pub struct StagedBoot {
 
 #[derive(Debug, Error)]
 pub enum StageError {
-    #[error("{path}: cannot create the boot directory: {source}")]
+    #[error("{path}: cannot create the boot directory")]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("{path}: {what} input is not a readable regular file: {source}")]
+    #[error("{path}: {what} input is not a readable regular file")]
     Input {
         what: &'static str,
         path: PathBuf,
@@ -52,7 +52,7 @@ pub enum StageError {
     NotAFile { what: &'static str, path: PathBuf },
     #[error("{path}: already staged (each run needs a fresh boot directory)")]
     Exists { path: PathBuf },
-    #[error("{to}: staging {from}: {source}")]
+    #[error("{to}: staging {from}")]
     Place {
         from: PathBuf,
         to: PathBuf,

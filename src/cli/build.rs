@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{print_out, CliError, CliResult, Outcome};
-use crate::build::{build, BuildError, BuildOptions};
+use super::{json_or, print_out, CliError, CliResult, Outcome};
+use crate::build::{build, BuildError, BuildOptions, BuildResult};
 use crate::initrd::add::AddMode;
 use crate::patch::stanza::Then;
 use crate::run::interrupt::Interrupt;
@@ -39,7 +39,7 @@ pub fn run(args: BuildArgs) -> CliResult {
     let scenario = Scenario::load(&args.scenario)?;
     let mut opts = BuildOptions::new(&args.output);
     opts.interrupt = Interrupt::install()
-        .map_err(|e| CliError(format!("cannot watch for Ctrl-C and SIGTERM: {e}")))?;
+        .map_err(|e| CliError::Usage(format!("cannot watch for Ctrl-C and SIGTERM: {e}")))?;
     opts.mode = args.mode;
     opts.force = args.force;
     opts.then = if args.test_mode {
@@ -52,36 +52,7 @@ pub fn run(args: BuildArgs) -> CliResult {
             for w in &result.warnings {
                 eprintln!("bootrig: warning: {w}");
             }
-            if args.json {
-                let text =
-                    serde_json::to_string_pretty(&result).map_err(|e| CliError(e.to_string()))?;
-                print_out(&format!("{text}\n"))?;
-            } else {
-                let modules: Vec<&str> = result
-                    .expectation
-                    .modules
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect();
-                print_out(&format!(
-                    "{}: {} ({}), flavor {} ({}), modules in load order: {}\nplan: {}\n",
-                    result.image.display(),
-                    if result.reused {
-                        "reused from cache"
-                    } else {
-                        "built"
-                    },
-                    &result.key[..16],
-                    result.flavor,
-                    result.flavor_reason,
-                    if modules.is_empty() {
-                        "none".to_string()
-                    } else {
-                        modules.join(" ")
-                    },
-                    result.plan_path.display()
-                ))?;
-            }
+            print_out(&json_or(args.json, &result, summary)?)?;
             Ok(Outcome::Pass)
         }
         Err(BuildError::Plan {
@@ -99,4 +70,32 @@ pub fn run(args: BuildArgs) -> CliResult {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The text form of a build: what was made, from which flavor, and its modules in load order.
+fn summary(result: &BuildResult) -> String {
+    let modules: Vec<&str> = result
+        .expectation
+        .modules
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    format!(
+        "{}: {} ({}), flavor {} ({}), modules in load order: {}\nplan: {}\n",
+        result.image.display(),
+        if result.reused {
+            "reused from cache"
+        } else {
+            "built"
+        },
+        &result.key[..16],
+        result.flavor,
+        result.flavor_reason,
+        if modules.is_empty() {
+            "none".to_string()
+        } else {
+            modules.join(" ")
+        },
+        result.plan_path.display()
+    )
 }

@@ -1,10 +1,12 @@
 //! `bootrig initrd …`: list, extract, diff and patch initrd images.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 use clap::{Args, Subcommand};
 
-use super::{print_out, CliError, CliResult, Outcome};
+use super::{json_or, print_out, CliError, CliResult, Outcome};
 use crate::initrd::add::{add, AddMode, AddOptions, Addition};
 use crate::initrd::codec::Compression;
 use crate::initrd::cpio::Kind;
@@ -139,16 +141,13 @@ fn warn_issues(issues: &[Issue]) {
 fn ls(args: LsArgs) -> CliResult {
     let (tree, segments) = read_tree(&args.image, DataPolicy::SizeOnly, &args.read.options())?;
     if args.json {
-        let value = serde_json::json!({
-            "image": args.image,
-            "segments": segments,
-            "paths": tree.nodes().map(|n| node_json(&tree, n)).collect::<Vec<_>>(),
-            "warnings": tree.issues().iter().map(issue_line).collect::<Vec<_>>(),
-        });
-        print_out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&value).map_err(|e| CliError(e.to_string()))?
-        ))?;
+        let report = LsReport {
+            image: &args.image,
+            paths: tree.nodes().map(|n| NodeJson::of(&tree, n)).collect(),
+            segments: &segments,
+            warnings: tree.issues().iter().map(issue_line).collect(),
+        };
+        print_out(&json_or(true, &report, |_| String::new())?)?;
         return Ok(Outcome::Pass);
     }
     warn_issues(tree.issues());
@@ -192,18 +191,45 @@ pub fn render_segments(segments: &[Segment]) -> String {
     out
 }
 
-fn node_json(tree: &Tree, n: &Node) -> serde_json::Value {
-    serde_json::json!({
-        "path": path::display(&n.path),
-        "type": crate::initrd::diff::kind_name(n.kind),
-        "mode": format!("{:04o}", n.mode & 0o7777),
-        "uid": n.uid,
-        "gid": n.gid,
-        "size": tree.size(n),
-        "mtime": n.mtime,
-        "target": (n.kind == Kind::Symlink).then(|| path::display(&n.target)),
-        "segment": n.segment,
-    })
+/// `initrd ls --json`. Fields in name order: the JSON reads as it did when it was a map.
+#[derive(Serialize)]
+struct LsReport<'a> {
+    image: &'a Path,
+    paths: Vec<NodeJson>,
+    segments: &'a [Segment],
+    warnings: Vec<String>,
+}
+
+/// One path of `initrd ls --json`.
+#[derive(Serialize)]
+struct NodeJson {
+    gid: u32,
+    mode: String,
+    mtime: u32,
+    path: String,
+    segment: usize,
+    size: u64,
+    /// A symlink's target; null for everything else.
+    target: Option<String>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    uid: u32,
+}
+
+impl NodeJson {
+    fn of(tree: &Tree, n: &Node) -> Self {
+        NodeJson {
+            gid: n.gid,
+            mode: format!("{:04o}", n.mode & 0o7777),
+            mtime: n.mtime,
+            path: path::display(&n.path),
+            segment: n.segment,
+            size: tree.size(n),
+            target: (n.kind == Kind::Symlink).then(|| path::display(&n.target)),
+            kind: crate::initrd::diff::kind_name(n.kind),
+            uid: n.uid,
+        }
+    }
 }
 
 fn long_line(tree: &Tree, n: &Node) -> String {
@@ -340,14 +366,7 @@ fn diff_cmd(args: DiffArgs) -> CliResult {
     for warning in &diff.warnings {
         eprintln!("bootrig: warning: {warning}");
     }
-    if args.json {
-        print_out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&diff).map_err(|e| CliError(e.to_string()))?
-        ))?;
-    } else {
-        print_out(&diff.render())?;
-    }
+    print_out(&json_or(args.json, &diff, |d| d.render())?)?;
     Ok(if diff.is_empty() {
         Outcome::Pass
     } else {
@@ -369,7 +388,7 @@ fn add_cmd(args: AddArgs) -> CliResult {
         });
     }
     if additions.is_empty() {
-        return Err(CliError(
+        return Err(CliError::Usage(
             "initrd add: nothing to add; give --file SRC:DEST and/or --init FILE".into(),
         ));
     }

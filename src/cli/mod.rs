@@ -26,22 +26,45 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// A usage or input error (exit 2): the message names the file and the fix.
-#[derive(Debug)]
-pub struct CliError(pub String);
-
-impl std::fmt::Display for CliError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why a command stopped without an [`Outcome`] (exit 2; failures found, exit 1, and a stop
+/// asked for, exit 130, are outcomes: the command ran and reported them).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A usage or input error the command found itself (exit 2): names the file and the fix.
+    #[error("{0}")]
+    Usage(String),
+    /// A usage or input error from the library (exit 2), printed with each of its causes once.
+    #[error("{}", crate::error_chain(.0.as_ref()))]
+    Input(Box<dyn std::error::Error + 'static>),
 }
 
-impl<E: std::error::Error> From<E> for CliError {
-    fn from(e: E) -> Self {
-        // The typed error's Display already names file, offset and fix; keep its causes too.
-        CliError(crate::error_chain(&e))
-    }
+/// The library errors a command passes on with `?` (a blanket impl would include `CliError`).
+macro_rules! input_errors {
+    ($($ty:ty),* $(,)?) => {
+        $(impl From<$ty> for CliError {
+            fn from(e: $ty) -> Self {
+                CliError::Input(Box::new(e))
+            }
+        })*
+    };
 }
+
+input_errors!(
+    crate::build::BuildError,
+    crate::doctor::DoctorError,
+    crate::fsutil::OutputError,
+    crate::initrd::add::AddError,
+    crate::initrd::extract::ExtractError,
+    crate::initrd::image::ImageError,
+    crate::kmod::KmodError,
+    crate::net::NetError,
+    crate::qemu::LocateError,
+    crate::report::json::ReportFileError,
+    crate::report::merge::MergeError,
+    crate::run::RunError,
+    crate::scenario::ScenarioError,
+    crate::vfio::VfioError,
+);
 
 pub type CliResult = Result<Outcome, CliError>;
 
@@ -119,7 +142,8 @@ pub fn exit_code(result: CliResult) -> ExitCode {
         Ok(Outcome::Pass) => ExitCode::SUCCESS,
         Ok(Outcome::Fail) => ExitCode::from(1),
         Ok(Outcome::Interrupted) => ExitCode::from(130),
-        Err(CliError(msg)) => {
+        Err(e) => {
+            let msg = e.to_string();
             if !msg.is_empty() {
                 eprintln!("bootrig: error: {msg}");
             }
@@ -151,7 +175,7 @@ pub fn json_or<T: serde::Serialize>(
         return Ok(table(report));
     }
     let mut text = serde_json::to_string_pretty(report)
-        .map_err(|e| CliError(format!("serialising the report: {e}")))?;
+        .map_err(|e| CliError::Usage(format!("serialising the report: {e}")))?;
     text.push('\n');
     Ok(text)
 }
@@ -163,6 +187,6 @@ pub fn print_out(text: &str) -> Result<(), CliError> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => Err(CliError(format!("writing to stdout: {e}"))),
+        Err(e) => Err(CliError::Usage(format!("writing to stdout: {e}"))),
     }
 }

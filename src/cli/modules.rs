@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{print_out, CliError, CliResult, Outcome};
+use super::{json_or, print_out, CliResult, Outcome};
 use crate::kmod::{self, PlanRequest};
 
 #[derive(Debug, clap::Subcommand)]
@@ -48,14 +48,7 @@ fn plan(args: PlanArgs) -> CliResult {
         resolve: args.resolve,
     };
     let plan = kmod::plan(&request)?;
-    if args.json {
-        let mut text = serde_json::to_string_pretty(&plan)
-            .map_err(|e| CliError(format!("encoding the plan as JSON: {e}")))?;
-        text.push('\n');
-        print_out(&text)?;
-    } else {
-        print_out(&kmod::render(&plan))?;
-    }
+    print_out(&json_or(args.json, &plan, kmod::render)?)?;
     Ok(if plan.is_loadable() {
         Outcome::Pass
     } else {

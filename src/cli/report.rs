@@ -60,7 +60,7 @@ fn run_merge(args: MergeArgs) -> CliResult {
     if !args.force {
         for path in std::iter::once(&args.out).chain(args.junit.as_ref()) {
             if path.symlink_metadata().is_ok() {
-                return Err(CliError(format!(
+                return Err(CliError::Usage(format!(
                     "{}: already exists; pass --force to replace it",
                     path.display()
                 )));

@@ -5,31 +5,13 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::{print_out, CliError, CliResult, Outcome};
 use crate::report::model::RunReport;
 use crate::report::{render_table, write_junit, write_report, Progress, Shard};
 use crate::run::{run_suite, run_targets, RunOptions};
-use crate::scenario::{AccelChoice, Boot, Expect, Fetch, Firmware, MachineType, Method, Nic};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum AccelArg {
-    /// KVM if a time-bounded probe shows guests really run, else TCG.
-    Auto,
-    Kvm,
-    Tcg,
-}
-
-impl From<AccelArg> for AccelChoice {
-    fn from(a: AccelArg) -> Self {
-        match a {
-            AccelArg::Auto => AccelChoice::Auto,
-            AccelArg::Kvm => AccelChoice::Kvm,
-            AccelArg::Tcg => AccelChoice::Tcg,
-        }
-    }
-}
+use crate::scenario::{AccelChoice, Boot, Expect, Fetch, Firmware, MachineType, Method, NicModel};
 
 /// Where results go and how the run is spread; shared by run, check and repro.
 #[derive(Debug, Args)]
@@ -46,7 +28,7 @@ pub struct OutputArgs {
     json: Option<PathBuf>,
     /// Overrides every scenario's accelerator.
     #[arg(long, value_enum)]
-    accel: Option<AccelArg>,
+    accel: Option<AccelChoice>,
 }
 
 #[derive(Debug, Args)]
@@ -103,33 +85,7 @@ fn suite(args: RunArgs, method: Option<Method>) -> CliResult {
 /// lose the reports of a run that already finished.
 fn hold_interrupt() -> Result<crate::run::interrupt::Interrupt, CliError> {
     crate::run::interrupt::Interrupt::install()
-        .map_err(|e| CliError(format!("installing the Ctrl-C handler: {e}")))
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FirmwareArg {
-    Bios,
-    Uefi,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum MethodArg {
-    Ipxe,
-    Direct,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum NicArg {
-    #[value(name = "virtio-net-pci")]
-    VirtioNetPci,
-    E1000e,
-    E1000,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FetchArg {
-    Tftp,
-    Http,
+        .map_err(|e| CliError::Usage(format!("installing the Ctrl-C handler: {e}")))
 }
 
 #[derive(Debug, Args)]
@@ -140,14 +96,14 @@ pub struct ReproArgs {
     /// The initrd, booted unchanged.
     #[arg(long)]
     initrd: PathBuf,
-    #[arg(long, value_enum, default_value_t = FirmwareArg::Bios)]
-    firmware: FirmwareArg,
-    #[arg(long, value_enum, default_value_t = MethodArg::Ipxe)]
-    method: MethodArg,
-    #[arg(long, value_enum, default_value_t = NicArg::VirtioNetPci)]
-    nic: NicArg,
-    #[arg(long, value_enum, default_value_t = FetchArg::Tftp)]
-    fetch: FetchArg,
+    #[arg(long, value_enum, default_value_t = Firmware::Bios)]
+    firmware: Firmware,
+    #[arg(long, value_enum, default_value_t = Method::Ipxe)]
+    method: Method,
+    #[arg(long, value_enum, default_value_t = NicModel::VirtioNetPci)]
+    nic: NicModel,
+    #[arg(long, value_enum, default_value_t = Fetch::Tftp)]
+    fetch: Fetch,
     /// Kernel command line after bootrig's console arguments (the field's, e.g. "ip=dhcp").
     #[arg(long, default_value = "")]
     append: String,
@@ -168,10 +124,14 @@ pub struct ReproArgs {
 pub fn repro(args: ReproArgs) -> CliResult {
     for (what, path) in [("--kernel", &args.kernel), ("--initrd", &args.initrd)] {
         if !path.is_file() {
-            return Err(CliError(format!("{what} {}: no such file", path.display())));
+            return Err(CliError::Usage(format!(
+                "{what} {}: no such file",
+                path.display()
+            )));
         }
     }
-    crate::console::serial::needle(&args.until).map_err(|e| CliError(format!("--until: {e}")))?;
+    crate::console::serial::needle(&args.until)
+        .map_err(|e| CliError::Usage(format!("--until: {e}")))?;
     let opts = options(&args.output, Some(1), None, None)?;
     let name = args
         .initrd
@@ -185,23 +145,10 @@ pub fn repro(args: ReproArgs) -> CliResult {
         kernel: absolute("--kernel", &args.kernel)?,
         initrd: crate::run::target::InitrdSource::Given(absolute("--initrd", &args.initrd)?),
         boot: Boot {
-            firmware: match args.firmware {
-                FirmwareArg::Bios => Firmware::Bios,
-                FirmwareArg::Uefi => Firmware::Uefi,
-            },
-            method: match args.method {
-                MethodArg::Ipxe => Method::Ipxe,
-                MethodArg::Direct => Method::Direct,
-            },
-            nic: match args.nic {
-                NicArg::VirtioNetPci => Nic::VirtioNetPci,
-                NicArg::E1000e => Nic::E1000e,
-                NicArg::E1000 => Nic::E1000,
-            },
-            fetch: match args.fetch {
-                FetchArg::Tftp => Fetch::Tftp,
-                FetchArg::Http => Fetch::Http,
-            },
+            firmware: args.firmware,
+            method: args.method,
+            nic: args.nic,
+            fetch: args.fetch,
             accel: AccelChoice::Auto,
             machine: MachineType::Q35,
             memory_mib: args.memory,
@@ -246,7 +193,7 @@ fn options(
     )?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = match jobs {
-        Some(0) => return Err(CliError("-j 0: give at least one job".into())),
+        Some(0) => return Err(CliError::Usage("-j 0: give at least one job".into())),
         Some(n) => n,
         None => cores,
     };
@@ -269,7 +216,7 @@ fn options(
         out,
         jobs,
         shard,
-        accel: output.accel.map(AccelChoice::from),
+        accel: output.accel,
         method,
         build_cache: None,
         sysfs: PathBuf::from("/sys"),
@@ -279,13 +226,14 @@ fn options(
 
 /// `path` made absolute against the working directory, for programs that run elsewhere.
 fn absolute(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
-    std::path::absolute(path).map_err(|e| CliError(format!("{flag} {}: {e}", path.display())))
+    std::path::absolute(path)
+        .map_err(|e| CliError::Usage(format!("{flag} {}: {e}", path.display())))
 }
 
 /// Creates `base`, or `base-2`, `base-3`… if it exists: two runs started in one second (parallel
 /// CI jobs in one checkout) each get a directory of their own, made atomically.
 fn fresh_dir(base: &Path) -> Result<PathBuf, CliError> {
-    let fail = |dir: &Path, e: std::io::Error| CliError(format!("{}: {e}", dir.display()));
+    let fail = |dir: &Path, e: std::io::Error| CliError::Usage(format!("{}: {e}", dir.display()));
     if let Some(parent) = base.parent() {
         std::fs::create_dir_all(parent).map_err(|e| fail(parent, e))?;
     }

@@ -130,7 +130,10 @@ fn restore(args: RestoreArgs) -> CliResult {
             Ok(()) => text.push_str(&format!("restored {device}\n")),
             Err(e) => {
                 failed = true;
-                text.push_str(&format!("not restored {device}: {e}\n"));
+                text.push_str(&format!(
+                    "not restored {device}: {}\n",
+                    crate::error_chain(&e)
+                ));
             }
         }
     }

@@ -26,7 +26,7 @@ const FINISH_BOUND: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum SerialError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Socket { path: String, source: io::Error },
     #[error("QEMU did not connect to the serial console socket {path} within {waited:?}")]
     NoConnection { path: String, waited: Duration },

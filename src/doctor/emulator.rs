@@ -21,7 +21,7 @@ pub(super) fn checks(
         }
         Err(err) => {
             out.push(
-                Check::new("qemu", Status::Missing, err.to_string())
+                Check::new("qemu", Status::Missing, crate::error_chain(&err))
                     .required()
                     .fix(format!(
                         "{} or set {QEMU_ENV}=/path/to/qemu-system-x86_64",
@@ -66,7 +66,7 @@ fn version_check(qemu: &Path, timeout: Duration) -> Check {
             format!("{v} is older than {MIN_VERSION}, which bootrig needs"),
         )
         .fix(upgrade),
-        Err(err) => Check::new("qemu version", Status::Warn, err.to_string()).fix(upgrade),
+        Err(err) => Check::new("qemu version", Status::Warn, crate::error_chain(&err)).fix(upgrade),
     };
     check.required()
 }

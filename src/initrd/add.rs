@@ -146,7 +146,7 @@ impl Default for AddOptions {
 pub enum AddError {
     #[error("--file {spec:?}: expected SRC:DEST, e.g. ./mlx5_core.ko:/lib/modules/6.1.0-56-amd64/extra/mlx5_core.ko")]
     Spec { spec: String },
-    #[error("{path}: {source} (an addition's source must exist and be readable)")]
+    #[error("{path}: reading an addition's source (it must exist and be readable)")]
     Source { path: PathBuf, source: io::Error },
     #[error("{path}: a {kind} cannot be added; add regular files, symlinks or directories")]
     SourceType { path: PathBuf, kind: &'static str },

@@ -28,6 +28,8 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
+pub use super::framing::CodecError;
+use super::framing::{invalid_data, Counted};
 use super::lz4legacy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -151,49 +153,6 @@ pub fn detect(head: &[u8]) -> Option<Compression> {
     }
 }
 
-/// A decoding or encoding failure. Offsets count compressed bytes from the segment start.
-#[derive(Debug, thiserror::Error)]
-pub enum CodecError {
-    #[error("{codec}: decompressed output exceeds the limit of {cap} bytes")]
-    OutputTooLarge { codec: &'static str, cap: u64 },
-    #[error("{codec}: corrupt data at compressed offset {offset}: {detail}")]
-    Corrupt {
-        codec: &'static str,
-        offset: u64,
-        detail: String,
-    },
-    #[error(
-        "{codec}: input ends inside the segment at compressed offset {offset} ({detail}); \
-         the kernel would report 'decompressor failed'"
-    )]
-    Truncated {
-        codec: &'static str,
-        offset: u64,
-        detail: String,
-    },
-    #[error(
-        "{codec}: {detail} at compressed offset {offset}; the kernel's {kernel_file} rejects this"
-    )]
-    KernelRejects {
-        codec: &'static str,
-        offset: u64,
-        detail: String,
-        kernel_file: &'static str,
-    },
-    #[error("cannot write {0} segments: writable are none, gzip, xz, lz4, zstd")]
-    CannotWrite(Compression),
-    #[error("{codec}: compression level {level} is not supported, expected {expected}")]
-    BadLevel {
-        codec: &'static str,
-        level: u32,
-        expected: &'static str,
-    },
-}
-
-fn invalid_data(e: CodecError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
-}
-
 fn invalid_input(e: CodecError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e)
 }
@@ -254,43 +213,6 @@ impl Read for Capped<'_> {
     }
 }
 
-/// A `BufRead` that counts what was consumed, for error offsets.
-struct Counted<R> {
-    inner: R,
-    offset: u64,
-}
-
-impl<R: BufRead> Counted<R> {
-    fn consume(&mut self, n: usize) {
-        self.inner.consume(n);
-        self.offset += n as u64;
-    }
-
-    /// Reads exactly `buf.len()` bytes of segment framing (headers, trailers).
-    fn read_framing(&mut self, codec: &'static str, buf: &mut [u8], what: &str) -> io::Result<()> {
-        let start = self.offset;
-        let mut filled = 0;
-        while filled < buf.len() {
-            let avail = self.inner.fill_buf()?;
-            if avail.is_empty() {
-                return Err(invalid_data(CodecError::Truncated {
-                    codec,
-                    offset: self.offset,
-                    detail: format!(
-                        "expected the {}-byte {what} at offset {start}, got {filled}",
-                        buf.len()
-                    ),
-                }));
-            }
-            let take = avail.len().min(buf.len() - filled);
-            buf[filled..filled + take].copy_from_slice(&avail[..take]);
-            filled += take;
-            self.consume(take);
-        }
-        Ok(())
-    }
-}
-
 /// One call into a streaming decompressor.
 struct Step {
     consumed: usize,
@@ -338,10 +260,7 @@ struct StreamDecoder<R, I> {
 impl<R: BufRead, I: Inflate> StreamDecoder<R, I> {
     fn new(input: R, inflater: I) -> Self {
         StreamDecoder {
-            input: Counted {
-                inner: input,
-                offset: 0,
-            },
+            input: Counted::new(input),
             inflater,
             stage: Stage::Preamble,
             stalls: 0,
@@ -885,7 +804,9 @@ pub fn encoder<'a, W: Write + 'a>(
                 lz4.finish().map(drop)
             }))
         }
-        Compression::Bzip2 | Compression::Lzma => Err(invalid_input(CodecError::CannotWrite(c))),
+        Compression::Bzip2 | Compression::Lzma => {
+            Err(invalid_input(CodecError::CannotWrite(c.name())))
+        }
     }
 }
 
@@ -1572,7 +1493,7 @@ mod tests {
         for c in [Compression::Bzip2, Compression::Lzma] {
             let err = encoder(c, Vec::new(), None).err().unwrap();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-            assert!(matches!(codec_error(&err), CodecError::CannotWrite(x) if *x == c));
+            assert!(matches!(codec_error(&err), CodecError::CannotWrite(x) if *x == c.name()));
         }
         for (c, level) in [
             (Compression::Gzip, 10),

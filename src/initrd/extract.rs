@@ -27,7 +27,7 @@ pub enum ExtractError {
     Unsafe { image: PathBuf, entries: Vec<Issue> },
     #[error("{dir}: not empty; extract into a new or empty directory (bootrig never writes through what is already there)")]
     NotEmpty { dir: PathBuf },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
     /// Writing one entry of the image failed.
     #[error("{image}: entry /{entry} (segment {segment}): {action} {} failed", path.display())]

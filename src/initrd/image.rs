@@ -51,7 +51,7 @@ pub struct Segment {
 
 #[derive(Debug, Error)]
 pub enum ImageError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: empty file: an initrd holds at least one cpio archive")]
     Empty { path: PathBuf },
@@ -75,7 +75,7 @@ pub enum ImageError {
         index: usize,
         offset: u64,
     },
-    #[error("{path}: segment {index} ({compression}) at byte {offset}: {source}")]
+    #[error("{path}: segment {index} ({compression}) at byte {offset}")]
     Cpio {
         path: PathBuf,
         index: usize,

@@ -16,7 +16,7 @@
 
 use std::io::{self, BufRead, Read, Write};
 
-use super::codec::CodecError;
+use super::framing::{invalid_data, CodecError, Counted};
 
 /// First four bytes of a legacy frame (little-endian 0x184C2102).
 pub const MAGIC: [u8; 4] = [0x02, 0x21, 0x4c, 0x18];
@@ -32,10 +32,6 @@ pub const fn compress_bound(len: usize) -> usize {
 }
 
 const CODEC: &str = "lz4";
-
-fn codec_err(e: CodecError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
-}
 
 /// Writes one legacy-frame lz4 segment: buffers 8 MiB blocks and compresses each independently.
 pub struct LegacyWriter<W: Write> {
@@ -123,9 +119,8 @@ enum Word {
 /// is consumed while being read; if it turns out to be the terminating zero word, those 4 zero
 /// bytes are consumed too. They are NUL padding the kernel skips either way.
 pub struct LegacyReader<R: BufRead> {
-    input: R,
-    /// Compressed bytes consumed from the segment start (for error offsets).
-    offset: u64,
+    /// Counts compressed bytes consumed from the segment start (for error offsets).
+    input: Counted<R>,
     started: bool,
     done: bool,
     compressed: Vec<u8>,
@@ -137,8 +132,7 @@ pub struct LegacyReader<R: BufRead> {
 impl<R: BufRead> LegacyReader<R> {
     pub fn new(input: R) -> Self {
         LegacyReader {
-            input,
-            offset: 0,
+            input: Counted::new(input),
             started: false,
             done: false,
             compressed: Vec::new(),
@@ -150,21 +144,20 @@ impl<R: BufRead> LegacyReader<R> {
 
     /// Compressed bytes consumed so far.
     pub fn offset(&self) -> u64 {
-        self.offset
+        self.input.offset
     }
 
     fn consume(&mut self, n: usize) {
         self.input.consume(n);
-        self.offset += n as u64;
     }
 
     /// Looks at the next 4 bytes, consuming them unless they end the segment.
     fn next_word(&mut self) -> io::Result<Word> {
-        let at = self.offset;
+        let at = self.input.offset;
         let mut word = [0u8; 4];
         let mut have = 0;
         // Fast path: the whole word is buffered, so zero padding is left unconsumed.
-        let buffered = self.input.fill_buf()?;
+        let buffered = self.input.inner.fill_buf()?;
         if buffered.len() >= 4 {
             word.copy_from_slice(&buffered[..4]);
             let value = u32::from_le_bytes(word);
@@ -175,7 +168,7 @@ impl<R: BufRead> LegacyReader<R> {
             return classify(value, at);
         }
         while have < 4 {
-            let buffered = self.input.fill_buf()?;
+            let buffered = self.input.inner.fill_buf()?;
             if buffered.is_empty() {
                 break;
             }
@@ -188,7 +181,7 @@ impl<R: BufRead> LegacyReader<R> {
             // Fewer than 4 bytes left: the kernel ends the segment ("empty or end-of-file").
             // Non-zero leftovers would then fail its magic check.
             if word[..have].iter().any(|&b| b != 0) {
-                return Err(codec_err(CodecError::Corrupt {
+                return Err(invalid_data(CodecError::Corrupt {
                     codec: CODEC,
                     offset: at,
                     detail: format!(
@@ -209,11 +202,11 @@ impl<R: BufRead> LegacyReader<R> {
     /// Decodes the next block into `self.block`; returns false at the segment end.
     fn next_block(&mut self) -> io::Result<bool> {
         if !self.started {
-            let at = self.offset;
+            let at = self.input.offset;
             let mut magic = [0u8; 4];
-            read_exact_counted(self, &mut magic, at)?;
+            read_exact(&mut self.input, &mut magic)?;
             if magic != MAGIC {
-                return Err(codec_err(CodecError::Corrupt {
+                return Err(invalid_data(CodecError::Corrupt {
                     codec: CODEC,
                     offset: at,
                     detail: format!(
@@ -229,16 +222,16 @@ impl<R: BufRead> LegacyReader<R> {
                 Word::Magic => continue,
                 Word::End => return Ok(false),
                 Word::BlockSize(size) => {
-                    let at = self.offset;
+                    let at = self.input.offset;
                     let mut compressed = std::mem::take(&mut self.compressed);
                     compressed.resize(size, 0);
-                    let read = read_exact_counted(self, &mut compressed, at);
+                    let read = read_exact(&mut self.input, &mut compressed);
                     self.compressed = compressed;
                     read?;
                     self.block.resize(BLOCK_SIZE, 0);
                     let n = lz4_flex::block::decompress_into(&self.compressed, &mut self.block)
                         .map_err(|e| {
-                            codec_err(CodecError::Corrupt {
+                            invalid_data(CodecError::Corrupt {
                                 codec: CODEC,
                                 offset: at,
                                 detail: format!(
@@ -264,7 +257,7 @@ fn classify(value: u32, at: u64) -> io::Result<Word> {
     }
     let size = value as usize;
     if size > compress_bound(BLOCK_SIZE) {
-        return Err(codec_err(CodecError::Corrupt {
+        return Err(invalid_data(CodecError::Corrupt {
             codec: CODEC,
             offset: at,
             detail: format!(
@@ -278,30 +271,11 @@ fn classify(value: u32, at: u64) -> io::Result<Word> {
     Ok(Word::BlockSize(size))
 }
 
-fn read_exact_counted<R: BufRead>(
-    reader: &mut LegacyReader<R>,
-    buf: &mut [u8],
-    at: u64,
-) -> io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let avail = reader.input.fill_buf()?;
-        if avail.is_empty() {
-            return Err(codec_err(CodecError::Truncated {
-                codec: CODEC,
-                offset: reader.offset,
-                detail: format!(
-                    "needed {} bytes from offset {at}, the input ended after {filled}",
-                    buf.len()
-                ),
-            }));
-        }
-        let take = avail.len().min(buf.len() - filled);
-        buf[filled..filled + take].copy_from_slice(&avail[..take]);
-        filled += take;
-        reader.consume(take);
-    }
-    Ok(())
+fn read_exact<R: BufRead>(input: &mut Counted<R>, buf: &mut [u8]) -> io::Result<()> {
+    let len = buf.len();
+    input.read_exact(CODEC, buf, |start, filled| {
+        format!("needed {len} bytes from offset {start}, the input ended after {filled}")
+    })
 }
 
 impl<R: BufRead> Read for LegacyReader<R> {

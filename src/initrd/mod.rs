@@ -10,6 +10,7 @@ pub mod codec;
 pub mod cpio;
 pub mod diff;
 pub mod extract;
+mod framing;
 pub mod image;
 pub mod input;
 pub mod lz4legacy;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// A file or directory the planner could not use.
 #[derive(Debug, thiserror::Error)]
 pub enum KmodError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -20,7 +20,7 @@ pub enum KmodError {
         format: &'static str,
         reason: String,
     },
-    #[error("{}: cannot read the kernel image: {source}", path.display())]
+    #[error("{}: cannot read the kernel image", path.display())]
     KernelUnreadable {
         path: PathBuf,
         #[source]

@@ -53,7 +53,7 @@ impl HostTap {
         self.removed = true;
         match ip(&["link", "del", "dev", &self.name]) {
             Ok(()) => Vec::new(),
-            Err(e) => vec![e.to_string()],
+            Err(e) => vec![crate::error_chain(&e)],
         }
     }
 }

@@ -72,7 +72,7 @@ pub fn cleanup(state_dir: &Path) -> Result<CleanupReport, NetError> {
                     },
                 );
             }
-            Err(e) => report.unreadable_markers.push(e.to_string()),
+            Err(e) => report.unreadable_markers.push(crate::error_chain(&e)),
         }
     }
     for name in netns::list_ours() {
@@ -138,7 +138,7 @@ pub fn remove_segment(namespace: &str, marker: Option<(&Path, &Marker)>) -> Remo
             let _ = ip_in(namespace, &["link", "del", &link]);
         }
         if let Err(e) = netns::delete(namespace) {
-            removed.errors.push(e.to_string());
+            removed.errors.push(crate::error_chain(&e));
         }
     }
     if let Some((path, _)) = marker {

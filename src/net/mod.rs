@@ -41,7 +41,7 @@ pub enum NetError {
     Caps(#[from] caps::CapError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -52,7 +52,7 @@ pub enum NetError {
         status: String,
         stderr: String,
     },
-    #[error("starting {program}: {source} ({hint})")]
+    #[error("starting {program} ({hint})")]
     Spawn {
         program: String,
         source: std::io::Error,
@@ -69,7 +69,7 @@ pub enum NetError {
         pid_file: PathBuf,
         timeout: Duration,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Leases {
         path: PathBuf,
         source: lease::LeaseError,

@@ -287,13 +287,13 @@ impl Segment {
         {
             if self.netns.is_some() {
                 if let Err(e) = ip_in(&self.namespace, &["link", "del", link]) {
-                    report.errors.push(e.to_string());
+                    report.errors.push(crate::error_chain(&e));
                 }
             }
         }
         if self.netns.is_some() {
             if let Err(e) = netns::delete(&self.namespace) {
-                report.errors.push(e.to_string());
+                report.errors.push(crate::error_chain(&e));
             }
         }
         if let Some(path) = &self.marker_path {

@@ -88,11 +88,11 @@ pub const APPLETS: &[&str] = &[
 
 #[derive(Debug, Error)]
 pub enum BaseError {
-    #[error("{path}: {source} (the busybox base needs a static busybox; on Debian: apt-get install busybox-static)")]
+    #[error("{path}: the busybox base needs a static busybox (on Debian: apt-get install busybox-static)")]
     Read { path: PathBuf, source: io::Error },
     #[error("{path}: {why}; the busybox base needs a statically linked x86-64 busybox (Debian: busybox-static, /bin/busybox)")]
     NotStatic { path: PathBuf, why: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Write { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Add(#[from] AddError),

@@ -54,7 +54,7 @@ const EI_DATA: u64 = 5;
 
 #[derive(Debug, Error)]
 pub enum ElfError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read { path: PathBuf, source: io::Error },
     #[error(
         "{path}: not an ELF file nor a #! script (it starts with {start:02x?}); name an executable"
@@ -68,7 +68,7 @@ pub enum ElfError {
     },
     #[error("{path}: {why}")]
     Script { path: PathBuf, why: String },
-    #[error("{binary}: its loader {interpreter} (PT_INTERP) is missing under {root}: {source}")]
+    #[error("{binary}: its loader {interpreter} (PT_INTERP) is missing under {root}")]
     Interpreter {
         binary: PathBuf,
         interpreter: PathBuf,

@@ -140,7 +140,7 @@ pub enum FlavorError {
     NoMarker { marker: &'static str },
     #[error("{anchor}: no line of /{path} matches; pass an anchor regex naming the line after which the stanza goes (nothing was appended)")]
     NoAnchor { anchor: String, path: String },
-    #[error("anchor {anchor:?} is not a valid regex: {source}")]
+    #[error("anchor {anchor:?} is not a valid regex")]
     BadAnchor {
         anchor: String,
         source: regex::Error,

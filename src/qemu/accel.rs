@@ -91,11 +91,11 @@ impl Stage {
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
-    #[error("{path}: cannot write probe file: {source}")]
+    #[error("{path}: cannot write probe file")]
     Write { path: PathBuf, source: io::Error },
-    #[error("{qemu}: cannot start QEMU: {source}")]
+    #[error("{qemu}: cannot start QEMU")]
     Spawn { qemu: PathBuf, source: io::Error },
-    #[error("waiting for QEMU (pid {pid}): {source}")]
+    #[error("waiting for QEMU (pid {pid})")]
     Wait { pid: u32, source: io::Error },
 }
 
@@ -163,7 +163,7 @@ impl ProbeResult {
                 };
                 format!("QEMU exited with {code} ({reached}){why}")
             }
-            ProbeOutcome::NotStarted(err) => err.to_string(),
+            ProbeOutcome::NotStarted(err) => crate::error_chain(err),
         }
     }
 }

@@ -49,7 +49,7 @@ pub enum FirmwareError {
     },
     #[error("{code}: OVMF code without its variable store {vars}; reinstall {OVMF_PACKAGE}")]
     OvmfVarsMissing { code: PathBuf, vars: PathBuf },
-    #[error("{from} -> {to}: copying the OVMF variable store: {source}")]
+    #[error("{from} -> {to}: copying the OVMF variable store")]
     CopyVars {
         from: PathBuf,
         to: PathBuf,

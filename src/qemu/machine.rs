@@ -10,11 +10,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::accel::Accel;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Defined here, where its QEMU name is, and used as is by scenarios (`machine = "q35"`) and the
+/// command line: one enum from the TOML to the `-machine` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum MachineType {
     /// i440fx + PIIX: legacy PCI.
     Pc,
@@ -31,19 +36,26 @@ impl MachineType {
     }
 }
 
-/// An emulated NIC bootrig can netboot through (each has an iPXE ROM in ipxe-qemu).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An emulated NIC bootrig can netboot through (each has an iPXE ROM in ipxe-qemu). Scenarios
+/// (`nic = "e1000e"`) and `bootrig repro --nic` name it by its QEMU device name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
 pub enum NicModel {
+    #[serde(rename = "virtio-net-pci")]
+    #[value(name = "virtio-net-pci")]
     VirtioNetPci,
+    #[serde(rename = "e1000e")]
+    #[value(name = "e1000e")]
     E1000e,
+    #[serde(rename = "e1000")]
+    #[value(name = "e1000")]
     E1000,
 }
 
 impl NicModel {
     pub const ALL: [NicModel; 3] = [NicModel::VirtioNetPci, NicModel::E1000e, NicModel::E1000];
 
-    /// The `-device` driver name.
-    pub fn qemu_device(self) -> &'static str {
+    /// The `-device` driver name (also its name in scenarios and on the command line).
+    pub fn device(self) -> &'static str {
         match self {
             NicModel::VirtioNetPci => "virtio-net-pci",
             NicModel::E1000e => "e1000e",
@@ -63,7 +75,7 @@ impl NicModel {
 
 impl fmt::Display for NicModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.qemu_device())
+        f.write_str(self.device())
     }
 }
 
@@ -76,7 +88,7 @@ impl FromStr for NicModel {
     fn from_str(s: &str) -> Result<Self, UnknownNic> {
         NicModel::ALL
             .into_iter()
-            .find(|m| m.qemu_device() == s)
+            .find(|m| m.device() == s)
             .ok_or_else(|| UnknownNic(s.to_owned()))
     }
 }
@@ -141,25 +153,8 @@ pub enum Network {
     Tap(TapNet),
 }
 
-/// The option ROM of a passed-through adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VfioRom {
-    /// The card's own ROM (its FlexBoot), read through the ROM BAR (`rombar=1`).
-    Device,
-    /// This image (a FlexBoot build) instead of the card's.
-    File(PathBuf),
-    /// No ROM BAR: the adapter cannot netboot (direct-boot runs).
-    Disabled,
-}
-
-/// A host PCI function handed to the guest with VFIO (`-device vfio-pci`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VfioDevice {
-    pub host: crate::vfio::Bdf,
-    pub rom: VfioRom,
-    /// Boot priority (`bootindex`); `None` leaves it out of the boot order.
-    pub bootindex: Option<u32>,
-}
+// Defined in vfio, which the VM description builds on (vfio never imports qemu).
+pub use crate::vfio::device::{VfioDevice, VfioRom};
 
 /// `-kernel`/`-initrd`/`-append`: the firmware hands over to the kernel directly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,7 +375,7 @@ fn nic_device_arg(
     bootindex: Option<u32>,
     mac: Option<&str>,
 ) -> Result<String, MachineError> {
-    let mut device = format!("{},netdev={NETDEV_ID}", nic.qemu_device());
+    let mut device = format!("{},netdev={NETDEV_ID}", nic.device());
     if let Some(mac) = mac {
         let parts: Vec<&str> = mac.split(':').collect();
         let valid = parts.len() == 6

@@ -53,7 +53,7 @@ pub enum LocateError {
 
 #[derive(Debug, Error)]
 pub enum VersionError {
-    #[error("{qemu}: cannot run it: {source}")]
+    #[error("{qemu}: cannot run it")]
     Spawn {
         qemu: PathBuf,
         source: std::io::Error,

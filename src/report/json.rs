@@ -11,7 +11,7 @@ use crate::fsutil::{write_atomic, OutputError};
 
 #[derive(Debug, Error)]
 pub enum ReportFileError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -184,7 +184,8 @@ mod tests {
         assert!(e.to_string().contains("expected a number"), "{e}");
 
         let e = read_report(Path::new("/nonexistent/r.json")).unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent/r.json: "), "{e}");
+        let text = crate::error_chain(&e);
+        assert!(text.starts_with("/nonexistent/r.json: "), "{text}");
     }
 
     #[test]

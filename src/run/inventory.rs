@@ -26,7 +26,7 @@ pub const DEFAULT_INVENTORY: &str = "/etc/bootrig/inventory.toml";
 pub enum InventoryError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -32,9 +32,9 @@ pub enum RunError {
     #[error(transparent)]
     Suite(#[from] SuiteError),
     /// Every scenario that does not parse, so one run shows all the typos.
-    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", .0.iter().map(|e| crate::error_chain(e)).collect::<Vec<_>>().join("\n"))]
     Scenarios(Vec<ScenarioError>),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

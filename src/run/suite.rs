@@ -24,7 +24,7 @@ pub struct Job {
 
 #[derive(Debug, Error)]
 pub enum SuiteError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

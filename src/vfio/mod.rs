@@ -9,6 +9,7 @@
 
 pub mod bdf;
 pub mod bind;
+pub mod device;
 pub mod host_use;
 pub mod ids;
 pub mod kernel;
@@ -38,12 +39,12 @@ pub const VFIO_DRIVER: &str = "vfio-pci";
 
 #[derive(Debug, Error)]
 pub enum VfioError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("writing {value:?} to {path}: {source}")]
+    #[error("writing {value:?} to {path}")]
     Write {
         path: PathBuf,
         value: String,
@@ -57,7 +58,7 @@ pub enum VfioError {
     },
     #[error("RLIMIT_MEMLOCK: {0}")]
     Rlimit(nix::Error),
-    #[error("option ROM {what}: {source}")]
+    #[error("option ROM {what}")]
     Rom { what: String, source: rom::RomError },
     #[error("{device} cannot be passed through:\n{}", .failures.join("\n"))]
     Preflight {
@@ -75,7 +76,7 @@ pub enum VfioError {
         lock: PathBuf,
         waited: Duration,
     },
-    #[error("VFIO record {path}: {source}")]
+    #[error("VFIO record {path}")]
     BadRecord {
         path: PathBuf,
         source: serde_json::Error,

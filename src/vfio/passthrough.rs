@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use super::bdf::Bdf;
 use super::bind;
+use super::device::{VfioDevice, VfioRom};
 use super::kernel::Kernel;
 use super::lock::{self, DeviceLock, Holder};
 use super::preflight::{preflight, CheckOptions, Preflight, Scope};
 use super::record::{self, Record, SriovRecord};
 use super::sysfs;
 use super::{VfioError, VFIO_DRIVER};
-use crate::qemu::machine::{VfioDevice, VfioRom};
 
 /// Pass VF `vf` of `numvfs` (created on the PF if needed) instead of the PF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl<K: Kernel> Drop for Changes<K> {
     fn drop(&mut self) {
         if let Err(e) = self.restore_now() {
             // Drop cannot return it; the record stays for `bootrig vfio restore`.
-            eprintln!("bootrig: vfio: {e}");
+            eprintln!("bootrig: vfio: {}", crate::error_chain(&e));
         }
     }
 }
@@ -275,12 +275,16 @@ pub fn restore_record(
     let mut failures = Vec::new();
     for member in record.members.iter().rev() {
         if let Err(e) = bind::restore(kernel, member, settle) {
-            failures.push(format!("  {}: {e}", member.bdf));
+            failures.push(format!("  {}: {}", member.bdf, crate::error_chain(&e)));
         }
     }
     if let Some(sriov) = &record.sriov {
         if let Err(e) = restore_numvfs(kernel, sriov) {
-            failures.push(format!("  {} sriov_numvfs: {e}", sriov.pf));
+            failures.push(format!(
+                "  {} sriov_numvfs: {}",
+                sriov.pf,
+                crate::error_chain(&e)
+            ));
         }
     }
     if failures.is_empty() {

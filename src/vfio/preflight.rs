@@ -212,7 +212,11 @@ pub fn preflight(kernel: &dyn Kernel, device: &Bdf, opts: &CheckOptions) -> Pref
 }
 
 fn fail_io(name: &'static str, e: VfioError) -> CheckRow {
-    row(name, Status::Fail, format!("reading the host: {e}"))
+    row(
+        name,
+        Status::Fail,
+        format!("reading the host: {}", crate::error_chain(&e)),
+    )
 }
 
 fn adapter(paths: &HostPaths, device: &Bdf, report: &mut Preflight) -> CheckRow {
@@ -603,7 +607,12 @@ fn rom_row(
                 "enable the expansion ROM in the adapter's firmware configuration (mlxconfig), \
                  or give a FlexBoot image as romfile"
             };
-            row("rom", Status::Fail, format!("ROM {what}: {e}")).fix(fix)
+            row(
+                "rom",
+                Status::Fail,
+                format!("ROM {what}: {}", crate::error_chain(&e)),
+            )
+            .fix(fix)
         }
     }
 }

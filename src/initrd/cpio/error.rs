@@ -43,8 +43,10 @@ pub enum CpioErrorKind {
     },
     #[error("expected NUL {what}, found byte 0x{found:02x}")]
     Padding { what: &'static str, found: u8 },
+    /// Not a `source()`: [`CpioError`] shows its kind in its own message, so the cause is
+    /// said here, once.
     #[error("read failed: {0}")]
-    Io(#[source] std::io::Error),
+    Io(std::io::Error),
 }
 
 fn magic_hint(found: &[u8]) -> &'static str {

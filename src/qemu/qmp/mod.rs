@@ -40,7 +40,7 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum QmpError {
-    #[error("{path}: cannot create the QMP log: {source}")]
+    #[error("{path}: cannot create the QMP log")]
     Journal { path: PathBuf, source: io::Error },
     #[error("waiting for QEMU to connect to the QMP socket: {0}")]
     Listener(io::Error),
@@ -74,7 +74,7 @@ pub enum QmpError {
         command: &'static str,
         error: String,
     },
-    #[error("{command}: writing to the QMP socket: {source}")]
+    #[error("{command}: writing to the QMP socket")]
     Write {
         command: &'static str,
         source: io::Error,

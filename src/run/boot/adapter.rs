@@ -38,7 +38,8 @@ fn bind_adapter(
 pub(super) fn restore(passthrough: Passthrough<SysfsKernel>, findings: &mut Findings) {
     if let Err(e) = passthrough.restore() {
         findings.boot.push(Finding::Run(format!(
-            "putting the adapter's drivers back: {e} (run bootrig vfio restore)"
+            "putting the adapter's drivers back: {} (run bootrig vfio restore)",
+            crate::error_chain(&e)
         )));
     }
 }

@@ -67,7 +67,7 @@ pub struct Context<'a> {
 /// Setting a boot up failed: the scenario could not be run as written (an Error outcome).
 #[derive(Debug, Error)]
 pub enum SetupError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -86,7 +86,7 @@ pub enum SetupError {
     Machine(#[from] machine::MachineError),
     #[error(transparent)]
     Output(#[from] crate::fsutil::OutputError),
-    #[error("starting {qemu}: {source}")]
+    #[error("starting {qemu}")]
     Spawn {
         qemu: PathBuf,
         source: std::io::Error,
@@ -212,7 +212,10 @@ fn boot_and_judge(
 
     let (end, answers) = match driven {
         Ok(pair) => pair,
-        Err(e) => (End::Fatal(format!("console: {e}")), Vec::new()),
+        Err(e) => (
+            End::Fatal(format!("console: {}", crate::error_chain(&e))),
+            Vec::new(),
+        ),
     };
     let ended = outcome::Ended {
         end: &end,

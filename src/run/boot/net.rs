@@ -105,7 +105,12 @@ fn lease_finding(seg: &Segment, want: &LeaseExpect) -> Option<String> {
     };
     let leases = match seg.leases() {
         Ok(l) => l,
-        Err(e) => return Some(format!("reading the DHCP server's leases: {e}")),
+        Err(e) => {
+            return Some(format!(
+                "reading the DHCP server's leases: {}",
+                crate::error_chain(&e)
+            ))
+        }
     };
     match crate::net::lease::address_of(&leases, &id) {
         Some(got) if got.to_string() == want.address => None,

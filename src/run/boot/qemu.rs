@@ -130,14 +130,14 @@ impl Qemu {
             || matches!(child.wait_timeout(Duration::ZERO), Ok(None)),
         ) {
             Ok(s) => s,
-            Err(e) => return Err(qemu_start(&mut child, e.to_string())),
+            Err(e) => return Err(qemu_start(&mut child, crate::error_chain(&e))),
         };
         let qmp_log = dir.join("qmp.jsonl");
         let (mut qmp, events) = match Qmp::accept(&sockets.qmp, &qmp_log, CONNECT_TIMEOUT, || {
             !matches!(child.wait_timeout(Duration::ZERO), Ok(None))
         }) {
             Ok(pair) => pair,
-            Err(e) => return Err(qemu_start(&mut child, e.to_string())),
+            Err(e) => return Err(qemu_start(&mut child, crate::error_chain(&e))),
         };
         let raw_path = dir.join("console.log");
         let raw = File::create(&raw_path).map_err(io_error(&raw_path))?;
@@ -145,7 +145,10 @@ impl Qemu {
         let console =
             SerialConsole::start(serial, raw, t0).map_err(io_error(&sockets.serial_path))?;
         if let Err(e) = qmp.cont() {
-            return Err(qemu_start(&mut child, format!("resuming the guest: {e}")));
+            return Err(qemu_start(
+                &mut child,
+                format!("resuming the guest: {}", crate::error_chain(&e)),
+            ));
         }
         Ok((
             Self {

@@ -6,11 +6,10 @@ use std::path::Path;
 
 use crate::qemu::accel::Accel;
 use crate::qemu::machine::{
-    self, DirectKernel, MachineType, Network, NicModel, NicRom, TapNet, UserNet, VfioDevice,
-    VfioRom, VmSpec,
+    self, DirectKernel, Network, NicRom, TapNet, UserNet, VfioDevice, VfioRom, VmSpec,
 };
 use crate::run::target::{AdapterNeed, Target};
-use crate::scenario::{Method, Nic};
+use crate::scenario::Method;
 use crate::vfio::Bdf;
 
 use super::media::RomDhcp;
@@ -37,11 +36,7 @@ pub(super) struct VmInputs<'a> {
 /// The VM for `target`, started paused (bootrig resumes it once its sockets are connected).
 pub(super) fn spec(target: &Target, inputs: VmInputs) -> VmSpec {
     let boot = &target.boot;
-    let nic = match boot.nic {
-        Nic::VirtioNetPci => NicModel::VirtioNetPci,
-        Nic::E1000e => NicModel::E1000e,
-        Nic::E1000 => NicModel::E1000,
-    };
+    let nic = boot.nic;
     let (tftp_root, bootfile) = match inputs.rom_dhcp {
         Some(d) => (d.tftp_root, Some(d.bootfile)),
         None => (None, None),
@@ -82,10 +77,7 @@ pub(super) fn spec(target: &Target, inputs: VmInputs) -> VmSpec {
         }
     };
     VmSpec {
-        machine: match boot.machine {
-            crate::scenario::MachineType::Q35 => MachineType::Q35,
-            crate::scenario::MachineType::Pc => MachineType::Pc,
-        },
+        machine: boot.machine,
         accel: inputs.accel,
         memory_mib: boot.memory_mib,
         firmware: inputs.firmware,

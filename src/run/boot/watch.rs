@@ -127,7 +127,7 @@ impl Watch for BootWatch<'_> {
             if let Some(seg) = self.segment.as_mut() {
                 self.restart_pending = false;
                 if let Err(e) = seg.restart_dhcp() {
-                    self.restart_error = Some(e.to_string());
+                    self.restart_error = Some(crate::error_chain(&e));
                 }
             }
         }
