@@ -138,6 +138,8 @@ pub enum SetupError {
     Unsupported(String),
     #[error(transparent)]
     Vfio(#[from] crate::vfio::VfioError),
+    #[error(transparent)]
+    LabRoot(#[from] crate::boot::lab_root::LabRootError),
 }
 
 /// Binds the adapter (and its IOMMU group) to vfio-pci after the preflight, for this boot.
@@ -148,6 +150,9 @@ fn bind_adapter(
     let mut req = VfioRequest::new(adapter.bdf, &target.id);
     req.memory_mib = Some(target.boot.memory_mib);
     req.romfile = adapter.rom.clone();
+    req.stand_in = adapter.stand_in;
+    req.state_dir = adapter.lab.state_dir.clone();
+    req.lock_wait = adapter.lab.lock_wait;
     req.sriov = adapter
         .vf
         .map(|(vf, numvfs)| crate::vfio::SriovRequest { numvfs, vf });
@@ -287,7 +292,15 @@ fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) -> ScenarioRe
         findings: Vec::new(),
         phases: Vec::new(),
         duration_seconds: 0.0,
-        boot: summary(&target.boot, accel),
+        boot: BootSummary {
+            stand_in: match &target.adapter {
+                Some(AdapterNeed::Found(a)) if a.stand_in => {
+                    Some(format!("{} ({})", a.name, a.bdf))
+                }
+                _ => None,
+            },
+            ..summary(&target.boot, accel)
+        },
         console_excerpt: String::new(),
         artifacts: Some(dir.to_owned()),
     }
@@ -304,6 +317,7 @@ fn summary(boot: &Boot, accel: Option<Accel>) -> BootSummary {
             Method::Direct => "-".into(),
         },
         accel: accel.map_or("-", |a| a.qemu_name()).to_string(),
+        stand_in: None,
     }
 }
 
@@ -457,6 +471,18 @@ fn boot_and_judge(
         );
         spec.initrd_arg = boot.ipxe_initrd_arg;
         stage::write_script(&media.boot_dir, &ipxe::render(&spec)?)?;
+        if let (Some(_), Some(AdapterNeed::Found(adapter))) = (&passthrough, &target.adapter) {
+            if let Some(root) = &adapter.lab.boot_root {
+                // The lab's TFTP serves the adapter's DHCP boot file; the lock covers these.
+                crate::boot::lab_root::stage(
+                    root,
+                    &adapter.name,
+                    &media.boot_dir.join(stage::KERNEL_NAME),
+                    &media.boot_dir.join(stage::INITRD_NAME),
+                    &spec,
+                )?;
+            }
+        }
         netboot = Some(match fetch {
             // The ROM takes a URL as boot file: the script comes over HTTP too, and the log
             // shows its fetch.
