@@ -376,6 +376,16 @@ pub enum Firmware {
     Uefi,
 }
 
+impl Firmware {
+    /// The name the scenario file uses (serde's kebab-case), for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
@@ -383,6 +393,16 @@ pub enum Method {
     Ipxe,
     /// QEMU loads kernel and initrd itself (`-kernel`/`-initrd`): checks an initrd alone.
     Direct,
+}
+
+impl Method {
+    /// The name the scenario file uses (serde's kebab-case), for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Ipxe => "ipxe",
+            Method::Direct => "direct",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,6 +433,16 @@ pub enum Fetch {
     Tftp,
     /// bootrig's own HTTP server on loopback.
     Http,
+}
+
+impl Fetch {
+    /// The name the scenario file uses (serde's kebab-case), for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fetch::Tftp => "tftp",
+            Fetch::Http => "http",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1377,6 +1407,27 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The report's names are the scenario file's: `as_str` must say what serde says.
+    #[test]
+    fn enum_names_match_their_serde_names() {
+        fn serde_name(v: impl Serialize) -> String {
+            serde_json::to_value(v)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+        for f in [Firmware::Bios, Firmware::Uefi] {
+            assert_eq!(f.as_str(), serde_name(f));
+        }
+        for m in [Method::Ipxe, Method::Direct] {
+            assert_eq!(m.as_str(), serde_name(m));
+        }
+        for f in [Fetch::Tftp, Fetch::Http] {
+            assert_eq!(f.as_str(), serde_name(f));
+        }
+    }
 
     const GOOD: &str = r#"
 name = "mlx4 IPoIB, manual order"
