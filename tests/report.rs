@@ -44,6 +44,7 @@ fn scenario(id: &str, outcome: Outcome) -> ScenarioReport {
             nic: "e1000".to_owned(),
             fetch: "http".to_owned(),
             accel: "tcg".to_owned(),
+            stand_in: None,
         },
         console_excerpt: "SeaBIOS\r\n\x1b[2J\x1b[01;01HiPXE\0 booting\u{7}\n".to_owned(),
         artifacts: Some(PathBuf::from(format!("runs/1/{id}"))),

@@ -431,6 +431,98 @@ fn an_unknown_device_id_or_vendor_is_refused() {
     assert!(err.contains("lspci -D -d 15b3:"), "{err}");
 }
 
+/// An emulated e1000e standing in for a ConnectX (the nested lab's): its own Intel iPXE ROM.
+fn stand_in_host() -> FakeHost {
+    let host = FakeHost::lab();
+    host.driver("e1000e");
+    host.pci(
+        "0000:00:03.0",
+        "8086:10d3",
+        "020000",
+        Some("e1000e"),
+        Some(2),
+    );
+    let mut rom = rom_image(0x10d3);
+    rom[0x20..0x22].copy_from_slice(&0x8086u16.to_le_bytes());
+    host.card_rom("0000:00:03.0", &rom);
+    host
+}
+
+#[test]
+fn a_stand_in_of_any_vendor_skips_only_the_device_table() {
+    let host = stand_in_host();
+    let plain = check(&host, "0000:00:03.0", &card_rom_opts());
+    assert!(find(&plain, "adapter")
+        .detail
+        .contains("8086:10d3, not a Mellanox"));
+    assert!(!plain.ok(), "stand-in is never the default");
+    assert_eq!(plain.stand_in, None);
+
+    let opts = CheckOptions {
+        stand_in: true,
+        ..card_rom_opts()
+    };
+    let report = check(&host, "0000:00:03.0", &opts);
+    let adapter = find(&report, "adapter");
+    assert_eq!(adapter.status, Status::Ok);
+    assert!(
+        adapter
+            .detail
+            .starts_with("stand-in 8086:10d3 (not a ConnectX")
+            && adapter.detail.ends_with("bound to e1000e"),
+        "{}",
+        adapter.detail
+    );
+    assert_eq!(report.stand_in.as_deref(), Some("8086:10d3"));
+    // The ROM is read (the run boots through it) and the vendor's own ROM is fine.
+    let rom = find(&report, "rom");
+    assert_eq!(rom.status, Status::Ok, "{}", rom.detail);
+    assert!(rom.detail.contains("(8086:10d3)"), "{}", rom.detail);
+    for name in ["iommu", "vfio-pci", "group", "/dev/vfio"] {
+        assert_eq!(find(&report, name).status, Status::Ok, "{name}");
+    }
+    assert!(report.ok(), "{}", report.table());
+
+    // Every other check stays: a group member carrying the host's route still refuses it.
+    host.pci(
+        "0000:00:03.1",
+        "8086:10d3",
+        "020000",
+        Some("e1000e"),
+        Some(2),
+    );
+    host.netdev("0000:00:03.1", "eth1");
+    host.default_route("eth1");
+    let report = check(&host, "0000:00:03.0", &opts);
+    let group = find(&report, "group");
+    assert_eq!(group.status, Status::Fail);
+    assert!(
+        group
+            .detail
+            .contains("0000:00:03.1 carries the host's default route (interface eth1)"),
+        "{}",
+        group.detail
+    );
+}
+
+#[test]
+fn a_stand_in_is_bound_and_put_back_like_an_adapter() {
+    let host = stand_in_host();
+    let mut req = request(&host, "0000:00:03.0", "nested-lab");
+    let err = Passthrough::prepare(FakeKernel::new(&host), &req)
+        .err()
+        .expect("a non-ConnectX without stand_in is refused");
+    assert!(err.to_string().contains("not a Mellanox"), "{err}");
+    assert_eq!(host.driver_of("0000:00:03.0").as_deref(), Some("e1000e"));
+
+    req.stand_in = true;
+    let pass = Passthrough::prepare(FakeKernel::new(&host), &req).unwrap();
+    assert_eq!(pass.preflight().stand_in.as_deref(), Some("8086:10d3"));
+    assert_eq!(host.driver_of("0000:00:03.0").as_deref(), Some("vfio-pci"));
+    pass.restore().unwrap();
+    assert_eq!(host.driver_of("0000:00:03.0").as_deref(), Some("e1000e"));
+}
+
 #[test]
 fn no_iommu_is_refused_with_the_kernel_parameters_to_set() {
     let host = FakeHost::new();

@@ -115,6 +115,13 @@ pub enum ScriptError {
 
 /// Renders the script for `spec`.
 pub fn render(spec: &ScriptSpec) -> Result<String, ScriptError> {
+    render_at(spec, &spec.fetch.base_url())
+}
+
+/// Renders the script with `base` as the boot directory's URL instead of `spec.fetch`'s: `"."`
+/// fetches relative to the script's own location (a lab TFTP server, where the script's
+/// directory is the lab's choice, not bootrig's).
+pub fn render_at(spec: &ScriptSpec, base: &str) -> Result<String, ScriptError> {
     check_name("kernel", &spec.kernel)?;
     check_name("initrd", &spec.initrd)?;
     check_cmdline(&spec.cmdline)?;
@@ -124,9 +131,8 @@ pub fn render(spec: &ScriptSpec) -> Result<String, ScriptError> {
             len: kernel_args.len(),
         });
     }
-    let base = spec.fetch.base_url();
     fill(TEMPLATE, |field| match field {
-        "BASE" => Some(base.as_str()),
+        "BASE" => Some(base),
         "KERNEL" => Some(spec.kernel.as_str()),
         "INITRD" => Some(spec.initrd.as_str()),
         "KERNEL_ARGS" => Some(kernel_args.as_str()),

@@ -4,4 +4,5 @@
 
 pub mod http;
 pub mod ipxe;
+pub mod lab_root;
 pub mod stage;

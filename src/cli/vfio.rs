@@ -60,6 +60,10 @@ pub struct CheckArgs {
     /// Check a PF whose SR-IOV VF will be passed (its own group stays on the host).
     #[arg(long)]
     pub sriov_pf: bool,
+    /// Accept a function of any vendor standing in for a ConnectX (as the inventory's
+    /// `stand_in = true`): every other check stays.
+    #[arg(long)]
+    pub stand_in: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -100,6 +104,7 @@ fn check(args: CheckArgs) -> CliResult {
         } else {
             Scope::Passthrough
         },
+        stand_in: args.stand_in,
     };
     let report = vfio::preflight(&kernel, &args.device, &opts);
     let text = super::json_or(args.json, &report, |r| r.table())?;
@@ -195,6 +200,7 @@ mod tests {
             romfile: None,
             no_card_rom: false,
             sriov_pf: false,
+            stand_in: false,
             json: true,
         })
         .unwrap();

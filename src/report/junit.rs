@@ -82,6 +82,13 @@ fn testcase(x: &mut String, s: &ScenarioReport) {
         xml_attr(&s.file),
         seconds(s.duration_seconds)
     );
+    if let Some(adapter) = &s.boot.stand_in {
+        let _ = writeln!(
+            x,
+            "      <properties><property name=\"bootrig.stand_in\" value=\"{}\"/></properties>",
+            xml_attr(adapter)
+        );
+    }
     match s.outcome {
         Outcome::Pass => {}
         Outcome::Skip => {
@@ -171,6 +178,12 @@ fn system_out(s: &ScenarioReport) -> String {
         "boot: method={} firmware={} nic={} fetch={} accel={}",
         b.method, b.firmware, b.nic, b.fetch, b.accel
     );
+    if let Some(adapter) = &b.stand_in {
+        let _ = writeln!(
+            o,
+            "stand-in adapter {adapter}: not a ConnectX; proves the lab path only"
+        );
+    }
     if s.outcome == Outcome::Pass {
         if let Some(e) = &s.expected_failure {
             let _ = writeln!(o, "expected failure observed: {e}");
@@ -211,6 +224,63 @@ mod tests {
 
     fn parse(xml: &str) -> roxmltree::Document<'_> {
         roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("{e}\n{xml}"))
+    }
+
+    #[test]
+    fn a_stand_in_run_is_marked_in_the_table_the_json_and_junit() {
+        let mut stand_in = scenario("lab/nic0.toml", Outcome::Pass);
+        stand_in.boot.stand_in = Some("nic0 (0000:00:03.0)".into());
+        let r = run(vec![stand_in, scenario("real.toml", Outcome::Pass)]);
+
+        let table = super::super::table::render_table(&r, false);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[1].starts_with("lab/nic0.toml  PASS (stand-in)"),
+            "{table}"
+        );
+        assert_eq!(
+            lines[2],
+            "    stand-in adapter nic0 (0000:00:03.0): not a ConnectX; proves the lab path only"
+        );
+        assert!(!lines[3].contains("stand-in"), "{table}");
+
+        let json: serde_json::Value =
+            serde_json::from_str(&super::super::json::to_json(&r)).unwrap();
+        assert_eq!(
+            json["scenarios"][0]["boot"]["stand_in"],
+            "nic0 (0000:00:03.0)"
+        );
+        assert!(json["scenarios"][1]["boot"].get("stand_in").is_none());
+        let back =
+            super::super::json::parse_report(Path::new("r.json"), &super::super::json::to_json(&r))
+                .unwrap();
+        assert_eq!(
+            back.scenarios[0].boot.stand_in,
+            r.scenarios[0].boot.stand_in
+        );
+
+        let xml = to_junit_xml(&r);
+        let doc = parse(&xml);
+        let cases: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        let prop = cases[0]
+            .descendants()
+            .find(|n| n.has_tag_name("property"))
+            .expect("a stand-in property");
+        assert_eq!(prop.attribute("name"), Some("bootrig.stand_in"));
+        assert_eq!(prop.attribute("value"), Some("nic0 (0000:00:03.0)"));
+        let out = cases[0]
+            .descendants()
+            .find(|n| n.has_tag_name("system-out"))
+            .and_then(|n| n.text())
+            .unwrap();
+        assert!(
+            out.contains("stand-in adapter nic0 (0000:00:03.0)"),
+            "{out}"
+        );
+        assert!(!cases[1].descendants().any(|n| n.has_tag_name("property")));
     }
 
     #[test]

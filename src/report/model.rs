@@ -104,6 +104,10 @@ pub struct BootSummary {
     pub nic: String,
     pub fetch: String,
     pub accel: String,
+    /// The lab adapter was a stand-in (`vendor:device` of a non-ConnectX function, e.g. the
+    /// nested lab's e1000e): the run proves the lab path, not a ConnectX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stand_in: Option<String>,
 }
 
 /// One thing the boot's checks or the run found wrong, typed until a renderer writes it as its
@@ -357,6 +361,7 @@ pub(crate) mod sample {
                 nic: "mlx4".into(),
                 fetch: "tftp".into(),
                 accel: "tcg".into(),
+                stand_in: None,
             },
             console_excerpt: "Linux version 6.1.0\nBOOTRIG done\n".into(),
             artifacts: Some(PathBuf::from("runs/1/x")),

@@ -29,6 +29,13 @@ pub fn render_table(report: &RunReport, colour: bool) -> String {
     push_row(&mut out, &HEADERS.map(str::to_owned), &widths, None);
     for (r, s) in rows.iter().zip(&report.scenarios) {
         push_row(&mut out, r, &widths, colour.then_some(s.outcome));
+        if let Some(adapter) = &s.boot.stand_in {
+            let _ = writeln!(
+                out,
+                "    stand-in adapter {}: not a ConnectX; proves the lab path only",
+                one_line(adapter)
+            );
+        }
         for line in note(s) {
             let _ = writeln!(out, "    {line}");
         }
@@ -40,9 +47,13 @@ pub fn render_table(report: &RunReport, colour: bool) -> String {
 
 fn row(s: &ScenarioReport) -> [String; 5] {
     let cause = s.cause.as_ref();
+    let outcome = match s.boot.stand_in {
+        Some(_) => format!("{} (stand-in)", s.outcome.label()),
+        None => s.outcome.label().to_owned(),
+    };
     [
         one_line(&s.id),
-        s.outcome.label().to_owned(),
+        outcome,
         cause.map_or("-".to_owned(), |c| c.kind.id().to_owned()),
         format!("{:.1}s", s.duration_seconds.max(0.0)),
         cause

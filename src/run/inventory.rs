@@ -8,15 +8,25 @@
 //! rom = "/srv/flexboot/FlexBoot-3.7.300_CX6.rom"   # optional: instead of the card's own ROM
 //! vf = 0                          # optional: create VFs and pass VF n instead of the PF
 //! numvfs = 4                      # VFs to create when `vf` is given [vf + 1]
+//! stand_in = true                 # optional: a non-Mellanox function standing in for one
+//!
+//! [lab]                           # optional, for every adapter
+//! boot_root = "/srv/tftp"         # stage boot files under <boot_root>/<adapter>/
+//! state_dir = "/run/bootrig/vfio" # locks and records [/run/bootrig/vfio]
+//! lock_wait = "10m"               # how long a run waits for another holding its adapter [10m]
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
 
 use crate::vfio::Bdf;
+
+/// How long a run waits for another run holding its adapter, unless `[lab] lock_wait` says.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// Where the inventory is looked for when no `--inventory` is given.
 pub const INVENTORY_ENV: &str = "BOOTRIG_INVENTORY";
@@ -38,6 +48,16 @@ pub enum InventoryError {
 struct RawInventory {
     #[serde(default)]
     adapters: BTreeMap<String, RawAdapter>,
+    #[serde(default)]
+    lab: RawLab,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    boot_root: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    lock_wait: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +68,28 @@ struct RawAdapter {
     rom: Option<PathBuf>,
     vf: Option<u32>,
     numvfs: Option<u32>,
+    #[serde(default)]
+    stand_in: bool,
+}
+
+/// The lab host's settings, the same for each of its adapters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lab {
+    /// The lab's TFTP root: each run stages its boot files under `<boot_root>/<adapter>/`.
+    pub boot_root: Option<PathBuf>,
+    /// Where adapter locks and records live.
+    pub state_dir: PathBuf,
+    pub lock_wait: Duration,
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self {
+            boot_root: None,
+            state_dir: PathBuf::from(crate::vfio::DEFAULT_STATE_DIR),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
 }
 
 /// One adapter of the lab host.
@@ -59,6 +101,10 @@ pub struct Adapter {
     pub rom: Option<PathBuf>,
     /// Pass VF `vf` of `numvfs` instead of the PF.
     pub vf: Option<(u32, u32)>,
+    /// A function of any vendor standing in for a ConnectX (a nested lab's emulated NIC): the
+    /// preflight skips the device table only, and reports mark the run.
+    pub stand_in: bool,
+    pub lab: Lab,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -95,6 +141,7 @@ impl Inventory {
             message,
         };
         let raw: RawInventory = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let lab = lab(raw.lab, path).map_err(invalid)?;
         let mut adapters = BTreeMap::new();
         for (name, a) in raw.adapters {
             let bdf: Bdf = a
@@ -129,6 +176,8 @@ impl Inventory {
                     guid: a.guid,
                     rom: a.rom,
                     vf,
+                    stand_in: a.stand_in,
+                    lab: lab.clone(),
                 },
             );
         }
@@ -145,6 +194,32 @@ impl Inventory {
             .or_else(|| std::env::var_os(INVENTORY_ENV).map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_INVENTORY))
     }
+}
+
+/// `[lab]`, checked; relative paths are relative to the inventory file, as users write them.
+fn lab(raw: RawLab, path: &Path) -> Result<Lab, String> {
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut lab = Lab::default();
+    if let Some(root) = raw.boot_root {
+        if root.as_os_str().is_empty() {
+            return Err("[lab] boot_root is empty: give the lab TFTP server's root".into());
+        }
+        lab.boot_root = Some(base.join(root));
+    }
+    if let Some(dir) = raw.state_dir {
+        if dir.as_os_str().is_empty() {
+            return Err(
+                "[lab] state_dir is empty: give a directory (default /run/bootrig/vfio)".into(),
+            );
+        }
+        lab.state_dir = base.join(dir);
+    }
+    if let Some(wait) = raw.lock_wait {
+        lab.lock_wait = humantime::parse_duration(&wait).map_err(|e| {
+            format!("[lab] lock_wait = {wait:?}: {e} (write a duration such as \"90s\" or \"10m\")")
+        })?;
+    }
+    Ok(lab)
 }
 
 #[cfg(test)]
@@ -177,6 +252,46 @@ vf = 2
             (LAB.replace("rom =", "romfile ="), "unknown field"),
         ] {
             let e = Inventory::parse(&bad, Path::new("lab.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("lab.toml: ") && e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn stand_in_and_lab_settings_are_read_relative_to_the_inventory() {
+        let text = format!(
+            "{LAB}\n[adapters.nic0]\nbdf = \"00:03.0\"\nstand_in = true\n\n[lab]\n\
+             boot_root = \"tftp\"\nstate_dir = \"/var/lib/bootrig\"\nlock_wait = \"90s\"\n"
+        );
+        let inv = Inventory::parse(&text, Path::new("lab/inventory.toml")).unwrap();
+        let nic = &inv.adapters["nic0"];
+        assert!(nic.stand_in);
+        assert!(
+            !inv.adapters["hca0"].stand_in,
+            "stand-in is never the default"
+        );
+        for a in inv.adapters.values() {
+            assert_eq!(a.lab.boot_root, Some(PathBuf::from("lab/tftp")));
+            assert_eq!(a.lab.state_dir, PathBuf::from("/var/lib/bootrig"));
+            assert_eq!(a.lab.lock_wait, Duration::from_secs(90));
+        }
+        let plain = Inventory::parse(LAB, Path::new("lab.toml")).unwrap();
+        assert_eq!(plain.adapters["hca0"].lab, Lab::default());
+        assert_eq!(
+            plain.adapters["hca0"].lab.state_dir,
+            PathBuf::from("/run/bootrig/vfio")
+        );
+        for (bad, says) in [
+            ("[lab]\nlock_wait = \"soon\"\n", "lock_wait = \"soon\""),
+            ("[lab]\nboot_root = \"\"\n", "boot_root is empty"),
+            ("[lab]\ntftp_root = \"/srv\"\n", "unknown field"),
+            (
+                "[adapters.x]\nbdf = \"00:03.0\"\nstand_in = \"yes\"\n",
+                "stand_in",
+            ),
+        ] {
+            let e = Inventory::parse(bad, Path::new("lab.toml"))
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with("lab.toml: ") && e.contains(says), "{e}");

@@ -33,6 +33,8 @@ pub struct Request {
     /// Check the card's own ROM when no romfile is given.
     pub read_card_rom: bool,
     pub sriov: Option<SriovRequest>,
+    /// Accept a non-ConnectX function standing in for one (see [`CheckOptions::stand_in`]).
+    pub stand_in: bool,
     pub state_dir: PathBuf,
     /// How long to wait for another run holding the adapter.
     pub lock_wait: Duration,
@@ -49,6 +51,7 @@ impl Request {
             romfile: None,
             read_card_rom: true,
             sriov: None,
+            stand_in: false,
             state_dir: record::DEFAULT_STATE_DIR.into(),
             lock_wait: Duration::from_secs(600),
             settle: bind::BIND_TIMEOUT,
@@ -172,6 +175,7 @@ impl<K: Kernel> Passthrough<K> {
             } else {
                 Scope::Passthrough
             },
+            stand_in: req.stand_in,
         };
         let first = preflight(&kernel, &req.device, &opts).into_result()?;
         let mut changes = Changes {
@@ -193,6 +197,7 @@ impl<K: Kernel> Passthrough<K> {
                     romfile: req.romfile.clone(),
                     read_card_rom: false,
                     scope: Scope::Passthrough,
+                    stand_in: req.stand_in,
                 };
                 preflight(&changes.kernel, &vf, &vf_opts).into_result()?
             }

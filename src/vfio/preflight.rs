@@ -80,6 +80,9 @@ pub struct CheckOptions {
     /// Read the card's own ROM when no romfile is given (writes sysfs `rom`).
     pub read_card_rom: bool,
     pub scope: Scope,
+    /// Accept a function of any vendor standing in for a ConnectX (the inventory's `stand_in`):
+    /// only the device table is skipped; the group, /dev/vfio, memlock and ROM checks stay.
+    pub stand_in: bool,
 }
 
 /// A member of the device's IOMMU group.
@@ -95,6 +98,9 @@ pub struct Member {
 pub struct Preflight {
     pub device: Bdf,
     pub known: Option<KnownDevice>,
+    /// Checked as a stand-in: `vendor:device` of a function that is not a known adapter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stand_in: Option<String>,
     pub driver: Option<String>,
     pub group: Option<u32>,
     pub members: Vec<Member>,
@@ -167,6 +173,7 @@ pub fn preflight(kernel: &dyn Kernel, device: &Bdf, opts: &CheckOptions) -> Pref
     let mut report = Preflight {
         device: *device,
         known: None,
+        stand_in: None,
         driver: None,
         group: None,
         members: Vec::new(),
@@ -186,7 +193,7 @@ pub fn preflight(kernel: &dyn Kernel, device: &Bdf, opts: &CheckOptions) -> Pref
         );
         return report;
     }
-    let check = adapter(paths, device, &mut report);
+    let check = adapter(paths, device, opts.stand_in, &mut report);
     report.checks.push(check);
     if opts.scope == Scope::SriovPf {
         report.checks.push(sriov_row(paths, device));
@@ -219,7 +226,7 @@ fn fail_io(name: &'static str, e: VfioError) -> CheckRow {
     )
 }
 
-fn adapter(paths: &HostPaths, device: &Bdf, report: &mut Preflight) -> CheckRow {
+fn adapter(paths: &HostPaths, device: &Bdf, stand_in: bool, report: &mut Preflight) -> CheckRow {
     let dir = paths.pci_device(device);
     let ids = sysfs::read_hex(&dir.join("vendor")).and_then(|v| {
         Ok((
@@ -241,6 +248,20 @@ fn adapter(paths: &HostPaths, device: &Bdf, report: &mut Preflight) -> CheckRow 
     };
     report.driver = driver.clone();
     let bound = driver.as_deref().unwrap_or("no driver");
+    let known = (vendor == u32::from(MELLANOX_VENDOR))
+        .then(|| u16::try_from(id).ok().and_then(ids::lookup))
+        .flatten();
+    if stand_in && known.is_none() {
+        let ids = format!("{vendor:04x}:{id:04x}");
+        report.stand_in = Some(ids.clone());
+        return row(
+            "adapter",
+            Status::Ok,
+            format!(
+                "stand-in {ids} (not a ConnectX: the inventory says stand_in = true), bound to {bound}"
+            ),
+        );
+    }
     if vendor != u32::from(MELLANOX_VENDOR) {
         return row(
             "adapter",
@@ -251,7 +272,6 @@ fn adapter(paths: &HostPaths, device: &Bdf, report: &mut Preflight) -> CheckRow 
         )
         .fix("pass the address of a ConnectX or BlueField function (`lspci -D -d 15b3:`)");
     }
-    let known = u16::try_from(id).ok().and_then(ids::lookup);
     let Some(known) = known else {
         let names: Vec<&str> = ids::KNOWN_DEVICES.iter().map(|d| d.name).collect();
         return row(
@@ -565,8 +585,9 @@ fn rom_row(
         return row("rom", Status::Info, "a VF has no option ROM of its own: to boot through FlexBoot give a romfile (FlexBoot image)");
     } else if !opts.read_card_rom {
         return row("rom", Status::Info, "the card's own ROM was not read");
-    } else if report.known.is_none() {
-        // Enabling the ROM of a device bootrig does not know is not bootrig's to do.
+    } else if report.known.is_none() && report.stand_in.is_none() {
+        // Enabling the ROM of a device bootrig does not know is not bootrig's to do; a
+        // stand-in's is read, as its run boots through it.
         return row("rom", Status::Info, "not read: not a known adapter");
     } else if !kernel.paths().pci_device(device).join("rom").exists() {
         return row(
@@ -588,9 +609,15 @@ fn rom_row(
     match rom::parse(&bytes) {
         Ok(info) => {
             let mellanox = info.images.iter().all(|i| i.vendor == MELLANOX_VENDOR);
+            // A stand-in boots through its own vendor's ROM (an e1000e's iPXE is Intel's).
+            let stand_in_own = report.stand_in.as_deref().is_some_and(|ids| {
+                info.images
+                    .iter()
+                    .all(|i| ids.starts_with(&format!("{:04x}:", i.vendor)))
+            });
             let summary = format!("ROM {what}: {}", info.summary());
             report.rom = Some(info);
-            if mellanox {
+            if mellanox || stand_in_own {
                 row("rom", Status::Ok, summary)
             } else {
                 row(

@@ -25,6 +25,9 @@ fn bind_adapter(
     let mut req = VfioRequest::new(adapter.bdf, &target.id);
     req.memory_mib = Some(target.boot.memory_mib);
     req.romfile = adapter.rom.clone();
+    req.stand_in = adapter.stand_in;
+    req.state_dir = adapter.lab.state_dir.clone();
+    req.lock_wait = adapter.lab.lock_wait;
     req.sriov = adapter
         .vf
         .map(|(vf, numvfs)| crate::vfio::SriovRequest { numvfs, vf });

@@ -148,6 +148,19 @@ pub(super) fn netboot(
     );
     spec.initrd_arg = boot.ipxe_initrd_arg;
     stage::write_script(&media.boot_dir, &ipxe::render(&spec)?)?;
+    if let Some(crate::run::target::AdapterNeed::Found(adapter)) = &target.adapter {
+        if let Some(root) = &adapter.lab.boot_root {
+            // The lab's TFTP serves the adapter's DHCP boot file; the adapter's lock (taken
+            // before this) covers these files.
+            crate::boot::lab_root::stage(
+                root,
+                &adapter.name,
+                &media.boot_dir.join(stage::KERNEL_NAME),
+                &media.boot_dir.join(stage::INITRD_NAME),
+                &spec,
+            )?;
+        }
+    }
     let dhcp = match fetch {
         // The ROM takes a URL as boot file: the script comes over HTTP too, and the log
         // shows its fetch.

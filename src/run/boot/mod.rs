@@ -103,6 +103,8 @@ pub enum SetupError {
     Unsupported(String),
     #[error(transparent)]
     Vfio(#[from] crate::vfio::VfioError),
+    #[error(transparent)]
+    LabRoot(#[from] crate::boot::lab_root::LabRootError),
 }
 
 fn regex_until(pattern: &str) -> Result<regex::Regex, SetupError> {

@@ -35,7 +35,15 @@ pub(super) fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) ->
         findings: Vec::new(),
         phases: Vec::new(),
         duration_seconds: 0.0,
-        boot: summary(&target.boot, accel),
+        boot: BootSummary {
+            stand_in: match &target.adapter {
+                Some(crate::run::target::AdapterNeed::Found(a)) if a.stand_in => {
+                    Some(format!("{} ({})", a.name, a.bdf))
+                }
+                _ => None,
+            },
+            ..summary(&target.boot, accel)
+        },
         console_excerpt: String::new(),
         artifacts: Some(dir.to_owned()),
     }
@@ -60,6 +68,7 @@ fn summary(boot: &Boot, accel: Option<Accel>) -> BootSummary {
             Method::Direct => "-".into(),
         },
         accel: accel.map_or("-", |a| a.qemu_name()).to_string(),
+        stand_in: None,
     }
 }
 

@@ -208,6 +208,8 @@ mod tests {
             guid: None,
             rom: rom.map(Into::into),
             vf: None,
+            stand_in: false,
+            lab: Default::default(),
         }))
     }
 
