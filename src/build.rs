@@ -24,10 +24,10 @@ use crate::fsutil::{with_interrupt, write_atomic, AtomicOutput, OutputError};
 use crate::initrd::add::{add, AddError, AddMode, AddOptions, Addition};
 use crate::initrd::image::{read_tree_from, ImageError, ReadOptions};
 use crate::initrd::tree::DataPolicy;
+use crate::interrupt::{Interrupt, Interrupted, InterruptibleRead};
 use crate::kmod::{self, KmodError, Plan, PlanRequest};
 use crate::net::addr::{AddrError, ClientId};
 use crate::patch::{base, dhcp, elf, flavor, stanza};
-use crate::run::interrupt::{Interrupt, Interrupted, InterruptibleRead};
 use crate::scenario::{Addressing, Base, DhcpChoice, FlavorChoice, Order, Scenario};
 use crate::verdict::{Expectation, ExpectedModule};
 

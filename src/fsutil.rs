@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::run::interrupt::{Interrupt, Interrupted};
+use crate::interrupt::{Interrupt, Interrupted};
 
 /// Temporary files (and, in the system's temporary directory, socket directories) of bootrig.
 pub const TEMP_PREFIX: &str = ".bootrig-";

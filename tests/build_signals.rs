@@ -384,7 +384,7 @@ fn ctrl_c_stops_bootrig_build_and_a_second_signal_exits_at_once_leaving_nothing(
 fn second_signal_exit_removes_registered_temporary_files() {
     const CHILD: &str = "BOOTRIG_TEST_SIGNAL_CHILD";
     if let Some(dir) = std::env::var_os(CHILD) {
-        let _interrupt = bootrig::run::interrupt::Interrupt::install().unwrap();
+        let _interrupt = bootrig::interrupt::Interrupt::install().unwrap();
         let mut out =
             bootrig::fsutil::AtomicOutput::create(&Path::new(&dir).join("x.img"), false).unwrap();
         out.file().write_all(b"partial").unwrap();

@@ -8,9 +8,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bootrig::boot::http::{HttpServer, RequestRecord};
-use bootrig::boot::ipxe::{self, Fetch, ScriptSpec};
-use bootrig::boot::stage;
+use bootrig::netboot::http::{HttpServer, RequestRecord};
+use bootrig::netboot::ipxe::{self, Fetch, ScriptSpec};
+use bootrig::netboot::stage;
 use bootrig::qemu::accel::Accel;
 use bootrig::qemu::firmware::{self, FirmwareFiles};
 use bootrig::qemu::machine::{Firmware, MachineType, Network, NicModel, NicRom, UserNet, VmSpec};

@@ -9,8 +9,8 @@ use clap::Args;
 use super::{json_or, print_out, CliError, CliResult, Outcome};
 use crate::build::{build, BuildError, BuildOptions, BuildResult};
 use crate::initrd::add::AddMode;
+use crate::interrupt::Interrupt;
 use crate::patch::stanza::Then;
-use crate::run::interrupt::Interrupt;
 use crate::scenario::Scenario;
 
 #[derive(Debug, Args)]

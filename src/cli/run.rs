@@ -83,8 +83,8 @@ fn suite(args: RunArgs, method: Option<Method>) -> CliResult {
 /// Keeps a Ctrl-C listener alive until the reports are written: the run's own listener ends
 /// with the run, and a signal with no listener left exits at once (status 130), which would
 /// lose the reports of a run that already finished.
-fn hold_interrupt() -> Result<crate::run::interrupt::Interrupt, CliError> {
-    crate::run::interrupt::Interrupt::install()
+fn hold_interrupt() -> Result<crate::interrupt::Interrupt, CliError> {
+    crate::interrupt::Interrupt::install()
         .map_err(|e| CliError::Usage(format!("installing the Ctrl-C handler: {e}")))
 }
 

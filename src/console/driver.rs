@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rexpect::reader::Regex;
 
-use crate::run::interrupt::Interrupt;
+use crate::interrupt::Interrupt;
 use crate::scenario::ShellStep;
 
 use super::protocol::needles;
@@ -132,7 +132,9 @@ fn drive_to<W: Watch>(
     for f in FATAL {
         needles.push(needle(f)?);
     }
-    needles.push(needle(&regex::escape(crate::boot::ipxe::markers::FAILED))?);
+    needles.push(needle(&regex::escape(
+        crate::netboot::ipxe::markers::FAILED,
+    ))?);
     // An init that opened its rescue shell waits there forever: end now, not at the timeout.
     for line in RESCUE_SHELL_LINES {
         needles.push(needle(&regex::escape(line))?);

@@ -20,7 +20,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::process::GroupChild;
-use crate::run::interrupt::Interrupt;
+use crate::interrupt::Interrupt;
 
 /// Default bound for one probe: TCG needs ~0.15 s, a hanging nested KVM never finishes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

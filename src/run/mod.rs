@@ -1,13 +1,14 @@
 //! `bootrig run`: netboot each scenario in QEMU, drive its serial console, judge it, and report.
 //!
-//! `suite` finds and shards the scenario files and runs them on workers; `boot` runs one
-//! (initrd, boot files, QEMU, console, QMP), driving the console with `crate::console`;
-//! `judge` holds `[expect]` against the evidence; `target` says what one boot is about.
+//! `suite` finds and shards the scenario files and runs them on workers; `lifecycle` runs one
+//! boot as stages (initrd, boot files, adapter, network, QEMU, console, artifacts, outcome),
+//! driving the console with `crate::console`; `judge` holds `[expect]` against the evidence;
+//! `target` says what one boot is about; `inventory` reads the lab's adapters; `outdir` claims
+//! the output directory.
 
-pub mod boot;
-pub mod interrupt;
 pub mod inventory;
 pub mod judge;
+pub mod lifecycle;
 pub mod outdir;
 pub mod suite;
 pub mod target;
@@ -22,8 +23,8 @@ use crate::report::model::{RunReport, ScenarioReport, SCHEMA};
 use crate::report::{Progress, Shard};
 use crate::scenario::{AccelChoice, Method, Scenario, ScenarioError};
 
-use boot::{AccelResolver, Context};
-use interrupt::Interrupt;
+use crate::interrupt::Interrupt;
+use lifecycle::{AccelResolver, Context};
 use suite::{Job, SuiteError};
 use target::Target;
 
@@ -144,7 +145,7 @@ pub fn run_targets(
         .collect();
     // Jobs were made from targets one to one, in order.
     let run_one = |i: usize, job: &Job| -> ScenarioReport {
-        boot::run_target(&targets[i], &artifact_dir(&opts.out, &job.id), &ctx)
+        lifecycle::run_target(&targets[i], &artifact_dir(&opts.out, &job.id), &ctx)
     };
     let scenarios = suite::run_all(&jobs, opts.jobs, &interrupt, &run_one);
     progress.clear();

@@ -11,7 +11,7 @@ use thiserror::Error;
 use crate::report::model::{BootSummary, Outcome, ScenarioReport};
 use crate::report::Shard;
 
-use super::interrupt::Interrupt;
+use crate::interrupt::Interrupt;
 
 /// One scenario file of the suite.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::interrupt::Interrupt;
 use crate::qemu::accel::{self, Accel};
-use crate::run::interrupt::Interrupt;
 use crate::scenario::AccelChoice;
 
 /// Resolves `auto` once per run: the KVM probe takes a few seconds and its answer does not

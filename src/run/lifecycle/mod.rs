@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::boot::{ipxe, stage};
 use crate::fsutil::write_atomic;
+use crate::netboot::{ipxe, stage};
 use crate::qemu::accel::Accel;
 use crate::qemu::firmware::FirmwareFiles;
 use crate::qemu::machine;
@@ -42,10 +42,10 @@ use crate::scenario::AccelChoice;
 
 pub use accel::AccelResolver;
 
-use super::interrupt::Interrupt;
 use super::target::Target;
 use crate::console::driver::{drive, drive_until, End, ShellOutcome};
 use crate::console::serial::SerialError;
+use crate::interrupt::Interrupt;
 use crate::report::model::Finding;
 use crate::verdict::phases::Phase;
 
@@ -79,7 +79,7 @@ pub enum SetupError {
     #[error(transparent)]
     Script(#[from] ipxe::ScriptError),
     #[error(transparent)]
-    Http(#[from] crate::boot::http::HttpError),
+    Http(#[from] crate::netboot::http::HttpError),
     #[error(transparent)]
     Firmware(#[from] crate::qemu::firmware::FirmwareError),
     #[error(transparent)]
@@ -104,7 +104,7 @@ pub enum SetupError {
     #[error(transparent)]
     Vfio(#[from] crate::vfio::VfioError),
     #[error(transparent)]
-    LabRoot(#[from] crate::boot::lab_root::LabRootError),
+    LabRoot(#[from] crate::netboot::lab_root::LabRootError),
 }
 
 fn regex_until(pattern: &str) -> Result<regex::Regex, SetupError> {

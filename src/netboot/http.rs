@@ -1412,7 +1412,7 @@ mod tests {
         let mut wrapper = Command::new("sh")
             .args(["-c", r#""$0" --exact "$1" --nocapture >/dev/null; exit $?"#])
             .arg(std::env::current_exe().unwrap())
-            .arg("boot::http::tests::a_process_started_by_the_guest_counts_as_the_guest")
+            .arg("netboot::http::tests::a_process_started_by_the_guest_counts_as_the_guest")
             .env(CLIENT_HELPER, server.addr().to_string())
             .stdin(Stdio::piped())
             .spawn()

@@ -187,7 +187,7 @@ fn remove_stale(tmp: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boot::ipxe::Fetch;
+    use crate::netboot::ipxe::Fetch;
 
     fn spec() -> ScriptSpec {
         ScriptSpec::new(

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use crate::boot::http::HttpServer;
 use crate::console::transcript::timestamped;
 use crate::console::ConsoleLine;
 use crate::fsutil::write_atomic;
+use crate::netboot::http::HttpServer;
 use crate::qemu::machine::{self, VmSpec};
 use crate::report::model::PhaseTiming;
 use crate::verdict::cause::Cause;

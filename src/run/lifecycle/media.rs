@@ -5,10 +5,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::boot::http::HttpServer;
-use crate::boot::{ipxe, stage};
 use crate::build::{build, BuildOptions};
 use crate::net::Segment;
+use crate::netboot::http::HttpServer;
+use crate::netboot::{ipxe, stage};
 use crate::patch::stanza::Then;
 use crate::qemu::firmware::write_sercon_port;
 use crate::qemu::machine;
@@ -152,7 +152,7 @@ pub(super) fn netboot(
         if let Some(root) = &adapter.lab.boot_root {
             // The lab's TFTP serves the adapter's DHCP boot file; the adapter's lock (taken
             // before this) covers these files.
-            crate::boot::lab_root::stage(
+            crate::netboot::lab_root::stage(
                 root,
                 &adapter.name,
                 &media.boot_dir.join(stage::KERNEL_NAME),

@@ -4,9 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::boot::stage;
 use crate::net::bridge::HostTap;
 use crate::net::Segment;
+use crate::netboot::stage;
 use crate::report::model::Finding;
 use crate::run::judge::Findings;
 use crate::run::target::Target;

@@ -8,10 +8,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::boot::http::HttpServer;
 use crate::console::serial::{accept_bounded, SerialConsole};
 use crate::console::ConsoleLine;
 use crate::net::Segment;
+use crate::netboot::http::HttpServer;
 use crate::qemu::process::GroupChild;
 use crate::qemu::qmp::{Qmp, QmpEvent};
 use crate::qemu::socket::SocketDir;
