@@ -87,6 +87,14 @@ fn the_lab_path_runs_end_to_end_in_a_nested_lab() {
             phase["seconds"].as_f64().unwrap()
         );
     }
+    // The guest had the passed function only: the report says so, not an emulated NIC.
+    assert_eq!(result["boot"]["nic"], "vfio-pci 0000:00:03.0 (nic0)");
+    // bootrig raised the outer root's 8 MiB locked-memory limit itself (no ulimit in the harness).
+    let stderr = read(&out.join("runs/pass.stderr"));
+    assert!(
+        stderr.contains("vfio: locked-memory soft and hard limits raised from 8192 KiB (hard 8192 KiB) to 1572864 KiB (hard 1572864 KiB)"),
+        "{stderr}"
+    );
     let table = read(&out.join("runs/pass.stdout"));
     assert!(table.contains("PASS (stand-in)"), "{table}");
     let junit = read(&pass.join("junit.xml"));
@@ -129,6 +137,7 @@ fn the_lab_path_runs_end_to_end_in_a_nested_lab() {
     for check in [
         "outer-topology",
         "pass-run",
+        "memlock-raised",
         "pass-restored",
         "lock-contention",
         "kill-leaves-record",
@@ -144,6 +153,14 @@ fn the_lab_path_runs_end_to_end_in_a_nested_lab() {
     assert!(
         second.contains("in use by another bootrig run (pid "),
         "{second}"
+    );
+    let waiting = read(&out.join("runs/second.stderr"));
+    assert_eq!(
+        waiting
+            .matches("waiting for adapter nic0 (0000:00:03.0), held by pid ")
+            .count(),
+        1,
+        "{waiting}"
     );
     assert_eq!(read(&ev.join("restored-driver.txt")).trim(), "e1000e");
     let blocked = read(&find_file(&out.join("runs/blocked"), "result.json"));

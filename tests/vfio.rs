@@ -1092,9 +1092,13 @@ fn child_checks_memlock() {
                 matches!(outcome, bootrig::vfio::memlock::Memlock::Raised { .. }),
                 "{outcome:?}"
             );
-            assert!(outcome
-                .detail()
-                .starts_with("locked-memory soft limit raised from 64 KiB to"));
+            assert!(
+                outcome
+                    .detail()
+                    .starts_with("locked-memory soft limit raised from 64 KiB (hard "),
+                "{}",
+                outcome.detail()
+            );
             let (soft, _) =
                 nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
                     .unwrap();

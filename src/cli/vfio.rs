@@ -97,6 +97,8 @@ fn check(args: CheckArgs) -> CliResult {
     let kernel = SysfsKernel::new(args.roots.paths());
     let opts = CheckOptions {
         memory_mib: args.memory,
+        // Only reports: what a run would do with the limit.
+        memlock: None,
         romfile: args.romfile,
         read_card_rom: !args.no_card_rom,
         scope: if args.sriov_pf {

@@ -219,7 +219,7 @@ fn seconds(s: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::super::model::sample::{run, scenario};
-    use super::super::model::{CauseReport, Shard};
+    use super::super::model::{BootSummary, CauseReport, Shard};
     use super::*;
 
     fn parse(xml: &str) -> roxmltree::Document<'_> {
@@ -230,6 +230,7 @@ mod tests {
     fn a_stand_in_run_is_marked_in_the_table_the_json_and_junit() {
         let mut stand_in = scenario("lab/nic0.toml", Outcome::Pass);
         stand_in.boot.stand_in = Some("nic0 (0000:00:03.0)".into());
+        stand_in.boot.nic = BootSummary::passed_nic("nic0", "0000:00:03.0", None);
         let r = run(vec![stand_in, scenario("real.toml", Outcome::Pass)]);
 
         let table = super::super::table::render_table(&r, false);
@@ -238,11 +239,16 @@ mod tests {
             lines[1].starts_with("lab/nic0.toml  PASS (stand-in)"),
             "{table}"
         );
+        // The guest had the passed function, not an emulated NIC.
+        assert_eq!(lines[2], "    guest NIC: vfio-pci 0000:00:03.0 (nic0)");
         assert_eq!(
-            lines[2],
+            lines[3],
             "    stand-in adapter nic0 (0000:00:03.0): not a ConnectX; proves the lab path only"
         );
-        assert!(!lines[3].contains("stand-in"), "{table}");
+        assert!(
+            !lines[4].contains("stand-in") && !lines[4].contains("guest NIC"),
+            "{table}"
+        );
 
         let json: serde_json::Value =
             serde_json::from_str(&super::super::json::to_json(&r)).unwrap();
@@ -251,6 +257,10 @@ mod tests {
             "nic0 (0000:00:03.0)"
         );
         assert!(json["scenarios"][1]["boot"].get("stand_in").is_none());
+        assert_eq!(
+            json["scenarios"][0]["boot"]["nic"],
+            "vfio-pci 0000:00:03.0 (nic0)"
+        );
         let back =
             super::super::json::parse_report(Path::new("r.json"), &super::super::json::to_json(&r))
                 .unwrap();
@@ -276,6 +286,10 @@ mod tests {
             .find(|n| n.has_tag_name("system-out"))
             .and_then(|n| n.text())
             .unwrap();
+        assert!(
+            out.contains("nic=vfio-pci 0000:00:03.0 (nic0) fetch="),
+            "{out}"
+        );
         assert!(
             out.contains("stand-in adapter nic0 (0000:00:03.0)"),
             "{out}"

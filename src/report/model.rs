@@ -101,6 +101,8 @@ pub struct PhaseTiming {
 pub struct BootSummary {
     pub method: String,
     pub firmware: String,
+    /// The guest's network device: the emulated NIC's QEMU name, or for a lab run the passed
+    /// function ([`BootSummary::passed_nic`]; no emulated NIC), or `none`.
     pub nic: String,
     pub fetch: String,
     pub accel: String,
@@ -109,6 +111,24 @@ pub struct BootSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stand_in: Option<String>,
 }
+
+impl BootSummary {
+    /// `nic` for a run whose guest has only the lab adapter, passed through with VFIO.
+    pub fn passed_nic(adapter: &str, bdf: &str, vf: Option<u32>) -> String {
+        match vf {
+            Some(vf) => format!("{PASSED_NIC} VF {vf} of {bdf} ({adapter})"),
+            None => format!("{PASSED_NIC} {bdf} ({adapter})"),
+        }
+    }
+
+    /// The guest's NIC was a passed-through function.
+    pub fn nic_is_passed(&self) -> bool {
+        self.nic.split(' ').next() == Some(PASSED_NIC)
+    }
+}
+
+/// How `nic` starts for a passed-through function: the driver that holds it for the guest.
+const PASSED_NIC: &str = "vfio-pci";
 
 /// One thing the boot's checks or the run found wrong, typed until a renderer writes it as its
 /// sentence (result.json holds the sentences).

@@ -29,6 +29,9 @@ pub fn render_table(report: &RunReport, colour: bool) -> String {
     push_row(&mut out, &HEADERS.map(str::to_owned), &widths, None);
     for (r, s) in rows.iter().zip(&report.scenarios) {
         push_row(&mut out, r, &widths, colour.then_some(s.outcome));
+        if s.boot.nic_is_passed() {
+            let _ = writeln!(out, "    guest NIC: {}", one_line(&s.boot.nic));
+        }
         if let Some(adapter) = &s.boot.stand_in {
             let _ = writeln!(
                 out,

@@ -23,6 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::net::addr::Guid;
 use crate::vfio::Bdf;
 
 /// How long a run waits for another run holding its adapter, unless `[lab] lock_wait` says.
@@ -97,7 +98,8 @@ impl Default for Lab {
 pub struct Adapter {
     pub name: String,
     pub bdf: Bdf,
-    pub guid: Option<String>,
+    /// The port GUID: the IPoIB client-identifier is made from it.
+    pub guid: Option<Guid>,
     pub rom: Option<PathBuf>,
     /// Pass VF `vf` of `numvfs` instead of the PF.
     pub vf: Option<(u32, u32)>,
@@ -148,10 +150,12 @@ impl Inventory {
                 .bdf
                 .parse()
                 .map_err(|e| invalid(format!("[adapters.{name}] bdf = {:?}: {e}", a.bdf)))?;
-            if let Some(guid) = &a.guid {
-                crate::patch::dhcp::client_id_from_guid(guid)
-                    .map_err(|e| invalid(format!("[adapters.{name}] guid = {guid:?}: {e}")))?;
-            }
+            let guid = a
+                .guid
+                .as_deref()
+                .map(str::parse::<Guid>)
+                .transpose()
+                .map_err(|e| invalid(format!("[adapters.{name}] guid: {e}")))?;
             let vf = match (a.vf, a.numvfs) {
                 (Some(vf), numvfs) => Some((vf, numvfs.unwrap_or(vf + 1))),
                 (None, None) => None,
@@ -173,7 +177,7 @@ impl Inventory {
                 Adapter {
                     name,
                     bdf,
-                    guid: a.guid,
+                    guid,
                     rom: a.rom,
                     vf,
                     stand_in: a.stand_in,
@@ -242,7 +246,10 @@ vf = 2
         let inv = Inventory::parse(LAB, Path::new("lab.toml")).unwrap();
         let hca = &inv.adapters["hca0"];
         assert_eq!(hca.bdf.to_string(), "0000:81:00.0");
-        assert_eq!(hca.guid.as_deref(), Some("0002:c903:0000:1039"));
+        assert_eq!(
+            hca.guid.map(|g| g.to_string()).as_deref(),
+            Some("0002:c903:0000:1039")
+        );
         assert_eq!(inv.adapters["vf-pool"].vf, Some((2, 3)));
         for (bad, says) in [
             (LAB.replace("0000:81:00.0", "81:00"), "bdf"),
@@ -256,6 +263,32 @@ vf = 2
                 .to_string();
             assert!(e.starts_with("lab.toml: ") && e.contains(says), "{e}");
         }
+    }
+
+    #[test]
+    fn a_bad_guid_names_the_file_the_adapter_the_byte_and_the_fix() {
+        // Any form Guid reads is accepted, and kept as the GUID itself.
+        let dense = Inventory::parse(
+            &LAB.replace("0002:c903:0000:1039", "0002C90300001039"),
+            Path::new("lab.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            dense.adapters["hca0"].guid,
+            Some(crate::net::addr::Guid([0, 2, 0xc9, 3, 0, 0, 0x10, 0x39]))
+        );
+        let e = Inventory::parse(
+            &LAB.replace("0002:c903:0000:1039", "0002:c903:0000:10z9"),
+            Path::new("lab/inventory.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("lab/inventory.toml: [adapters.hca0] guid: "),
+            "{e}"
+        );
+        assert!(e.contains("\"0002:c903:0000:10z9\" at byte 17"), "{e}");
+        assert!(e.contains("write it as 0002:c903:0000:1039"), "{e}");
     }
 
     #[test]

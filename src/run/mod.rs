@@ -110,7 +110,7 @@ fn resolve_adapter(t: &mut Target, inventory: &inventory::Inventory) {
         (&t.adapter, &mut t.initrd)
     {
         if s.network.guid.is_none() && s.network.client_id.is_none() {
-            s.network.guid = a.guid.clone();
+            s.network.guid = a.guid.map(|g| g.to_string());
         }
     }
 }

@@ -71,17 +71,24 @@ impl DeviceLock {
 
 const POLL: Duration = Duration::from_millis(50);
 
-/// Takes the lock of `device`, waiting up to `wait` for another holder to finish.
+/// How long a waiter gives a new holder to write its name before saying it waits on an unknown
+/// one (the holder writes right after taking the lock).
+const HOLDER_GRACE: Duration = Duration::from_secs(1);
+
+/// Takes the lock of `device`, waiting up to `wait` for another holder to finish. When it has
+/// to wait, `on_wait` is called once with the holder (as soon as its name can be read).
 pub fn acquire(
     state_dir: &Path,
     device: &Bdf,
     holder: &Holder,
     wait: Duration,
+    on_wait: &mut dyn FnMut(Option<&Holder>),
 ) -> Result<DeviceLock, VfioError> {
     std::fs::create_dir_all(state_dir).map_err(io_error(state_dir))?;
     let path = lock_path(state_dir, device);
     let start = Instant::now();
     let mut file = open(&path)?;
+    let mut said = wait.is_zero();
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut locked) => {
@@ -99,6 +106,13 @@ pub fn acquire(
                         lock: path,
                         waited: start.elapsed(),
                     });
+                }
+                if !said {
+                    let other = read_holder(&path);
+                    if other.is_some() || start.elapsed() >= HOLDER_GRACE {
+                        on_wait(other.as_ref());
+                        said = true;
+                    }
                 }
                 file = back;
                 std::thread::sleep(POLL.min(wait.saturating_sub(start.elapsed())));
@@ -144,16 +158,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dev: Bdf = "0000:03:00.0".parse().unwrap();
         let first = Holder::this_process("first");
-        let held = acquire(dir.path(), &dev, &first, Duration::ZERO).unwrap();
+        let held = acquire(dir.path(), &dev, &first, Duration::ZERO, &mut |_| {
+            panic!("nobody holds it yet")
+        })
+        .unwrap();
         let start = Instant::now();
+        let mut told = Vec::new();
         let err = acquire(
             dir.path(),
             &dev,
             &Holder::this_process("second"),
             Duration::from_millis(300),
+            &mut |h| told.push((start.elapsed(), h.cloned())),
         )
         .unwrap_err();
         assert!(start.elapsed() >= Duration::from_millis(300));
+        // Said once, when the wait started, naming the holder.
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].0 < Duration::from_millis(100), "{told:?}");
+        assert_eq!(told[0].1.as_ref(), Some(&first));
         let VfioError::Locked { holder, .. } = &err else {
             panic!("{err}");
         };
@@ -167,7 +190,45 @@ mod tests {
         drop(held);
         // Released: the next taker gets it and its own name is inside.
         let second = Holder::this_process("second");
-        let held = acquire(dir.path(), &dev, &second, Duration::ZERO).unwrap();
+        let held = acquire(dir.path(), &dev, &second, Duration::ZERO, &mut |_| {
+            panic!("released: no wait")
+        })
+        .unwrap();
         assert_eq!(read_holder(held.path()), Some(second));
+    }
+
+    #[test]
+    fn a_holder_not_yet_named_is_said_unknown_after_a_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev: Bdf = "0000:03:00.0".parse().unwrap();
+        let path = lock_path(dir.path(), &dev);
+        // Locked, but the holder's name never written (it died between the two).
+        let _held = Flock::lock(open(&path).unwrap(), FlockArg::LockExclusiveNonblock).unwrap();
+        let start = Instant::now();
+        let mut told = Vec::new();
+        let err = acquire(
+            dir.path(),
+            &dev,
+            &Holder::this_process("second"),
+            HOLDER_GRACE + Duration::from_millis(200),
+            &mut |h| told.push((start.elapsed(), h.cloned())),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, VfioError::Locked { holder: None, .. }),
+            "{err}"
+        );
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].0 >= HOLDER_GRACE && told[0].1.is_none(), "{told:?}");
+        // No wait allowed: nothing to say.
+        let mut said = false;
+        let _ = acquire(
+            dir.path(),
+            &dev,
+            &Holder::this_process("third"),
+            Duration::ZERO,
+            &mut |_| said = true,
+        );
+        assert!(!said);
     }
 }

@@ -29,7 +29,7 @@ use thiserror::Error;
 pub use bdf::{BadBdf, Bdf};
 pub use kernel::{Kernel, SysfsKernel};
 pub use lock::Holder;
-pub use passthrough::{restore_all, Passthrough, Request, RestoreOutcome, SriovRequest};
+pub use passthrough::{restore_all, Notice, Passthrough, Request, RestoreOutcome, SriovRequest};
 pub use preflight::{preflight, CheckOptions, CheckRow, Preflight, Scope, Status};
 pub use record::DEFAULT_STATE_DIR;
 pub use sysfs::HostPaths;

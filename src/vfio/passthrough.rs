@@ -10,6 +10,7 @@ use super::bind;
 use super::device::{VfioDevice, VfioRom};
 use super::kernel::Kernel;
 use super::lock::{self, DeviceLock, Holder};
+use super::memlock::{self, Memlock};
 use super::preflight::{preflight, CheckOptions, Preflight, Scope};
 use super::record::{self, Record, SriovRecord};
 use super::sysfs;
@@ -57,6 +58,21 @@ impl Request {
             settle: bind::BIND_TIMEOUT,
         }
     }
+}
+
+/// What preparing tells its caller as it happens, for the operator.
+#[derive(Debug, Clone, Copy)]
+pub enum Notice<'a> {
+    /// Another run holds the adapter: this one waits up to `wait` (said once, when the wait
+    /// starts; `holder` is `None` when the holder never wrote its name).
+    Waiting {
+        device: Bdf,
+        holder: Option<&'a Holder>,
+        lock: &'a Path,
+        wait: Duration,
+    },
+    /// This process's locked-memory limit was raised for the guest (`Memlock::Raised`).
+    Memlock(&'a Memlock),
 }
 
 /// What was changed, undone on drop.
@@ -159,15 +175,47 @@ impl<K: Kernel> Passthrough<K> {
     /// checks, records, creates VFs if asked, and binds the passed function's IOMMU group to
     /// vfio-pci. On error, whatever was already changed is undone before returning.
     pub fn prepare(kernel: K, req: &Request) -> Result<Self, VfioError> {
+        Self::prepare_noting(kernel, req, &mut |_| {})
+    }
+
+    /// [`Self::prepare`], telling `notice` when it waits for the adapter and when it raises the
+    /// locked-memory limit (before the preflight, which then finds it enough).
+    pub fn prepare_noting(
+        kernel: K,
+        req: &Request,
+        notice: &mut dyn FnMut(Notice),
+    ) -> Result<Self, VfioError> {
         let holder = Holder::this_process(&req.scenario);
-        let lock = lock::acquire(&req.state_dir, &req.device, &holder, req.lock_wait)?;
+        let lock_file = lock::lock_path(&req.state_dir, &req.device);
+        let lock = lock::acquire(
+            &req.state_dir,
+            &req.device,
+            &holder,
+            req.lock_wait,
+            &mut |other| {
+                notice(Notice::Waiting {
+                    device: req.device,
+                    holder: other,
+                    lock: &lock_file,
+                    wait: req.lock_wait,
+                })
+            },
+        )?;
         let path = record::record_path(&req.state_dir, &req.device);
         if path.exists() {
             let left = record::load(&path)?;
             restore_record(&kernel, &left, &path, req.settle)?;
         }
+        let memlock = req
+            .memory_mib
+            .map(|mib| memlock::ensure(memlock::needed_bytes(mib)))
+            .transpose()?;
+        if let Some(raised @ Memlock::Raised { .. }) = &memlock {
+            notice(Notice::Memlock(raised));
+        }
         let opts = CheckOptions {
             memory_mib: req.memory_mib,
+            memlock,
             romfile: req.romfile.clone(),
             read_card_rom: req.read_card_rom,
             scope: if req.sriov.is_some() {
@@ -192,8 +240,9 @@ impl<K: Kernel> Passthrough<K> {
             Some(sriov) => {
                 let vf = changes.create_vfs(&req.device, sriov)?;
                 let vf_opts = CheckOptions {
-                    // The limit was raised for this process by the PF's check.
+                    // The limit was raised for this process before the PF's check.
                     memory_mib: None,
+                    memlock: None,
                     romfile: req.romfile.clone(),
                     read_card_rom: false,
                     scope: Scope::Passthrough,
@@ -345,7 +394,7 @@ pub fn restore_all(
         };
         let holder = Holder::this_process("bootrig vfio restore");
         // A live run holds the lock: its own guard restores; do not pull the device from it.
-        let result = lock::acquire(state_dir, &rec.device, &holder, Duration::ZERO)
+        let result = lock::acquire(state_dir, &rec.device, &holder, Duration::ZERO, &mut |_| {})
             .and_then(|_lock| restore_record(kernel, &rec, &path, settle));
         out.push(RestoreOutcome {
             record: path,

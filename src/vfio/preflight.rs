@@ -75,6 +75,9 @@ pub enum Scope {
 pub struct CheckOptions {
     /// Guest memory; the memlock row is skipped without it.
     pub memory_mib: Option<u32>,
+    /// What the run already did about the limit ([`memlock::ensure`]); without it the row only
+    /// says what a run would do, changing nothing.
+    pub memlock: Option<Memlock>,
     /// A FlexBoot image to load instead of the card's own ROM.
     pub romfile: Option<PathBuf>,
     /// Read the card's own ROM when no romfile is given (writes sysfs `rom`).
@@ -208,7 +211,7 @@ pub fn preflight(kernel: &dyn Kernel, device: &Bdf, opts: &CheckOptions) -> Pref
         }
         report.checks.push(vfio_dev(paths, report.group));
     }
-    let check = memlock_row(opts.memory_mib, &mut report);
+    let check = memlock_row(opts.memory_mib, opts.memlock, &mut report);
     report.checks.push(check);
     // A VF has no ROM BAR of its own; neither does the VF a PF check is for.
     let is_vf =
@@ -543,7 +546,7 @@ fn vfio_dev(paths: &HostPaths, group: Option<u32>) -> CheckRow {
     }
 }
 
-fn memlock_row(memory_mib: Option<u32>, report: &mut Preflight) -> CheckRow {
+fn memlock_row(memory_mib: Option<u32>, done: Option<Memlock>, report: &mut Preflight) -> CheckRow {
     let Some(mib) = memory_mib else {
         return row(
             "memlock",
@@ -551,7 +554,11 @@ fn memlock_row(memory_mib: Option<u32>, report: &mut Preflight) -> CheckRow {
             "not checked: give the guest memory (--memory MIB)",
         );
     };
-    match memlock::ensure(memlock::needed_bytes(mib)) {
+    let outcome = match done {
+        Some(done) => Ok(done),
+        None => memlock::check(memlock::needed_bytes(mib)),
+    };
+    match outcome {
         Ok(outcome) => {
             report.memlock = Some(outcome);
             let r = row(

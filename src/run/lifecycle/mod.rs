@@ -171,7 +171,7 @@ fn boot_and_judge(
     // Guards, dropped in reverse on an error return: QEMU is killed, the HTTP server stopped,
     // the network taken down, the adapter given back, the sockets removed.
     let sockets = qemu::Sockets::bind()?;
-    let passthrough = adapter::bind(target)?;
+    let passthrough = adapter::bind(target, ctx)?;
     let mut segment = net::segment(target, &media, dir)?;
     let host_tap = net::host_tap(target)?;
     let netboot = media::netboot(target, &media, segment.as_ref())?;

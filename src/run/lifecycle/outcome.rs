@@ -42,6 +42,14 @@ pub(super) fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) ->
                 }
                 _ => None,
             },
+            nic: match &target.adapter {
+                // The adapter is the guest's network: it has no emulated NIC.
+                Some(crate::run::target::AdapterNeed::Found(a)) => {
+                    BootSummary::passed_nic(&a.name, &a.bdf.to_string(), a.vf.map(|(vf, _)| vf))
+                }
+                Some(_) => "none (adapter not found)".into(),
+                None => target.boot.nic.device().to_string(),
+            },
             ..summary(&target.boot, accel)
         },
         console_excerpt: String::new(),
