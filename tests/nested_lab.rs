@@ -3,9 +3,13 @@
 //! TCG VM running a TCG guest, several minutes): it runs once, and needs root and QEMU; without
 //! them it says why and passes as skipped.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+
+use common::Need;
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -39,12 +43,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_lab_path_runs_end_to_end_in_a_nested_lab() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: the nested lab needs root (9p passthrough, VFIO in the outer VM)");
-        return;
-    }
-    if !repo.join("images/cache/current/vmlinuz").exists() {
-        eprintln!("skipped: no images/cache/current/vmlinuz (run images/setup)");
+    // Root: 9p passthrough of the host's root and VFIO in the outer VM.
+    if !common::require(&[Need::Root, Need::Qemu, Need::Setup]) {
         return;
     }
     // Relative paths, as the README writes the command.

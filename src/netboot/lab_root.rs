@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -123,7 +124,17 @@ fn replace_with_file(source: &Path, dest: &Path) -> Result<PathBuf, LabRootError
     };
     let tmp = temp_beside(dest);
     remove_stale(&tmp).map_err(place)?;
-    let linked = match std::fs::hard_link(source, &tmp) {
+    // A lab's TFTP server seldom runs as root (tftpd-hpa drops to its own user): a link keeps
+    // the source's mode, so a file others cannot read (a 0600 /boot/vmlinuz) is copied as 0644.
+    let readable_by_others = std::fs::metadata(source)
+        .map(|m| m.permissions().mode() & 0o004 != 0)
+        .map_err(place)?;
+    let link = if readable_by_others {
+        std::fs::hard_link(source, &tmp)
+    } else {
+        Err(io::Error::from_raw_os_error(nix::libc::EPERM))
+    };
+    let linked = match link {
         Ok(()) => Ok(()),
         // Another file system, links refused (protected_hardlinks), or none (some shares): copy.
         Err(e)
@@ -173,6 +184,7 @@ fn copy_synced(source: &Path, dest: &Path) -> io::Result<()> {
     let mut input = File::open(source)?;
     let mut out = File::create(dest)?;
     io::copy(&mut input, &mut out)?;
+    out.set_permissions(std::fs::Permissions::from_mode(0o644))?;
     out.sync_all()
 }
 
@@ -245,6 +257,28 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["boot.ipxe", "initrd.img", "vmlinuz"]);
+    }
+
+    #[test]
+    fn a_kernel_others_cannot_read_is_copied_readable_and_left_as_it_was() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kernel = tmp.path().join("vmlinuz-6.1");
+        let initrd = tmp.path().join("scenario.img");
+        std::fs::write(&kernel, b"kernel").unwrap();
+        std::fs::write(&initrd, b"initrd").unwrap();
+        std::fs::set_permissions(&kernel, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&initrd, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let root = tmp.path().join("tftp");
+        stage(&root, "nic0", &kernel, &initrd, &spec()).unwrap();
+        let staged = std::fs::metadata(root.join("nic0/vmlinuz")).unwrap();
+        assert_eq!(staged.permissions().mode() & 0o777, 0o644);
+        let source = std::fs::metadata(&kernel).unwrap();
+        assert_eq!(source.permissions().mode() & 0o777, 0o600);
+        use std::os::unix::fs::MetadataExt;
+        assert_ne!(staged.ino(), source.ino(), "a copy, not a link");
+        // A readable initrd is still linked: no copy of a large file.
+        let linked = std::fs::metadata(root.join("nic0/initrd.img")).unwrap();
+        assert_eq!(linked.ino(), std::fs::metadata(&initrd).unwrap().ino());
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub enum VfioError {
         lock: PathBuf,
         waited: Duration,
     },
+    #[error("writing the VFIO record")]
+    SaveRecord(#[from] crate::fsutil::OutputError),
     #[error("VFIO record {path}")]
     BadRecord {
         path: PathBuf,

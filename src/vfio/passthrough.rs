@@ -290,6 +290,11 @@ impl<K: Kernel> Passthrough<K> {
         self.device
     }
 
+    /// Where the lock and the record live (`bootrig vfio restore --state-dir` reads it).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.changes.state_dir
+    }
+
     pub fn group(&self) -> u32 {
         self.group
     }

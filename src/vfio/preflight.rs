@@ -575,7 +575,7 @@ fn memlock_row(memory_mib: Option<u32>, done: Option<Memlock>, report: &mut Pref
                 None => r,
             }
         }
-        Err(e) => row("memlock", Status::Fail, e.to_string()),
+        Err(e) => row("memlock", Status::Fail, crate::error_chain(&e)),
     }
 }
 
@@ -611,7 +611,7 @@ fn rom_row(
     };
     let bytes = match bytes {
         Ok(b) => b,
-        Err(e) => return row("rom", Status::Fail, e.to_string()),
+        Err(e) => return row("rom", Status::Fail, crate::error_chain(&e)),
     };
     match rom::parse(&bytes) {
         Ok(info) => {

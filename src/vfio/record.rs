@@ -74,10 +74,8 @@ pub fn save(state_dir: &Path, record: &Record) -> Result<(), VfioError> {
         source,
     })?;
     json.push(b'\n');
-    crate::fsutil::write_atomic(&path, &json, true).map_err(|e| VfioError::Io {
-        path: path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })
+    crate::fsutil::write_atomic(&path, &json, true)?;
+    Ok(())
 }
 
 pub fn load(path: &Path) -> Result<Record, VfioError> {
