@@ -54,12 +54,9 @@ impl<'a> BootWatch<'a> {
         segment: Option<&'a mut Segment>,
     ) -> Self {
         let mut limits = DEFAULT_PHASE_LIMITS.to_vec();
-        // Scenario::parse refused names that are no phase, so none is dropped here.
-        for (name, limit) in &target.expect.phase_timeouts {
-            if let Some(phase) = Phase::ALL.into_iter().find(|p| p.name() == name) {
-                limits.retain(|(p, _)| *p != phase);
-                limits.push((phase, *limit));
-            }
+        for &(phase, limit) in &target.expect.phase_timeouts {
+            limits.retain(|(p, _)| *p != phase);
+            limits.push((phase, limit));
         }
         let restart_pending = matches!(
             &target.backend,
