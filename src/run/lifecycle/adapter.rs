@@ -40,9 +40,8 @@ fn bind_adapter(
 /// Puts the adapter's drivers back now; a failure is a finding naming the way out.
 pub(super) fn restore(passthrough: Passthrough<SysfsKernel>, findings: &mut Findings) {
     if let Err(e) = passthrough.restore() {
-        findings.boot.push(Finding::Run(format!(
-            "putting the adapter's drivers back: {} (run bootrig vfio restore)",
-            crate::error_chain(&e)
-        )));
+        findings.boot.push(Finding::AdapterRestore {
+            error: crate::error_chain(&e),
+        });
     }
 }

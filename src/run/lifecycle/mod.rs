@@ -228,9 +228,7 @@ fn boot_and_judge(
     };
     let (mut findings, cause) = outcome::examine(target, &media.plan, &ended, answers);
     if let Some(e) = watched.restart_error {
-        findings.boot.push(Finding::Run(format!(
-            "the restart-mid-boot fault failed: {e}"
-        )));
+        findings.boot.push(Finding::RestartFault { error: e });
     }
     // Teardown in this order, each failure a finding.
     if let Some(seg) = segment {
