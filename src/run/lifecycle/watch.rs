@@ -8,6 +8,7 @@ use crate::console::driver::Watch;
 use crate::console::ConsoleLine;
 use crate::net::Segment;
 use crate::qemu::qmp::QmpEvent;
+use crate::report::progress::Stage;
 use crate::report::Progress;
 use crate::run::target::Target;
 use crate::scenario::{Backend, DhcpServer};
@@ -42,9 +43,6 @@ pub(super) struct Watched {
 /// Phase limits when a scenario gives none: iPXE's own DHCP retries take under a minute, so a
 /// longer silence there is a network with no DHCP server.
 const DEFAULT_PHASE_LIMITS: &[(Phase, Duration)] = &[(Phase::IpxeDhcp, Duration::from_secs(90))];
-
-/// What progress shows before any console line proves a phase.
-const STARTING: &str = "starting";
 
 impl<'a> BootWatch<'a> {
     pub(super) fn new(
@@ -131,8 +129,8 @@ impl Watch for BootWatch<'_> {
         if self.shown == Some(phase) {
             self.progress.tick();
         } else {
-            let name = phase.map_or(STARTING, Phase::name);
-            self.progress.phase(&self.id, name, elapsed);
+            let stage = phase.map_or(Stage::Starting, Stage::Boot);
+            self.progress.stage(&self.id, stage, elapsed);
             self.shown = Some(phase);
         }
     }
