@@ -259,11 +259,7 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
 
     let spec = stanza::StanzaSpec {
         modules: loads.iter().map(|l| l.stanza.clone()).collect(),
-        network: network_spec(
-            s,
-            client_id.as_ref().map(ClientId::to_string).as_deref(),
-            dhclient.as_ref(),
-        ),
+        network: network_spec(s, client_id.as_ref(), dhclient.as_ref()),
         then: opts.then,
         tools_dir: Some(TOOLS_DIR.to_string()),
         rdma: rdma.as_ref().map(|r| r.stanza.clone()),
@@ -769,7 +765,7 @@ fn client_id(s: &Scenario) -> Result<Option<ClientId>, BuildError> {
 
 fn network_spec(
     s: &Scenario,
-    client_id: Option<&str>,
+    client_id: Option<&ClientId>,
     dhclient: Option<&dhcp::DhclientSetup>,
 ) -> stanza::Network {
     let interface = s.network.interface.clone();
@@ -784,7 +780,7 @@ fn network_spec(
             interface,
             client: stanza::DhcpClient::Udhcpc {
                 script: UDHCPC_SCRIPT_IN_IMAGE.to_string(),
-                client_id: client_id.map(str::to_string),
+                client_id: client_id.cloned(),
             },
         },
         Addressing::Dhcp(DhcpChoice::Dhclient) => match dhclient {

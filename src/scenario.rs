@@ -477,12 +477,12 @@ pub struct Expect {
     /// scenario configures the network).
     pub address: Option<String>,
     /// The classified failure that is this scenario's expected outcome.
-    pub failure: Option<String>,
+    pub failure: Option<crate::verdict::cause::CauseKind>,
     /// The whole boot.
     #[serde(with = "humantime_serde_secs")]
     pub timeout: std::time::Duration,
-    /// Per-phase limits: phase name (as `verdict::phases` names it) and its limit.
-    pub phase_timeouts: Vec<(String, std::time::Duration)>,
+    /// Per-phase limits, each phase once.
+    pub phase_timeouts: Vec<(crate::verdict::phases::Phase, std::time::Duration)>,
     /// Regular expressions that must match some console line.
     pub console: Vec<String>,
     /// Regular expressions no console line may match.
@@ -1078,27 +1078,27 @@ fn expect_from(raw: RawExpect, interface: &str, addressing: &Addressing) -> Resu
         None => DEFAULT_TIMEOUT,
     };
     let mut phase_timeouts = Vec::new();
-    for (phase, limit) in &raw.phases {
-        let names: Vec<&str> = crate::verdict::phases::Phase::ALL
-            .iter()
-            .map(|p| p.name())
-            .collect();
-        if !names.contains(&phase.as_str()) {
-            let hint = crate::kmod::suggest::nearest(phase, &names)
+    for (name, limit) in &raw.phases {
+        use crate::verdict::phases::Phase;
+        let Some(phase) = Phase::ALL.into_iter().find(|p| p.name() == name) else {
+            let names: Vec<&str> = Phase::ALL.iter().map(|p| p.name()).collect();
+            let hint = crate::kmod::suggest::nearest(name, &names)
                 .first()
                 .map(|n| format!(" (did you mean {n:?}?)"))
                 .unwrap_or_default();
             return Err(format!(
-                "[expect.phases] {phase:?} is not a boot phase{hint}; phases: {}",
+                "[expect.phases] {name:?} is not a boot phase{hint}; phases: {}",
                 names.join(", ")
             ));
-        }
-        phase_timeouts.push((phase.clone(), duration(&format!("phases.{phase}"), limit)?));
+        };
+        phase_timeouts.push((phase, duration(&format!("phases.{name}"), limit)?));
     }
-    if let Some(kind) = &raw.failure {
-        kind.parse::<crate::verdict::cause::CauseKind>()
-            .map_err(|e| format!("[expect] failure: {e}"))?;
-    }
+    let failure = raw
+        .failure
+        .as_deref()
+        .map(str::parse::<crate::verdict::cause::CauseKind>)
+        .transpose()
+        .map_err(|e| format!("[expect] failure: {e}"))?;
     if let Some(subnet) = &raw.address {
         validate_cidr(subnet).map_err(|m| format!("[expect] address = {subnet:?}: {m}"))?;
         if matches!(addressing, Addressing::None) {
@@ -1125,7 +1125,7 @@ fn expect_from(raw: RawExpect, interface: &str, addressing: &Addressing) -> Resu
     Ok(Expect {
         modules_in_order: raw.modules_in_order.unwrap_or(true),
         address: raw.address,
-        failure: raw.failure,
+        failure,
         timeout,
         phase_timeouts,
         console: raw.console,
@@ -1474,9 +1474,18 @@ guid = "0002:c903:0000:1039"
             "failure = \"unknown-symbol\"\ntimeout = \"2m\"\n[expect.phases]\nipxe-dhcp = \"30s\"",
         )
         .unwrap();
-        assert_eq!(s.expect.failure.as_deref(), Some("unknown-symbol"));
+        assert_eq!(
+            s.expect.failure,
+            Some(crate::verdict::cause::CauseKind::UnknownSymbol)
+        );
         assert_eq!(s.expect.timeout, std::time::Duration::from_secs(120));
-        assert_eq!(s.expect.phase_timeouts[0].0, "ipxe-dhcp");
+        assert_eq!(
+            s.expect.phase_timeouts,
+            [(
+                crate::verdict::phases::Phase::IpxeDhcp,
+                std::time::Duration::from_secs(30)
+            )]
+        );
         let e = with("failure = \"unknown-symbl\"").unwrap_err().to_string();
         assert!(e.contains("did you mean \"unknown-symbol\""), "{e}");
         let e = with("[expect.phases]\nipxe_dhcp = \"30s\"")

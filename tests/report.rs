@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use bootrig::report::progress::Stage;
 use bootrig::report::{
     read_report, render_table, to_junit_xml, write_report, BootSummary, CauseReport, Outcome,
     PhaseTiming, Progress, RunReport, ScenarioReport, Shard, SCHEMA,
@@ -260,7 +261,7 @@ fn table_and_progress_from_the_library() {
     let log = tempfile::NamedTempFile::new().unwrap();
     let progress = Progress::new(Box::new(log.reopen().unwrap()), false, 80);
     progress.started("y.toml");
-    progress.phase("y.toml", "kernel", Duration::from_secs(1));
+    progress.stage("y.toml", Stage::Boot(Phase::Kernel), Duration::from_secs(1));
     progress.finished(&r.scenarios[1]);
     let text = std::fs::read_to_string(log.path()).unwrap();
     assert_eq!(text.lines().count(), 3, "{text}");

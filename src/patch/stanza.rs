@@ -9,6 +9,8 @@
 
 use thiserror::Error;
 
+use crate::net::addr::ClientId;
+
 /// The functions the rendered stanza calls.
 const FUNCTIONS: &str = include_str!("../../harness/stanza.sh");
 
@@ -65,8 +67,8 @@ pub enum DhcpClient {
     Udhcpc {
         /// The udhcpc script in the image (see [`UDHCPC_SCRIPT`]).
         script: String,
-        /// DHCP option 61 as hex bytes, `ff:00:...` (colons optional).
-        client_id: Option<String>,
+        /// DHCP option 61, parsed once by `net::addr`.
+        client_id: Option<ClientId>,
     },
     /// ISC dhclient; all paths in the image.
     Dhclient {
@@ -121,8 +123,6 @@ pub enum StanzaError {
         what: &'static str,
         example: &'static str,
     },
-    #[error("client-identifier {value:?}: expected hex bytes such as ff:00:00:00:00:00:02:00 (bootrig::patch::dhcp makes one from a GUID)")]
-    ClientId { value: String },
 }
 
 /// The stanza for `spec`: a self-contained block of POSIX shell.
@@ -271,7 +271,7 @@ fn network_calls<'a>(
             let mut call = format!("bootrig_udhcpc {q} {}", quote(script));
             if let Some(id) = client_id {
                 call.push(' ');
-                call.push_str(&quote(&client_id_hex(id)?));
+                call.push_str(&quote(&client_id_hex(id)));
             }
             call
         }
@@ -312,14 +312,10 @@ fn network_calls<'a>(
     Ok(Some(interface))
 }
 
-/// `ff:00:...` or `ff00...` as the bare hex udhcpc's `-x 0x3d:HEX` takes.
-fn client_id_hex(id: &str) -> Result<String, StanzaError> {
-    let hex: String = id.chars().filter(|&c| c != ':').collect();
-    let valid = !hex.is_empty() && hex.len() % 2 == 0 && hex.chars().all(|c| c.is_ascii_hexdigit());
-    if !valid {
-        return Err(StanzaError::ClientId { value: id.into() });
-    }
-    Ok(hex.to_ascii_lowercase())
+/// The bare hex udhcpc's `-x 0x3d:HEX` takes: two digits a byte, from the parsed bytes, so
+/// `1:2:a` is `01020a` and not the odd-length `12a` a text filter would make.
+fn client_id_hex(id: &ClientId) -> String {
+    id.to_plain_hex()
 }
 
 fn checked<'a>(
@@ -387,7 +383,7 @@ mod tests {
                 interface: "ib0".into(),
                 client: DhcpClient::Udhcpc {
                     script: UDHCPC_SCRIPT_DEFAULT_PATH.into(),
-                    client_id: Some("FF:00:00:00:00:00:02:00".into()),
+                    client_id: Some("FF:00:00:00:00:00:02:00".parse().unwrap()),
                 },
             },
             then: Then::PowerOff,
@@ -509,19 +505,24 @@ mod tests {
         let mut s = spec();
         s.modules[0].params = "a\0b".into();
         assert!(matches!(render(&s), Err(StanzaError::Nul { .. })));
+    }
+
+    #[test]
+    fn an_unnormalised_client_id_is_sent_two_digits_a_byte() {
+        // One hex digit a byte is how dhclient and dnsmasq write small bytes; udhcpc's bare
+        // hex needs both digits of each.
         let mut s = spec();
         s.network = Network::Dhcp {
             interface: "eth0".into(),
             client: DhcpClient::Udhcpc {
                 script: "/s".into(),
-                client_id: Some("ff:0g".into()),
+                client_id: Some("1:2:a".parse().unwrap()),
             },
         };
-        assert_eq!(
-            render(&s),
-            Err(StanzaError::ClientId {
-                value: "ff:0g".into()
-            })
+        let text = render(&s).unwrap();
+        assert!(
+            text.contains("\tbootrig_udhcpc 'eth0' '/s' '01020a'\n"),
+            "{text}"
         );
     }
 

@@ -201,9 +201,40 @@ pub enum Finding {
     StoppedAt {
         line: String,
     },
-    /// What the run's own machinery found (the DHCP server's leases, network or adapter
-    /// teardown), as it says it.
-    Run(String),
+    /// `[expect] lease`: its client_id (as written) is no client-identifier.
+    LeaseClientIdInvalid {
+        client_id: String,
+        error: String,
+    },
+    /// `[expect] lease`: the DHCP server's lease file could not be read.
+    LeasesUnreadable {
+        error: String,
+    },
+    /// `[expect] lease`: the server leased another address to the client.
+    LeaseOther {
+        client_id: String,
+        got: std::net::Ipv4Addr,
+        want: String,
+    },
+    /// `[expect] lease`: the server leased nothing to the client; `leases` is all it leased.
+    LeaseNone {
+        client_id: String,
+        leases: Vec<crate::net::lease::Lease>,
+    },
+    /// Removing the network segment or the bridge tap failed.
+    NetworkTeardown {
+        error: String,
+    },
+    /// Putting the lab adapter's drivers back failed.
+    AdapterRestore {
+        error: String,
+        /// The command that puts them back from the record.
+        restore: String,
+    },
+    /// The `restart-mid-boot` DHCP fault could not restart the server.
+    RestartFault {
+        error: String,
+    },
     /// A finding read back from a report file: only its text survives.
     Recorded(String),
 }
@@ -266,7 +297,45 @@ impl fmt::Display for Finding {
             }
             Finding::ShellNoAnswer { command } => write!(f, "shell: `{command}` got no answer"),
             Finding::StoppedAt { line } => write!(f, "the boot stopped at {line:?}"),
-            Finding::Run(text) | Finding::Recorded(text) => f.write_str(text),
+            Finding::LeaseClientIdInvalid { client_id, error } => {
+                write!(f, "[expect] lease client_id {client_id:?}: {error}")
+            }
+            Finding::LeasesUnreadable { error } => {
+                write!(f, "reading the DHCP server's leases: {error}")
+            }
+            Finding::LeaseOther {
+                client_id,
+                got,
+                want,
+            } => write!(
+                f,
+                "the DHCP server leased {got} to client-identifier {client_id}, not {want}"
+            ),
+            Finding::LeaseNone { client_id, leases } => {
+                write!(
+                    f,
+                    "the DHCP server leased nothing to client-identifier {client_id} (leases: "
+                )?;
+                for (i, l) in leases.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    match &l.client_id {
+                        Some(id) => write!(f, "{sep}{} {id}", l.ip)?,
+                        None => write!(f, "{sep}{} -", l.ip)?,
+                    }
+                }
+                f.write_str(")")
+            }
+            Finding::NetworkTeardown { error } => write!(f, "network teardown: {error}"),
+            Finding::AdapterRestore { error, restore } => {
+                write!(
+                    f,
+                    "putting the adapter's drivers back: {error} (run {restore})"
+                )
+            }
+            Finding::RestartFault { error } => {
+                write!(f, "the restart-mid-boot fault failed: {error}")
+            }
+            Finding::Recorded(text) => f.write_str(text),
         }
     }
 }
@@ -469,6 +538,83 @@ mod tests {
             Finding::Recorded("no console line matches \"login:\"".into())
         );
         assert_eq!(back.findings[1].to_string(), s.findings[1].to_string());
+    }
+
+    /// The run's own findings are typed now; result.json keeps the sentences they were.
+    #[test]
+    fn run_findings_render_as_the_sentences_they_were() {
+        let lease = |ip: [u8; 4], id: Option<&str>| crate::net::lease::Lease {
+            expiry: 0,
+            mac: "52:54:00:12:34:56".into(),
+            ip: ip.into(),
+            hostname: None,
+            client_id: id.map(|id| id.parse().unwrap()),
+        };
+        let cases = [
+            (
+                Finding::LeaseClientIdInvalid {
+                    client_id: "zz".into(),
+                    error: "not hex".into(),
+                },
+                "[expect] lease client_id \"zz\": not hex",
+            ),
+            (
+                Finding::LeasesUnreadable {
+                    error: "no such file".into(),
+                },
+                "reading the DHCP server's leases: no such file",
+            ),
+            (
+                Finding::LeaseOther {
+                    client_id: "FF:00:1".into(),
+                    got: [10, 0, 0, 9].into(),
+                    want: "10.0.0.5".into(),
+                },
+                "the DHCP server leased 10.0.0.9 to client-identifier FF:00:1, not 10.0.0.5",
+            ),
+            (
+                Finding::LeaseNone {
+                    client_id: "ff:00:01".into(),
+                    leases: vec![
+                        lease([10, 0, 0, 7], Some("1:2:a")),
+                        lease([10, 0, 0, 8], None),
+                    ],
+                },
+                "the DHCP server leased nothing to client-identifier ff:00:01 \
+                 (leases: 10.0.0.7 01:02:0a, 10.0.0.8 -)",
+            ),
+            (
+                Finding::LeaseNone {
+                    client_id: "ff:00:01".into(),
+                    leases: Vec::new(),
+                },
+                "the DHCP server leased nothing to client-identifier ff:00:01 (leases: )",
+            ),
+            (
+                Finding::NetworkTeardown {
+                    error: "deleting tap0: busy".into(),
+                },
+                "network teardown: deleting tap0: busy",
+            ),
+            (
+                Finding::AdapterRestore {
+                    error: "binding mlx4_core: EBUSY".into(),
+                    restore: "bootrig vfio restore".into(),
+                },
+                "putting the adapter's drivers back: binding mlx4_core: EBUSY \
+                 (run bootrig vfio restore)",
+            ),
+            (
+                Finding::RestartFault {
+                    error: "dnsmasq: gone".into(),
+                },
+                "the restart-mid-boot fault failed: dnsmasq: gone",
+            ),
+        ];
+        for (finding, text) in cases {
+            assert_eq!(finding.to_string(), text);
+            assert_eq!(serde_json::to_value(&finding).unwrap(), text);
+        }
     }
 
     #[test]

@@ -11,6 +11,30 @@ use std::time::{Duration, Instant};
 
 use super::model::{Outcome, ScenarioReport};
 use crate::console::text::strip_escapes;
+use crate::verdict::phases::Phase;
+
+/// Where a running scenario is. A scenario's progress is `started`, then stages in order, then
+/// `finished` with its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Its initrd and boot files are being made.
+    Build,
+    /// QEMU runs; no console line has proven a phase yet.
+    Starting,
+    /// The boot phase the console last proved.
+    Boot(Phase),
+}
+
+impl Stage {
+    /// The name progress shows: a boot phase by its result.json name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Build => "build",
+            Stage::Starting => "starting",
+            Stage::Boot(phase) => phase.name(),
+        }
+    }
+}
 
 /// Width assumed when the terminal's is unknown; block lines are cut to it so none wraps
 /// (a wrapped line would break the cursor arithmetic of the redraw).
@@ -34,7 +58,7 @@ struct State {
 
 struct Running {
     id: String,
-    phase: String,
+    stage: Stage,
     started: Instant,
 }
 
@@ -77,7 +101,7 @@ impl Progress {
             seq,
             Running {
                 id: id.to_owned(),
-                phase: "starting".to_owned(),
+                stage: Stage::Starting,
                 started: Instant::now(),
             },
         );
@@ -85,8 +109,8 @@ impl Progress {
         self.emit(&mut st, &line);
     }
 
-    /// `id` entered `phase`, `elapsed` after it started.
-    pub fn phase(&self, id: &str, phase: &str, elapsed: Duration) {
+    /// `id` entered `stage`, `elapsed` after it started.
+    pub fn stage(&self, id: &str, stage: Stage, elapsed: Duration) {
         let mut st = self.lock();
         // The worker's clock is the truth: re-anchor the start so the block shows its elapsed.
         let started = Instant::now()
@@ -94,7 +118,7 @@ impl Progress {
             .unwrap_or_else(Instant::now);
         match st.running.values_mut().find(|r| r.id == id) {
             Some(r) => {
-                r.phase = phase.to_owned();
+                r.stage = stage;
                 r.started = started;
             }
             None => {
@@ -105,7 +129,7 @@ impl Progress {
                     seq,
                     Running {
                         id: id.to_owned(),
-                        phase: phase.to_owned(),
+                        stage,
                         started,
                     },
                 );
@@ -115,11 +139,19 @@ impl Progress {
             format!(
                 "{} phase {} at {:.1}s",
                 clean(id),
-                clean(phase),
+                stage.name(),
                 elapsed.as_secs_f64()
             ),
             false,
         );
+        self.emit(&mut st, &line);
+    }
+
+    /// Something `id`'s run wants its user to know now (it raised a limit, it waits for an
+    /// adapter): a line of its own, kept on a terminal, not a stage.
+    pub fn note(&self, id: &str, text: &str) {
+        let mut st = self.lock();
+        let line = self.stamp(format!("{} {}", clean(id), clean(text)), true);
         self.emit(&mut st, &line);
     }
 
@@ -190,7 +222,7 @@ impl Progress {
         let now = Instant::now();
         for r in st.running.values() {
             let secs = now.saturating_duration_since(r.started).as_secs();
-            let line = format!("  {}  {}  {}s", clean(&r.id), clean(&r.phase), secs);
+            let line = format!("  {}  {}  {}s", clean(&r.id), r.stage.name(), secs);
             text.push_str(&cut(&line, self.width - 1));
             text.push('\n');
         }
@@ -231,7 +263,7 @@ fn write_all(out: &mut Box<dyn Write + Send>, text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
-/// One line, no escape sequences or controls: ids and phases come from files and consoles.
+/// One line, no escape sequences or controls: ids and reasons come from files and consoles.
 fn clean(text: &str) -> String {
     strip_escapes(text)
         .chars()
@@ -280,7 +312,11 @@ mod tests {
         let buf = Shared::default();
         let p = Progress::new(Box::new(buf.clone()), false, 80);
         p.started("a.toml");
-        p.phase("a.toml", "kernel", Duration::from_millis(1500));
+        p.stage(
+            "a.toml",
+            Stage::Boot(Phase::Kernel),
+            Duration::from_millis(1500),
+        );
         p.tick();
         p.finished(&scenario("a.toml", Outcome::Fail));
         p.clear();
@@ -302,7 +338,11 @@ mod tests {
         let p = Progress::new(Box::new(buf.clone()), true, 80);
         p.started("a.toml");
         p.started("b.toml");
-        p.phase("b.toml", "ipxe", Duration::from_secs(2));
+        p.stage(
+            "b.toml",
+            Stage::Boot(Phase::IpxeDhcp),
+            Duration::from_secs(2),
+        );
         p.finished(&scenario("a.toml", Outcome::Pass));
         p.clear();
         let text = buf.text();
@@ -312,13 +352,24 @@ mod tests {
             "\x1b[1F\x1b[J",
             "  a.toml  starting  0s\n  b.toml  starting  0s\n",
             "\x1b[2F\x1b[J",
-            "  a.toml  starting  0s\n  b.toml  ipxe  2s\n",
+            "  a.toml  starting  0s\n  b.toml  ipxe-dhcp  2s\n",
             "\x1b[2F\x1b[J",
             "PASS a.toml 12.5s\n",
-            "  b.toml  ipxe  2s\n",
+            "  b.toml  ipxe-dhcp  2s\n",
             "\x1b[1F\x1b[J",
         );
         assert_eq!(text, expected);
+    }
+
+    /// Progress names a boot phase as result.json does.
+    #[test]
+    fn boot_stages_are_named_as_result_json_names_phases() {
+        for phase in Phase::ALL {
+            let json = serde_json::to_value(phase).unwrap();
+            assert_eq!(Stage::Boot(phase).name(), json, "{phase:?}");
+        }
+        assert_eq!(Stage::Build.name(), "build");
+        assert_eq!(Stage::Starting.name(), "starting");
     }
 
     #[test]
@@ -343,7 +394,7 @@ mod tests {
                     for i in 0..50 {
                         let id = format!("worker{t}/scenario{i}.toml");
                         p.started(&id);
-                        p.phase(&id, "kernel", Duration::from_millis(i));
+                        p.stage(&id, Stage::Boot(Phase::Kernel), Duration::from_millis(i));
                         p.finished(&scenario(&id, Outcome::Pass));
                     }
                 });

@@ -1,8 +1,6 @@
 //! A lab adapter passed through with VFIO: bound to vfio-pci for the boot, its drivers put
 //! back after it (or when the guard is dropped, on an error return or a panic).
 
-use std::time::Duration;
-
 use crate::report::model::Finding;
 use crate::report::Progress;
 use crate::run::inventory::Adapter;
@@ -63,7 +61,7 @@ fn bind_adapter(
     Ok(Passthrough::prepare_noting(
         SysfsKernel::new(crate::vfio::HostPaths::default()),
         &req,
-        &mut |notice| progress.phase(&target.id, &notice_line(adapter, notice), Duration::ZERO),
+        &mut |notice| progress.note(&target.id, &notice_line(adapter, notice)),
     )?)
 }
 
@@ -71,10 +69,10 @@ fn bind_adapter(
 pub(super) fn restore(passthrough: Passthrough<SysfsKernel>, findings: &mut Findings) {
     let hint = restore_hint(passthrough.state_dir());
     if let Err(e) = passthrough.restore() {
-        findings.boot.push(Finding::Run(format!(
-            "putting the adapter's drivers back: {} (run {hint})",
-            crate::error_chain(&e)
-        )));
+        findings.boot.push(Finding::AdapterRestore {
+            error: crate::error_chain(&e),
+            restore: hint,
+        });
     }
 }
 
@@ -91,6 +89,7 @@ fn restore_hint(state_dir: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+    use std::time::Duration;
 
     use super::*;
     use crate::run::inventory::Lab;
@@ -174,7 +173,7 @@ mod tests {
                 proc: dir.path().join("proc"),
             }),
             &req,
-            &mut |n| progress.phase("second", &notice_line(&adapter, n), Duration::ZERO),
+            &mut |n| progress.note("second", &notice_line(&adapter, n)),
         )
         .err()
         .unwrap();
@@ -184,7 +183,7 @@ mod tests {
         );
         let text = out.text();
         let want = format!(
-            "second phase waiting for adapter nic0 (0000:00:03.0), held by pid {} running \
+            "second waiting for adapter nic0 (0000:00:03.0), held by pid {} running \
              scenario \"first\"",
             std::process::id()
         );

@@ -37,6 +37,7 @@ use crate::qemu::accel::Accel;
 use crate::qemu::firmware::FirmwareFiles;
 use crate::qemu::machine;
 use crate::report::model::{Outcome, ScenarioReport};
+use crate::report::progress::Stage;
 use crate::report::Progress;
 use crate::scenario::AccelChoice;
 
@@ -166,7 +167,7 @@ fn boot_and_judge(
 ) -> Result<(), SetupError> {
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let until = target.until.as_deref().map(regex_until).transpose()?;
-    ctx.progress.phase(&target.id, "build", Duration::ZERO);
+    ctx.progress.stage(&target.id, Stage::Build, Duration::ZERO);
     let media = media::prepare(target, dir, ctx)?;
     // Guards, dropped in reverse on an error return: QEMU is killed, the HTTP server stopped,
     // the network taken down, the adapter given back, the sockets removed.
@@ -228,9 +229,7 @@ fn boot_and_judge(
     };
     let (mut findings, cause) = outcome::examine(target, &media.plan, &ended, answers);
     if let Some(e) = watched.restart_error {
-        findings.boot.push(Finding::Run(format!(
-            "the restart-mid-boot fault failed: {e}"
-        )));
+        findings.boot.push(Finding::RestartFault { error: e });
     }
     // Teardown in this order, each failure a finding.
     if let Some(seg) = segment {

@@ -72,66 +72,49 @@ fn dnsmasq_segment(
 /// wrong as findings.
 pub(super) fn close_segment(seg: Segment, lease: Option<&LeaseExpect>, findings: &mut Findings) {
     if let Some(want) = lease {
-        findings
-            .asserted
-            .extend(lease_finding(&seg, want).map(Finding::Run));
+        findings.asserted.extend(lease_finding(&seg, want));
     }
     for e in seg.close().errors {
-        findings
-            .boot
-            .push(Finding::Run(format!("network teardown: {e}")));
+        findings.boot.push(Finding::NetworkTeardown { error: e });
     }
 }
 
 /// Removes the bridge tap; what failed is a finding.
 pub(super) fn detach_tap(tap: HostTap, findings: &mut Findings) {
     for e in tap.detach() {
-        findings
-            .boot
-            .push(Finding::Run(format!("network teardown: {e}")));
+        findings.boot.push(Finding::NetworkTeardown { error: e });
     }
 }
 
 /// Whether the server leased `want.address` to `want.client_id`; a finding when not.
-fn lease_finding(seg: &Segment, want: &LeaseExpect) -> Option<String> {
+fn lease_finding(seg: &Segment, want: &LeaseExpect) -> Option<Finding> {
     let id: crate::net::addr::ClientId = match want.client_id.parse() {
         Ok(id) => id,
         Err(e) => {
-            return Some(format!(
-                "[expect] lease client_id {:?}: {e}",
-                want.client_id
-            ))
+            return Some(Finding::LeaseClientIdInvalid {
+                client_id: want.client_id.clone(),
+                error: e.to_string(),
+            })
         }
     };
     let leases = match seg.leases() {
         Ok(l) => l,
         Err(e) => {
-            return Some(format!(
-                "reading the DHCP server's leases: {}",
-                crate::error_chain(&e)
-            ))
+            return Some(Finding::LeasesUnreadable {
+                error: crate::error_chain(&e),
+            })
         }
     };
     match crate::net::lease::address_of(&leases, &id) {
         Some(got) if got.to_string() == want.address => None,
-        Some(got) => Some(format!(
-            "the DHCP server leased {got} to client-identifier {}, not {}",
-            want.client_id, want.address
-        )),
-        None => Some(format!(
-            "the DHCP server leased nothing to client-identifier {} (leases: {})",
-            want.client_id,
-            leases
-                .iter()
-                .map(|l| format!(
-                    "{} {}",
-                    l.ip,
-                    l.client_id
-                        .as_ref()
-                        .map_or("-".to_string(), |c| c.to_string())
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        Some(got) => Some(Finding::LeaseOther {
+            client_id: want.client_id.clone(),
+            got,
+            want: want.address.clone(),
+        }),
+        None => Some(Finding::LeaseNone {
+            client_id: want.client_id.clone(),
+            leases,
+        }),
     }
 }

@@ -31,7 +31,7 @@ pub(super) fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) ->
         outcome: Outcome::Error,
         reason: None,
         cause: None,
-        expected_failure: expected_failure(target),
+        expected_failure: target.expect.failure,
         findings: Vec::new(),
         phases: Vec::new(),
         duration_seconds: 0.0,
@@ -55,15 +55,6 @@ pub(super) fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) ->
         console_excerpt: String::new(),
         artifacts: Some(dir.to_owned()),
     }
-}
-
-/// The scenario's expected failure. Scenario::parse refused any other id, so none is lost.
-fn expected_failure(target: &Target) -> Option<CauseKind> {
-    target
-        .expect
-        .failure
-        .as_deref()
-        .and_then(|kind| kind.parse().ok())
 }
 
 fn summary(boot: &Boot, accel: Option<Accel>) -> BootSummary {
@@ -153,7 +144,7 @@ pub(super) fn conclude(
         }
     }
     let (pass, why) = judge::decide(
-        expected_failure(target),
+        target.expect.failure,
         cause.as_ref().map(|c| c.kind),
         &findings,
     );

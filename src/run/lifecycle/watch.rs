@@ -8,6 +8,7 @@ use crate::console::driver::Watch;
 use crate::console::ConsoleLine;
 use crate::net::Segment;
 use crate::qemu::qmp::QmpEvent;
+use crate::report::progress::Stage;
 use crate::report::Progress;
 use crate::run::target::Target;
 use crate::scenario::{Backend, DhcpServer};
@@ -43,9 +44,6 @@ pub(super) struct Watched {
 /// longer silence there is a network with no DHCP server.
 const DEFAULT_PHASE_LIMITS: &[(Phase, Duration)] = &[(Phase::IpxeDhcp, Duration::from_secs(90))];
 
-/// What progress shows before any console line proves a phase.
-const STARTING: &str = "starting";
-
 impl<'a> BootWatch<'a> {
     pub(super) fn new(
         target: &Target,
@@ -54,12 +52,9 @@ impl<'a> BootWatch<'a> {
         segment: Option<&'a mut Segment>,
     ) -> Self {
         let mut limits = DEFAULT_PHASE_LIMITS.to_vec();
-        // Scenario::parse refused names that are no phase, so none is dropped here.
-        for (name, limit) in &target.expect.phase_timeouts {
-            if let Some(phase) = Phase::ALL.into_iter().find(|p| p.name() == name) {
-                limits.retain(|(p, _)| *p != phase);
-                limits.push((phase, *limit));
-            }
+        for &(phase, limit) in &target.expect.phase_timeouts {
+            limits.retain(|(p, _)| *p != phase);
+            limits.push((phase, limit));
         }
         let restart_pending = matches!(
             &target.backend,
@@ -134,8 +129,8 @@ impl Watch for BootWatch<'_> {
         if self.shown == Some(phase) {
             self.progress.tick();
         } else {
-            let name = phase.map_or(STARTING, Phase::name);
-            self.progress.phase(&self.id, name, elapsed);
+            let stage = phase.map_or(Stage::Starting, Stage::Boot);
+            self.progress.stage(&self.id, stage, elapsed);
             self.shown = Some(phase);
         }
     }
