@@ -169,3 +169,28 @@ fn the_lab_path_runs_end_to_end_in_a_nested_lab() {
         "{blocked}"
     );
 }
+
+#[test]
+fn a_path_that_would_break_the_outer_vm_is_refused_before_anything_is_made() {
+    if !common::require(&[Need::Root, Need::Qemu, Need::Setup]) {
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("lab,1");
+    let run = Command::new("harness/nested-lab")
+        .current_dir(repo)
+        .arg("--out")
+        .arg(&out)
+        .arg("--bootrig")
+        .arg(env!("CARGO_BIN_EXE_bootrig"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("a comma (QEMU's option separator)"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing is made for a refused path");
+}

@@ -143,7 +143,11 @@ impl Inventory {
             message,
         };
         let raw: RawInventory = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        let lab = lab(raw.lab, path).map_err(invalid)?;
+        // Relative paths in the file are relative to the file, made absolute here so nothing
+        // later depends on the working directory (dnsmasq and QEMU change theirs).
+        let base = std::path::absolute(path.parent().unwrap_or(Path::new("")))
+            .unwrap_or_else(|_| path.parent().unwrap_or(Path::new("")).to_owned());
+        let lab = lab(raw.lab, &base).map_err(invalid)?;
         let mut adapters = BTreeMap::new();
         for (name, a) in raw.adapters {
             let bdf: Bdf = a
@@ -178,7 +182,7 @@ impl Inventory {
                     name,
                     bdf,
                     guid,
-                    rom: a.rom,
+                    rom: a.rom.map(|rom| base.join(rom)),
                     vf,
                     stand_in: a.stand_in,
                     lab: lab.clone(),
@@ -200,9 +204,8 @@ impl Inventory {
     }
 }
 
-/// `[lab]`, checked; relative paths are relative to the inventory file, as users write them.
-fn lab(raw: RawLab, path: &Path) -> Result<Lab, String> {
-    let base = path.parent().unwrap_or(Path::new(""));
+/// `[lab]`, checked; relative paths are relative to `base`, the inventory file's directory.
+fn lab(raw: RawLab, base: &Path) -> Result<Lab, String> {
     let mut lab = Lab::default();
     if let Some(root) = raw.boot_root {
         if root.as_os_str().is_empty() {
@@ -294,7 +297,7 @@ vf = 2
     #[test]
     fn stand_in_and_lab_settings_are_read_relative_to_the_inventory() {
         let text = format!(
-            "{LAB}\n[adapters.nic0]\nbdf = \"00:03.0\"\nstand_in = true\n\n[lab]\n\
+            "{LAB}\n[adapters.nic0]\nbdf = \"00:03.0\"\nstand_in = true\nrom = \"roms/e1000e.rom\"\n\n[lab]\n\
              boot_root = \"tftp\"\nstate_dir = \"/var/lib/bootrig\"\nlock_wait = \"90s\"\n"
         );
         let inv = Inventory::parse(&text, Path::new("lab/inventory.toml")).unwrap();
@@ -304,8 +307,15 @@ vf = 2
             !inv.adapters["hca0"].stand_in,
             "stand-in is never the default"
         );
+        // Relative to the file and absolute: dnsmasq and QEMU do not share bootrig's cwd.
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(nic.rom, Some(cwd.join("lab/roms/e1000e.rom")));
+        assert_eq!(
+            inv.adapters["hca0"].rom,
+            Some(PathBuf::from("/srv/flexboot/FlexBoot.rom"))
+        );
         for a in inv.adapters.values() {
-            assert_eq!(a.lab.boot_root, Some(PathBuf::from("lab/tftp")));
+            assert_eq!(a.lab.boot_root, Some(cwd.join("lab/tftp")));
             assert_eq!(a.lab.state_dir, PathBuf::from("/var/lib/bootrig"));
             assert_eq!(a.lab.lock_wait, Duration::from_secs(90));
         }
