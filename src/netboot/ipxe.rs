@@ -174,29 +174,34 @@ fn fill<'a>(
 }
 
 fn check_name(what: &'static str, name: &str) -> Result<(), ScriptError> {
-    let bad = |offset, reason| {
-        Err(ScriptError::BadName {
-            what,
-            name: name.to_owned(),
-            offset,
-            reason,
-        })
-    };
+    plain_component(name, MAX_NAME).map_err(|(offset, reason)| ScriptError::BadName {
+        what,
+        name: name.to_owned(),
+        offset,
+        reason,
+    })
+}
+
+/// Whether `name` is one plain path component an iPXE script and a TFTP server take as is:
+/// ASCII letters, digits, `.`, `_`, `-`, not hidden, at most `max` bytes. Else the byte offset
+/// where it goes wrong and why.
+pub(crate) fn plain_component(name: &str, max: usize) -> Result<(), (usize, &'static str)> {
     if name.is_empty() {
-        return bad(0, "empty");
+        return Err((0, "empty"));
     }
-    if name.len() > MAX_NAME {
-        return bad(MAX_NAME, "too long");
+    if name.len() > max {
+        return Err((max, "too long"));
     }
     if name.starts_with('.') {
-        return bad(0, "leading '.'");
+        return Err((0, "leading '.'"));
     }
-    for (offset, c) in name.char_indices() {
-        if !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-            return bad(offset, "character not allowed");
-        }
+    match name
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        Some((offset, _)) => Err((offset, "character not allowed")),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn check_cmdline(cmdline: &str) -> Result<(), ScriptError> {

@@ -85,25 +85,12 @@ pub fn stage(
 }
 
 fn check_name(name: &str) -> Result<(), LabRootError> {
-    let bad = |offset, reason| {
-        Err(LabRootError::BadName {
-            name: name.to_owned(),
-            offset,
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return bad(0, "empty");
-    }
-    if name.starts_with('.') {
-        return bad(0, "leading '.'");
-    }
-    for (offset, c) in name.char_indices() {
-        if !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-            return bad(offset, "character not allowed");
-        }
-    }
-    Ok(())
+    // One directory under the TFTP root: at most NAME_MAX bytes.
+    ipxe::plain_component(name, 255).map_err(|(offset, reason)| LabRootError::BadName {
+        name: name.to_owned(),
+        offset,
+        reason,
+    })
 }
 
 /// A temporary name beside `dest`, unique to this process.
