@@ -43,8 +43,17 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_lab_path_runs_end_to_end_in_a_nested_lab() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // Root: 9p passthrough of the host's root and VFIO in the outer VM.
-    if !common::require(&[Need::Root, Need::Qemu, Need::Setup]) {
+    // Root: 9p passthrough of the host's root and VFIO in the outer VM. The e1000e's iPXE ROM is
+    // what the inner guest netboots through, read over VFIO.
+    if !common::require(&[
+        Need::Root,
+        Need::Qemu,
+        Need::Setup,
+        Need::NetbootFirmware {
+            nic: bootrig::qemu::machine::NicModel::E1000e,
+            uefi: false,
+        },
+    ]) {
         return;
     }
     // Relative paths, as the README writes the command.
@@ -88,7 +97,7 @@ fn the_lab_path_runs_end_to_end_in_a_nested_lab() {
         );
     }
     // The guest had the passed function only: the report says so, not an emulated NIC.
-    assert_eq!(result["boot"]["nic"], "vfio-pci 0000:00:03.0 (nic0)");
+    assert_eq!(result["boot"]["nic"], "vfio-pci:nic0@0000:00:03.0");
     // bootrig raised the outer root's 8 MiB locked-memory limit itself (no ulimit in the harness).
     let stderr = read(&out.join("runs/pass.stderr"));
     assert!(

@@ -70,10 +70,13 @@ pub fn stage(
     check_name(adapter)?;
     let script = ipxe::render_at(spec, RELATIVE_BASE).map_err(LabRootError::Script)?;
     let dir = boot_root.join(adapter);
-    std::fs::create_dir_all(&dir).map_err(|source| LabRootError::Dir {
-        path: dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&dir)
+        // Whatever the umask: a tftpd that is not root must enter it.
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|source| LabRootError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
     let staged = LabStaged {
         kernel: replace_with_file(kernel, &dir.join(KERNEL_NAME))?,
         initrd: replace_with_file(initrd, &dir.join(INITRD_NAME))?,
@@ -157,6 +160,7 @@ fn replace_with_bytes(bytes: &[u8], dest: &Path) -> Result<PathBuf, LabRootError
     let written = File::create(&tmp)
         .and_then(|mut f| {
             io::Write::write_all(&mut f, bytes)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
             f.sync_all()
         })
         .and_then(|()| std::fs::rename(&tmp, dest));
@@ -256,6 +260,11 @@ mod tests {
         std::fs::set_permissions(&kernel, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::set_permissions(&initrd, std::fs::Permissions::from_mode(0o644)).unwrap();
         let root = tmp.path().join("tftp");
+        // As a hardened umask (077) would have made it (the umask itself is process-wide: not
+        // changed in a test that runs beside others).
+        std::fs::create_dir_all(root.join("nic0")).unwrap();
+        std::fs::set_permissions(root.join("nic0"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
         stage(&root, "nic0", &kernel, &initrd, &spec()).unwrap();
         let staged = std::fs::metadata(root.join("nic0/vmlinuz")).unwrap();
         assert_eq!(staged.permissions().mode() & 0o777, 0o644);
@@ -263,6 +272,16 @@ mod tests {
         assert_eq!(source.permissions().mode() & 0o777, 0o600);
         use std::os::unix::fs::MetadataExt;
         assert_ne!(staged.ino(), source.ino(), "a copy, not a link");
+        // The directory and the script too, whatever the umask.
+        let mode = |p: &str| {
+            std::fs::metadata(root.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("nic0"), 0o755);
+        assert_eq!(mode("nic0/boot.ipxe"), 0o644);
         // A readable initrd is still linked: no copy of a large file.
         let linked = std::fs::metadata(root.join("nic0/initrd.img")).unwrap();
         assert_eq!(linked.ino(), std::fs::metadata(&initrd).unwrap().ino());

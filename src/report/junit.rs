@@ -240,7 +240,7 @@ mod tests {
             "{table}"
         );
         // The guest had the passed function, not an emulated NIC.
-        assert_eq!(lines[2], "    guest NIC: vfio-pci 0000:00:03.0 (nic0)");
+        assert_eq!(lines[2], "    guest NIC: vfio-pci:nic0@0000:00:03.0");
         assert_eq!(
             lines[3],
             "    stand-in adapter nic0 (0000:00:03.0): not a ConnectX; proves the lab path only"
@@ -259,7 +259,7 @@ mod tests {
         assert!(json["scenarios"][1]["boot"].get("stand_in").is_none());
         assert_eq!(
             json["scenarios"][0]["boot"]["nic"],
-            "vfio-pci 0000:00:03.0 (nic0)"
+            "vfio-pci:nic0@0000:00:03.0"
         );
         let back =
             super::super::json::parse_report(Path::new("r.json"), &super::super::json::to_json(&r))
@@ -287,7 +287,7 @@ mod tests {
             .and_then(|n| n.text())
             .unwrap();
         assert!(
-            out.contains("nic=vfio-pci 0000:00:03.0 (nic0) fetch="),
+            out.contains("nic=vfio-pci:nic0@0000:00:03.0 fetch="),
             "{out}"
         );
         assert!(

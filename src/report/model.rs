@@ -114,16 +114,20 @@ pub struct BootSummary {
 
 impl BootSummary {
     /// `nic` for a run whose guest has only the lab adapter, passed through with VFIO.
+    /// One word, as the other fields are (JUnit's `boot:` line is `key=value` words):
+    /// `vfio-pci:hca0@0000:81:00.0`, a VF as `…#vf2`.
     pub fn passed_nic(adapter: &str, bdf: &str, vf: Option<u32>) -> String {
         match vf {
-            Some(vf) => format!("{PASSED_NIC} VF {vf} of {bdf} ({adapter})"),
-            None => format!("{PASSED_NIC} {bdf} ({adapter})"),
+            Some(vf) => format!("{PASSED_NIC}:{adapter}@{bdf}#vf{vf}"),
+            None => format!("{PASSED_NIC}:{adapter}@{bdf}"),
         }
     }
 
     /// The guest's NIC was a passed-through function.
     pub fn nic_is_passed(&self) -> bool {
-        self.nic.split(' ').next() == Some(PASSED_NIC)
+        self.nic
+            .strip_prefix(PASSED_NIC)
+            .is_some_and(|rest| rest.starts_with(':'))
     }
 }
 

@@ -145,8 +145,13 @@ impl Inventory {
         let raw: RawInventory = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         // Relative paths in the file are relative to the file, made absolute here so nothing
         // later depends on the working directory (dnsmasq and QEMU change theirs).
-        let base = std::path::absolute(path.parent().unwrap_or(Path::new("")))
-            .unwrap_or_else(|_| path.parent().unwrap_or(Path::new("")).to_owned());
+        // `lab.toml`'s parent is "", which absolute() refuses: it is the working directory.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let base =
+            std::path::absolute(dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
         let lab = lab(raw.lab, &base).map_err(invalid)?;
         let mut adapters = BTreeMap::new();
         for (name, a) in raw.adapters {
@@ -319,6 +324,10 @@ vf = 2
             assert_eq!(a.lab.state_dir, PathBuf::from("/var/lib/bootrig"));
             assert_eq!(a.lab.lock_wait, Duration::from_secs(90));
         }
+        // A bare file name: relative to the working directory, still made absolute.
+        let bare = Inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+        assert_eq!(bare.adapters["nic0"].rom, Some(cwd.join("roms/e1000e.rom")));
+        assert_eq!(bare.adapters["nic0"].lab.boot_root, Some(cwd.join("tftp")));
         let plain = Inventory::parse(LAB, Path::new("lab.toml")).unwrap();
         assert_eq!(plain.adapters["hca0"].lab, Lab::default());
         assert_eq!(

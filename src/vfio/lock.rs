@@ -168,14 +168,15 @@ mod tests {
             dir.path(),
             &dev,
             &Holder::this_process("second"),
-            Duration::from_millis(300),
+            Duration::from_secs(2),
             &mut |h| told.push((start.elapsed(), h.cloned())),
         )
         .unwrap_err();
-        assert!(start.elapsed() >= Duration::from_millis(300));
-        // Said once, when the wait started, naming the holder.
+        assert!(start.elapsed() >= Duration::from_secs(2));
+        // Said once, when the wait started (not when it gave up: half the wait is room for a
+        // loaded host), naming the holder.
         assert_eq!(told.len(), 1, "{told:?}");
-        assert!(told[0].0 < Duration::from_millis(100), "{told:?}");
+        assert!(told[0].0 < Duration::from_secs(1), "{told:?}");
         assert_eq!(told[0].1.as_ref(), Some(&first));
         let VfioError::Locked { holder, .. } = &err else {
             panic!("{err}");

@@ -100,7 +100,8 @@ pub enum VfioError {
     #[error("SR-IOV on {pf}: {message}")]
     Sriov { pf: Bdf, message: String },
     #[error(
-        "restoring {device} is incomplete; the record {record} stays for `bootrig vfio restore`:\n{}",
+        "restoring {device} is incomplete; the record {record} stays for `{}`:\n{}",
+        record::restore_command(.record.parent().unwrap_or(std::path::Path::new(""))),
         .failures.join("\n")
     )]
     Restore {

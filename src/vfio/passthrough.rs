@@ -156,7 +156,7 @@ impl<K: Kernel> Changes<K> {
 impl<K: Kernel> Drop for Changes<K> {
     fn drop(&mut self) {
         if let Err(e) = self.restore_now() {
-            // Drop cannot return it; the record stays for `bootrig vfio restore`.
+            // Drop cannot return it; the record stays, and the error names the restore command.
             eprintln!("bootrig: vfio: {}", crate::error_chain(&e));
         }
     }

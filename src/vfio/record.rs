@@ -65,6 +65,26 @@ pub fn record_path(state_dir: &Path, device: &Bdf) -> PathBuf {
     state_dir.join(format!("{device}.json"))
 }
 
+/// The command that replays the records in `state_dir`, as a person would paste it:
+/// `--state-dir` only when not the default (restore would not look elsewhere), quoted for sh.
+pub fn restore_command(state_dir: &Path) -> String {
+    if state_dir == Path::new(DEFAULT_STATE_DIR) {
+        return "bootrig vfio restore".to_string();
+    }
+    let dir = state_dir.display().to_string();
+    let plain = dir
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-:+,=@".contains(&b));
+    if plain {
+        format!("bootrig vfio restore --state-dir {dir}")
+    } else {
+        format!(
+            "bootrig vfio restore --state-dir '{}'",
+            dir.replace('\'', r"'\''")
+        )
+    }
+}
+
 /// Writes the record (temporary file + rename: never half-written).
 pub fn save(state_dir: &Path, record: &Record) -> Result<(), VfioError> {
     std::fs::create_dir_all(state_dir).map_err(io_error(state_dir))?;
@@ -113,6 +133,22 @@ pub fn list(state_dir: &Path) -> Result<Vec<PathBuf>, VfioError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_restore_command_names_a_state_dir_that_is_not_the_default() {
+        assert_eq!(
+            restore_command(Path::new(DEFAULT_STATE_DIR)),
+            "bootrig vfio restore"
+        );
+        assert_eq!(
+            restore_command(Path::new("/srv/lab/state")),
+            "bootrig vfio restore --state-dir /srv/lab/state"
+        );
+        assert_eq!(
+            restore_command(Path::new("/srv/lab's state")),
+            r"bootrig vfio restore --state-dir '/srv/lab'\''s state'"
+        );
+    }
 
     #[test]
     fn records_round_trip_and_bad_ones_are_typed_errors() {

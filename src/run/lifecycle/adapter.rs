@@ -67,22 +67,12 @@ fn bind_adapter(
 
 /// Puts the adapter's drivers back now; a failure is a finding naming the way out.
 pub(super) fn restore(passthrough: Passthrough<SysfsKernel>, findings: &mut Findings) {
-    let hint = restore_hint(passthrough.state_dir());
+    let hint = crate::vfio::record::restore_command(passthrough.state_dir());
     if let Err(e) = passthrough.restore() {
         findings.boot.push(Finding::AdapterRestore {
             error: crate::error_chain(&e),
             restore: hint,
         });
-    }
-}
-
-/// The command that replays the record this run left; `--state-dir` only when not the default,
-/// since restore would not find the record elsewhere.
-fn restore_hint(state_dir: &std::path::Path) -> String {
-    if state_dir == std::path::Path::new(crate::vfio::DEFAULT_STATE_DIR) {
-        "bootrig vfio restore".to_string()
-    } else {
-        format!("bootrig vfio restore --state-dir {}", state_dir.display())
     }
 }
 
@@ -95,18 +85,6 @@ mod tests {
     use crate::run::inventory::Lab;
     use crate::vfio::memlock::{Limits, Memlock};
     use crate::vfio::Holder;
-
-    #[test]
-    fn the_restore_hint_names_a_state_dir_that_is_not_the_default() {
-        assert_eq!(
-            restore_hint(std::path::Path::new(crate::vfio::DEFAULT_STATE_DIR)),
-            "bootrig vfio restore"
-        );
-        assert_eq!(
-            restore_hint(std::path::Path::new("/srv/lab/state")),
-            "bootrig vfio restore --state-dir /srv/lab/state"
-        );
-    }
 
     fn nic0() -> Adapter {
         Adapter {

@@ -47,7 +47,8 @@ pub(super) fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) ->
                 Some(crate::run::target::AdapterNeed::Found(a)) => {
                     BootSummary::passed_nic(&a.name, &a.bdf.to_string(), a.vf.map(|(vf, _)| vf))
                 }
-                Some(_) => "none (adapter not found)".into(),
+                // The lab adapter was not found: the run is skipped before a VM exists.
+                Some(_) => "none".into(),
                 None => target.boot.nic.device().to_string(),
             },
             ..summary(&target.boot, accel)
