@@ -59,8 +59,16 @@ pub fn lock_path(state_dir: &Path, device: &Bdf) -> PathBuf {
 /// A held adapter lock; released on drop (or by the kernel when the process dies).
 #[derive(Debug)]
 pub struct DeviceLock {
-    _file: Flock<File>,
+    file: Flock<File>,
     path: PathBuf,
+}
+
+impl Drop for DeviceLock {
+    fn drop(&mut self) {
+        // Emptied while still held: the next taker writes its name just after its flock, and a
+        // waiter reading in between must find no name rather than this finished run's.
+        let _ = self.file.set_len(0);
+    }
 }
 
 impl DeviceLock {
@@ -93,10 +101,7 @@ pub fn acquire(
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut locked) => {
                 write_holder(&mut locked, holder).map_err(io_error(&path))?;
-                return Ok(DeviceLock {
-                    _file: locked,
-                    path,
-                });
+                return Ok(DeviceLock { file: locked, path });
             }
             Err((back, Errno::EWOULDBLOCK)) => {
                 if start.elapsed() >= wait {
@@ -189,7 +194,9 @@ mod tests {
         );
         assert!(text.contains("\"first\""), "{text}");
         drop(held);
-        // Released: the next taker gets it and its own name is inside.
+        // Released: no name left behind for a waiter to mistake for the next holder.
+        assert_eq!(read_holder(&lock_path(dir.path(), &dev)), None);
+        // The next taker gets it and its own name is inside.
         let second = Holder::this_process("second");
         let held = acquire(dir.path(), &dev, &second, Duration::ZERO, &mut |_| {
             panic!("released: no wait")
