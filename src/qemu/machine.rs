@@ -154,6 +154,7 @@ pub enum Network {
 }
 
 // Defined in vfio, which the VM description builds on (vfio never imports qemu).
+pub use crate::shell::shell_words;
 pub use crate::vfio::device::{VfioDevice, VfioRom};
 
 /// `-kernel`/`-initrd`/`-append`: the firmware hands over to the kernel directly.
@@ -439,28 +440,6 @@ fn utf8<'a>(what: &'static str, path: &'a Path) -> Result<&'a str, MachineError>
 /// A path as the value inside a QEMU `key=value,…` option: a comma is written twice.
 fn opt_path(what: &'static str, path: &Path) -> Result<String, MachineError> {
     Ok(utf8(what, path)?.replace(',', ",,"))
-}
-
-/// The command as one shell line (for the `qemu.cmdline` artifact): words that need it are
-/// single-quoted, so the line can be pasted into a shell as is.
-pub fn shell_words<S: AsRef<str>>(words: impl IntoIterator<Item = S>) -> String {
-    words
-        .into_iter()
-        .map(|w| shell_quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.,/:=@+%".contains(&b));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]
@@ -781,22 +760,5 @@ mod tests {
         );
         let err = "rtl8139".parse::<NicModel>().unwrap_err();
         assert!(err.to_string().contains("\"rtl8139\""), "{err}");
-    }
-
-    #[test]
-    fn shell_words_quotes_only_what_needs_it() {
-        assert_eq!(
-            shell_words([
-                "qemu-system-x86_64",
-                "-append",
-                "console=ttyS0,115200 panic=-1",
-                "-device",
-                "e1000,romfile=",
-                "",
-                "it's",
-                "$HOME",
-            ]),
-            r"qemu-system-x86_64 -append 'console=ttyS0,115200 panic=-1' -device e1000,romfile= '' 'it'\''s' '$HOME'"
-        );
     }
 }

@@ -71,18 +71,10 @@ pub fn restore_command(state_dir: &Path) -> String {
     if state_dir == Path::new(DEFAULT_STATE_DIR) {
         return "bootrig vfio restore".to_string();
     }
-    let dir = state_dir.display().to_string();
-    let plain = dir
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._-:+,=@".contains(&b));
-    if plain {
-        format!("bootrig vfio restore --state-dir {dir}")
-    } else {
-        format!(
-            "bootrig vfio restore --state-dir '{}'",
-            dir.replace('\'', r"'\''")
-        )
-    }
+    format!(
+        "bootrig vfio restore --state-dir {}",
+        crate::shell::shell_quote(&state_dir.display().to_string())
+    )
 }
 
 /// Writes the record (temporary file + rename: never half-written).
