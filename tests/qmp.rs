@@ -193,11 +193,7 @@ fn pvpanic_initrd(dir: &Path) -> PathBuf {
 
 #[test]
 fn guest_panic_reaches_qmp_through_pvpanic() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let start_time = Instant::now();

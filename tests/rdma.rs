@@ -50,11 +50,7 @@ fn resolve_adds_crc32_generic_before_rdma_rxe_and_strict_warns() {
 
 #[test]
 fn shipped_soft_roce_busybox_passes_and_the_negative_fails_with_its_cause() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let out = tempfile::tempdir().unwrap();

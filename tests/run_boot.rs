@@ -603,11 +603,7 @@ fn check_shipped_suite(out: &Path, report: &Value) {
 
 #[test]
 fn check_boots_directly_and_passes() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -639,11 +635,7 @@ fn check_boots_directly_and_passes() {
 
 #[test]
 fn strict_wrong_order_stops_the_build_naming_both_modules() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -675,11 +667,7 @@ fn strict_wrong_order_stops_the_build_naming_both_modules() {
 
 #[test]
 fn unknown_module_parameter_is_classified() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -712,11 +700,7 @@ fn unknown_module_parameter_is_classified() {
 
 #[test]
 fn timeouts_name_the_phase() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -816,11 +800,7 @@ fn repro_args<'a>(env: &'a common::CacheEnv, initrd: &'a Path, out: &'a Path) ->
 /// shell, which waits forever; the run ends there (well before the timeout) with the reason.
 #[test]
 fn repro_of_a_dracut_initrd_without_root_is_an_emergency_shell() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let env = common::cache_env();
@@ -840,11 +820,7 @@ fn repro_of_a_dracut_initrd_without_root_is_an_emergency_shell() {
 
 #[test]
 fn repro_of_a_field_initrd_whose_init_fails_is_a_kernel_panic() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let env = common::cache_env();
@@ -874,11 +850,7 @@ fn repro_of_a_field_initrd_whose_init_fails_is_a_kernel_panic() {
 
 #[test]
 fn repro_until_a_console_line_passes() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let env = common::cache_env();
@@ -898,11 +870,7 @@ fn repro_until_a_console_line_passes() {
 
 #[test]
 fn qemu_killed_under_bootrig_is_qemu_crashed() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -936,11 +904,7 @@ fn qemu_killed_under_bootrig_is_qemu_crashed() {
 
 #[test]
 fn ctrl_c_stops_the_run_and_still_reports() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -1001,11 +965,7 @@ fn ctrl_c_stops_the_run_and_still_reports() {
 
 #[test]
 fn scenarios_that_do_not_parse_stop_the_run_before_any_boot() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -1062,11 +1022,7 @@ fn scenarios_that_do_not_parse_stop_the_run_before_any_boot() {
 
 #[test]
 fn shards_split_the_suite_and_merge_back() {
-    if !common::require(&[
-        common::Need::Qemu,
-        common::Need::Setup,
-        common::Need::Program("/bin/busybox", "busybox-static"),
-    ]) {
+    if !common::require(common::BUSYBOX_BOOT) {
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ pub mod vm;
 
 // Not every test crate checks needs.
 #[allow(unused_imports)]
-pub use require::{require, Need};
+pub use require::{require, Need, BUSYBOX_BOOT};
 
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};

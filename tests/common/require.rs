@@ -17,6 +17,13 @@ const TEST_FIXTURES: [&str; 4] = [
     "images/cache/initrds/tiny-initramfs/initrd.img",
 ];
 
+/// What a test that builds and boots a busybox-based initrd in QEMU needs.
+pub const BUSYBOX_BOOT: &[Need] = &[
+    Need::Qemu,
+    Need::Setup,
+    Need::Program("/bin/busybox", "busybox-static"),
+];
+
 #[derive(Debug, Clone, Copy)]
 pub enum Need {
     /// Effective uid 0 (network namespaces, taps, device nodes).
