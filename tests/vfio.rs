@@ -1063,12 +1063,9 @@ fn child_checks_memlock() {
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK).unwrap();
     // Root with CAP_SYS_RESOURCE (a VM, most CI hosts) may raise its hard limit, so a run would
     // raise it; a container's root without it may not, so the guest's need is refused.
-    let may_raise_hard = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 24) != 0);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let may_raise_hard =
+        bootrig::net::caps::effective_caps(&status).is_some_and(|caps| caps & (1 << 24) != 0);
     match expect.as_str() {
         "refused" if may_raise_hard => {
             assert_eq!(row.status, Status::Ok, "{}", report.table());

@@ -119,23 +119,21 @@ fn replace_with_file(source: &Path, dest: &Path) -> Result<PathBuf, LabRootError
     let readable_by_others = std::fs::metadata(source)
         .map(|m| m.permissions().mode() & 0o004 != 0)
         .map_err(place)?;
-    let link = if readable_by_others {
-        std::fs::hard_link(source, &tmp)
-    } else {
-        Err(io::Error::from_raw_os_error(nix::libc::EPERM))
-    };
-    let linked = match link {
-        Ok(()) => Ok(()),
-        // Another file system, links refused (protected_hardlinks), or none (some shares): copy.
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(nix::libc::EXDEV | nix::libc::EPERM | nix::libc::EOPNOTSUPP)
-            ) =>
-        {
-            copy_synced(source, &tmp)
+    let linked = if readable_by_others {
+        match std::fs::hard_link(source, &tmp) {
+            // Another file system, links refused (protected_hardlinks), or none (some shares).
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EXDEV | nix::libc::EPERM | nix::libc::EOPNOTSUPP)
+                ) =>
+            {
+                copy_synced(source, &tmp)
+            }
+            linked => linked,
         }
-        Err(e) => Err(e),
+    } else {
+        copy_synced(source, &tmp)
     };
     linked
         .and_then(|()| std::fs::rename(&tmp, dest))
