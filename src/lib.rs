@@ -40,9 +40,10 @@ pub mod cli;
 pub mod doctor;
 pub mod run;
 
-// Below everything: atomic output files, Ctrl-C/SIGTERM, shell quoting.
+// Below everything: atomic output files, Ctrl-C/SIGTERM, enum names, shell quoting.
 pub mod fsutil;
 pub mod interrupt;
+pub mod names;
 pub mod shell;
 
 /// An error and its causes, joined with ": ". Each layer's message says what it was doing and
