@@ -26,6 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 use toml::Spanned;
 
+use crate::console::ShellStep;
 use crate::initrd::add::AddMode;
 // The NIC and machine are QEMU's own names; the boot choices below (firmware, method, fetch,
 // accelerator) are the scenario's, resolved into qemu's types (firmware paths, a probed
@@ -453,19 +454,6 @@ pub struct Boot {
     /// Pass `initrd=NAME` on the kernel command line in the iPXE script (UEFI needs it); false
     /// reproduces the classic mistake.
     pub ipxe_initrd_arg: bool,
-}
-
-/// One command for a shell in the guest, and what its output must show.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShellStep {
-    pub command: String,
-    /// Regular expressions that must all match the command's output.
-    #[serde(default)]
-    pub patterns: Vec<String>,
-    /// Expected exit status [0].
-    #[serde(default)]
-    pub status: i32,
 }
 
 /// What a passing boot shows.

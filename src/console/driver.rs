@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rexpect::reader::Regex;
 
+use super::shell_step::ShellStep;
 use crate::interrupt::Interrupt;
-use crate::scenario::ShellStep;
 
 use super::protocol::needles;
 use super::serial::{needle, shell_command, Seen, SerialConsole, SerialError, TICK};

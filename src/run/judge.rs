@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 use regex::Regex;
 
 use crate::console::driver::ShellOutcome;
-use crate::console::{ConsoleLine, Evidence};
+use crate::console::{ConsoleLine, Evidence, ShellStep};
 use crate::report::Finding;
-use crate::scenario::{Expect, RdmaCheck, ShellStep};
+use crate::scenario::{Expect, RdmaCheck};
 use crate::verdict::cause::CauseKind;
 use crate::verdict::{self, Expectation};
 
