@@ -174,3 +174,116 @@ impl DhcpServer {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::testing::{parsed, refused_at, with};
+    use crate::scenario::Backend;
+
+    fn server(table: &str) -> String {
+        with(&format!(
+            "[network]\ndhcp = \"udhcpc\"\nbackend = \"dnsmasq\"\n[network.dhcp_server]\n{table}"
+        ))
+    }
+
+    #[test]
+    fn a_good_server_is_kept_as_written() {
+        let s = parsed(&server(
+            "subnet = \"10.9.0.0/24\"\nrange = [\"10.9.0.10\", \"10.9.0.20\"]\nlease_time = \"2m\"\n\
+             reservations = [{ mac = \"52:54:00:12:34:56\", address = \"10.9.0.5\" }]",
+        ));
+        let Backend::Dnsmasq(server) = s.network.backend else {
+            panic!("{:?}", s.network.backend)
+        };
+        assert_eq!(server.subnet, "10.9.0.0/24");
+        assert_eq!(server.range, Some(["10.9.0.10".into(), "10.9.0.20".into()]));
+        assert_eq!(server.reservations[0].address, "10.9.0.5");
+        let default = parsed(&with("[network]\ndhcp = \"udhcpc\"\nbackend = \"dnsmasq\""));
+        assert!(matches!(default.network.backend, Backend::Dnsmasq(_)));
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_where_it_is_written() {
+        for (table, at, says) in [
+            ("rnage = []", "rnage", "unknown field `rnage`"),
+            (
+                "range = [\"10.77.0.10\", \"10.77.0.20\", \"10.77.0.30\"]",
+                "[\"10.77.0.10\"",
+                "range: 3 addresses; write [\"FIRST\", \"LAST\"]",
+            ),
+            ("range = [\"10.77.0.10\"]", "[\"10.77", "range: 1 addresses"),
+            (
+                "range = [\"10.77.0.10\", \"x\"]",
+                "[\"10.77",
+                "\"x\": invalid IPv4",
+            ),
+            ("range = \"10.77.0.10\"", "\"10.77", "invalid type: string"),
+            (
+                "subnet = \"10.77.0.0\"",
+                "\"10.77",
+                "subnet \"10.77.0.0\": expected",
+            ),
+            (
+                "lease_time = \"1m\"",
+                "\"1m\"",
+                "out of range; write a duration from 2m to 365d",
+            ),
+            (
+                "lease_time = \"forever\"",
+                "\"forever\"",
+                "lease_time = \"forever\"",
+            ),
+            (
+                "reservations = [{ address = \"10.77.0.5\" }]",
+                "{ address",
+                "each gives client_id or mac (one)",
+            ),
+            (
+                "reservations = [{ mac = \"52:54:00:12:34\", address = \"10.77.0.5\" }]",
+                "\"52:54",
+                "mac: MAC address \"52:54:00:12:34\"",
+            ),
+            (
+                "reservations = [{ client_id = \"zz\", address = \"10.77.0.5\" }]",
+                "\"zz\"",
+                "client_id: client-identifier \"zz\"",
+            ),
+            (
+                "reservations = [{ mac = \"52:54:00:12:34:56\", address = \"10.77.0\" }]",
+                "\"10.77.0\"",
+                "address = \"10.77.0\"",
+            ),
+        ] {
+            refused_at(&server(table), at, says);
+        }
+    }
+
+    #[test]
+    fn the_key_suggested_is_one_of_this_table() {
+        let e = refused_at(&server("rnage = []"), "rnage", "unknown field");
+        assert!(e.ends_with("did you mean `range`?"), "{e}");
+        // `adress` is near `[expect] address`, which is no key here.
+        let e = refused_at(
+            &server("reservations = [{ mac = \"52:54:00:12:34:56\", adress = \"10.77.0.5\" }]"),
+            "adress",
+            "unknown field",
+        );
+        assert!(e.ends_with("did you mean `address`?"), "{e}");
+        let e = refused_at(&server("lease = \"1h\""), "lease", "unknown field");
+        assert!(e.ends_with("did you mean `lease_time`?"), "{e}");
+    }
+
+    /// What only the renderer knows is refused at the table.
+    #[test]
+    fn a_range_outside_the_subnet_is_refused_at_the_table() {
+        let text = server("range = [\"10.1.0.10\", \"10.1.0.20\"]");
+        let e = crate::scenario::Scenario::parse(&text, std::path::Path::new("dir/s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("dir/s.toml:"), "{e}");
+        assert!(
+            e.starts_with("dir/s.toml:9:1: [network.dhcp_server]: DHCP range start 10.1.0.10"),
+            "{e}"
+        );
+    }
+}

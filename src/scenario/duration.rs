@@ -25,10 +25,7 @@ pub(super) fn duration(
     range: &RangeInclusive<Duration>,
 ) -> Result<Duration, Refusal> {
     let text = value.get_ref();
-    let (low, high) = (
-        humantime::format_duration(*range.start()),
-        humantime::format_duration(*range.end()),
-    );
+    let (low, high) = (words(*range.start()), words(*range.end()));
     let d = humantime::parse_duration(text).map_err(|e| {
         Refusal::at(
             value,
@@ -42,6 +39,17 @@ pub(super) fn duration(
         ));
     }
     Ok(d)
+}
+
+/// A bound in the unit a person would write it in: `1s`, `2m`, `24h`, `365d`.
+fn words(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s >= 2 * 86400 && s % 86400 == 0 => format!("{}d", s / 86400),
+        _ if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
 }
 
 #[cfg(test)]
@@ -63,11 +71,12 @@ mod tests {
         assert_eq!(t("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(t("24h"), Ok(Duration::from_secs(86400)));
         for (bad, says) in [
-            ("0s", "out of range; write a duration from 1s to 1day"),
+            ("0s", "out of range; write a duration from 1s to 24h"),
             ("999ms", "out of range"),
             ("25h", "out of range"),
             ("18446744073709551615s", "out of range"),
             ("99999999999999999999999s", "number is too large"),
+            ("-1s", "e.g. \"120s\""),
             ("soon", "e.g. \"120s\""),
             ("", "e.g. \"120s\""),
         ] {

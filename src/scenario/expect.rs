@@ -148,3 +148,172 @@ fn lease(raw: RawLease) -> Result<LeaseExpect, Refusal> {
         address: raw.address.into_inner(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::scenario::testing::{parsed, refused_at, with};
+
+    fn expect(keys: &str) -> String {
+        with(&format!("[network]\ndhcp = \"udhcpc\"\n[expect]\n{keys}"))
+    }
+
+    #[test]
+    fn a_good_expect_is_kept_as_written() {
+        let s = parsed(&expect(
+            "timeout = \"2m\"\nfailure = \"unknown-symbol\"\naddress = \"10.0.2.0/24\"\n\
+             console = [\"a+\"]\nlease = { client_id = \"ff:00:01\", address = \"10.77.0.5\" }\n\
+             [expect.phases]\nipxe-dhcp = \"30s\"\n[[expect.shell]]\ncommand = \"ip a\"\npatterns = [\"eth0\"]",
+        ));
+        assert_eq!(s.expect.timeout, Duration::from_secs(120));
+        assert_eq!(
+            s.expect.phase_timeouts,
+            [(
+                crate::verdict::phases::Phase::IpxeDhcp,
+                Duration::from_secs(30)
+            )]
+        );
+        assert_eq!(s.expect.shell[0].command, "ip a");
+        assert_eq!(s.expect.lease.unwrap().client_id, "ff:00:01");
+        assert_eq!(
+            parsed(&with("")).expect.timeout,
+            crate::scenario::DEFAULT_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_where_it_is_written() {
+        let id256 = vec!["ab"; 256].join(":");
+        for (keys, at, says) in [
+            (
+                "timeout = \"0s\"".to_string(),
+                "\"0s\"",
+                "timeout = \"0s\": out of range; write a duration from 1s to 24h",
+            ),
+            (
+                "timeout = \"18446744073709551615s\"".into(),
+                "\"1844",
+                "out of range",
+            ),
+            ("timeout = \"soon\"".into(), "\"soon\"", "e.g. \"120s\""),
+            (
+                "timeout = 120".into(),
+                "120",
+                "invalid type: integer `120`, expected a string",
+            ),
+            (
+                "[expect.phases]\nipxe_dhcp = \"30s\"".into(),
+                "ipxe_dhcp",
+                "did you mean \"ipxe-dhcp\"?",
+            ),
+            (
+                "[expect.phases]\nkernel = \"0s\"".into(),
+                "\"0s\"",
+                "[expect.phases] kernel = \"0s\": out of range",
+            ),
+            (
+                "failure = \"unknown-symbl\"".into(),
+                "\"unknown-symbl\"",
+                "did you mean \"unknown-symbol\"",
+            ),
+            (
+                "address = \"10.0.2/24\"".into(),
+                "\"10.0.2/24\"",
+                "address = \"10.0.2/24\"",
+            ),
+            (
+                "console = [\"ok\", \"(unclosed\"]".into(),
+                "\"(unclosed",
+                "is not a regular expression",
+            ),
+            (
+                "not_console = [\"[\"]".into(),
+                "\"[\"",
+                "is not a regular expression",
+            ),
+            (
+                "[[expect.shell]]\ncommand = \" \"".into(),
+                "\" \"",
+                "command: one non-empty line",
+            ),
+            (
+                "[[expect.shell]]\ncommand = \"x\"\npatterns = [\"(\"]".into(),
+                "\"(\"",
+                "not a regular expression",
+            ),
+            (
+                "[[expect.shell]]\ncomand = \"x\"".into(),
+                "comand",
+                "did you mean `command`?",
+            ),
+            (
+                "[[expect.shell]]\ncommand = \"x\"\nstatus = \"0\"".into(),
+                "\"0\"",
+                "invalid type: string",
+            ),
+            (
+                "lease = { client_id = \"\", address = \"10.77.0.5\" }".into(),
+                "\"\"",
+                "lease: client_id: client-identifier \"\"",
+            ),
+            (
+                "lease = { client_id = \"01\", address = \"10.77.0.5\" }".into(),
+                "\"01\"",
+                "1 byte(s)",
+            ),
+            (
+                format!("lease = {{ client_id = \"{id256}\", address = \"10.77.0.5\" }}"),
+                "\"ab:",
+                "256 bytes",
+            ),
+            (
+                "lease = { client_id = \"xyz\", address = \"10.77.0.5\" }".into(),
+                "\"xyz\"",
+                "not a hex digit",
+            ),
+            (
+                "lease = { client_id = \"ff:00:01\", address = \"lots\" }".into(),
+                "\"lots\"",
+                "address = \"lots\"",
+            ),
+            (
+                "lease = { client_id = \"ff:00:01\" }".into(),
+                "{ client_id",
+                "missing field `address`",
+            ),
+            (
+                "rdma = [\"verbs\"]".into(),
+                "[\"verbs\"]",
+                "there is no RDMA device to check",
+            ),
+            (
+                "rdma = [\"rping\"]".into(),
+                "\"rping\"",
+                "unknown variant `rping`",
+            ),
+            (
+                "modules_in_order = \"yes\"".into(),
+                "\"yes\"",
+                "invalid type: string",
+            ),
+        ] {
+            refused_at(&expect(&keys), at, says);
+        }
+        // No address to expect when the network configures none.
+        refused_at(
+            &with("[expect]\naddress = \"10.0.2.0/24\""),
+            "\"10.0.2.0/24\"",
+            "configures no address on eth0",
+        );
+    }
+
+    /// `interfce` is near `[network] interface`, no key of `[expect]`.
+    #[test]
+    fn the_key_suggested_is_one_of_this_table() {
+        let e = refused_at(&expect("interfce = \"x\""), "interfce", "unknown field");
+        assert!(!e.contains("did you mean"), "{e}");
+        let e = refused_at(&expect("timout = \"1m\""), "timout", "unknown field");
+        assert!(e.ends_with("did you mean `timeout`?"), "{e}");
+    }
+}

@@ -80,3 +80,74 @@ pub(super) fn initrd_from(raw: RawInitrd, paths: &mut PathList) -> Result<Initrd
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::testing::{parsed, refused_at, with, MINIMAL};
+    use crate::scenario::Base;
+
+    #[test]
+    fn base_is_a_name_or_a_path() {
+        assert!(matches!(parsed(&with("")).initrd.base, Base::Busybox));
+        let s = parsed(&with("base = \"../i.img\"\nanchor = \"^mount\""));
+        assert!(matches!(s.initrd.base, Base::Image(ref p) if p.ends_with("dir/../i.img")));
+        assert_eq!(s.initrd.anchor.as_deref(), Some("^mount"));
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_where_it_is_written() {
+        for (keys, at, says) in [
+            (
+                "base = \"\"",
+                "\"\"",
+                "[initrd] base: empty; use \"busybox\"",
+            ),
+            ("base = 1", "1", "invalid type: integer"),
+            ("load = [\"a\", \" \"]", "\" \"", "load: empty entry"),
+            (
+                "load = \"a\"",
+                "\"a\"",
+                "invalid type: string \"a\", expected a sequence",
+            ),
+            ("binaries = [\"sbin/ip\"]", "\"sbin", "write it absolute"),
+            (
+                "order = \"sorted\"",
+                "\"sorted\"",
+                "expected one of `strict`, `resolve`, `as-is`",
+            ),
+            ("order = 3", "3", "wanted string or table"),
+            (
+                "flavor = \"dracutt\"",
+                "\"dracutt\"",
+                "did you mean `dracut`?",
+            ),
+            (
+                "mode = \"replace\"",
+                "\"replace\"",
+                "did you mean `repack`?",
+            ),
+            (
+                "flavor = \"busybox\"\nanchor = \"x\"",
+                "\"x\"",
+                "only the generic flavor",
+            ),
+            (
+                "anchor = \"(\"",
+                "\"(\"",
+                "anchor = \"(\": not a regular expression",
+            ),
+        ] {
+            refused_at(&with(keys), at, says);
+        }
+    }
+
+    /// `name` is a top-level key and `image` one of `[kernel]`: neither is offered here.
+    #[test]
+    fn the_key_suggested_is_one_of_this_table() {
+        let e = refused_at(&with("lod = []"), "lod", "unknown field");
+        assert!(e.ends_with("did you mean `load`?"), "{e}");
+        let e = refused_at(&with("imag = \"x\""), "imag = \"x\"", "unknown field");
+        assert!(!e.contains("did you mean"), "{e}");
+        assert!(MINIMAL.ends_with("[initrd]\n"));
+    }
+}

@@ -35,6 +35,8 @@ mod network;
 mod paths;
 mod raw;
 mod rdma;
+#[cfg(test)]
+mod testing;
 
 pub use boot::MEMORY_MIB;
 pub use duration::{LEASE_TIME_RANGE, TIMEOUT_RANGE};
@@ -404,6 +406,67 @@ binaries = ["/usr/sbin/ip", "/nonexistent/bootrig-test/tool"]
             .to_string();
         assert!(
             e.contains(":4:11:") && e.contains("a path, or a list of paths"),
+            "{e}"
+        );
+    }
+
+    /// `/dev/zero` as a base grew a build to 24 GB; a FIFO hung it: refused before anything
+    /// is built, at their keys.
+    #[test]
+    fn devices_and_fifos_are_not_files() {
+        let (d, file) = layout(b"");
+        complete(d.path());
+        let fifo = d.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let text = PATHS
+            .replace("../images/cache/current/vmlinuz", "../fifo")
+            .replace("../initrds/field.img", "/dev/zero")
+            .replace(
+                "\"/usr/sbin/ip\", \"/nonexistent/bootrig-test/tool\"",
+                "\"/dev/urandom\"",
+            );
+        let e = Scenario::load_checked_for_test(&text, &file)
+            .unwrap_err()
+            .to_string();
+        let f = file.display();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 3, "{e}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "{f}:3:9: [kernel] image = \"../fifo\": is a FIFO, not a regular file"
+            )),
+            "{e}"
+        );
+        assert!(
+            lines[1].starts_with(&format!(
+                "{f}:6:8: [initrd] base = \"/dev/zero\": is a character device, not a regular file"
+            )),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with(&format!(
+                "{f}:7:13: [initrd] binaries: \"/dev/urandom\": is a character device"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_table_is_suggested_from_the_top_level() {
+        let e = Scenario::parse(&format!("{GOOD}[netwrk]\n"), Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.toml:15:2: unknown field `netwrk`"), "{e}");
+        assert!(e.ends_with("did you mean `network`?"), "{e}");
+        let e = Scenario::parse("name = 1\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("s.toml:1:8: invalid type: integer `1`"),
             "{e}"
         );
     }

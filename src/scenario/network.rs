@@ -159,6 +159,136 @@ pub(super) fn validate_cidr(cidr: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::testing::{parsed, refused_at, with};
+
+    fn net(keys: &str) -> String {
+        with(&format!("[network]\n{keys}"))
+    }
+
+    #[test]
+    fn a_good_network_is_kept_as_written() {
+        let s = parsed(&net(
+            "interface = \"ib0\"\nstatic = \"192.0.2.10/24\"\ngateway = \"192.0.2.1\"\nclient_id = \"ff:00:01\"",
+        ));
+        assert_eq!(s.network.interface, "ib0");
+        assert_eq!(s.network.client_id.as_deref(), Some("ff:00:01"));
+        assert!(matches!(
+            s.network.addressing,
+            Addressing::Static { ref gateway, .. } if gateway.as_deref() == Some("192.0.2.1")
+        ));
+        assert_eq!(parsed(&with("")).network.interface, "eth0");
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_where_it_is_written() {
+        let long = "x".repeat(200_000);
+        let id256 = vec!["ab"; 256].join(":");
+        for (keys, at, says) in [
+            (
+                "interface = \"\"".to_string(),
+                "\"\"",
+                "interface = \"\": empty",
+            ),
+            (format!("interface = \"{long}\""), "\"xxx", "200000 bytes"),
+            (
+                "interface = \"eth0 \"".into(),
+                "\"eth0 ",
+                "' ' is not allowed",
+            ),
+            (
+                "interface = \"../../etc\"".into(),
+                "\"../",
+                "'/' is not allowed",
+            ),
+            (
+                "interface = \"eth0; reboot\"".into(),
+                "\"eth0;",
+                "' ' is not allowed",
+            ),
+            (
+                "interface = \"..\"".into(),
+                "\"..\"",
+                "not a name Linux allows",
+            ),
+            (
+                "interface = 0".into(),
+                "0",
+                "invalid type: integer `0`, expected a string",
+            ),
+            (
+                "dhcp = \"udhcpc\"\nstatic = \"192.0.2.10/24\"".into(),
+                "\"192.0.2.10/24\"",
+                "both dhcp and static given",
+            ),
+            ("static = \"192.0.2.300/24\"".into(), "\"192", "192.0.2.300"),
+            (
+                "static = \"192.0.2.3/33\"".into(),
+                "\"192",
+                "prefix length \"33\"",
+            ),
+            (
+                "static = \"192.0.2.3/24\"\ngateway = \"gw\"".into(),
+                "\"gw\"",
+                "gateway = \"gw\"",
+            ),
+            (
+                "dhcp = \"dhcpcd\"".into(),
+                "\"dhcpcd\"",
+                "unknown variant `dhcpcd`",
+            ),
+            (
+                "guid = \"0002:c903:0000:1039\"\nclient_id = \"ff:00:01\"".into(),
+                "\"ff:00:01\"",
+                "both guid and client_id",
+            ),
+            (
+                "guid = \"0002:c903\"".into(),
+                "\"0002",
+                "guid: GUID \"0002:c903\"",
+            ),
+            (
+                "client_id = \"\"".into(),
+                "\"\"",
+                "client_id: client-identifier \"\"",
+            ),
+            ("client_id = \"01\"".into(), "\"01\"", "1 byte(s)"),
+            (format!("client_id = \"{id256}\""), "\"ab:", "256 bytes"),
+            ("client_id = \"zz:01\"".into(), "\"zz", "not hex"),
+            (
+                "backend = \"tap\"".into(),
+                "\"tap\"",
+                "backend = \"tap\": use \"user\"",
+            ),
+            (
+                "backend = { bridge = \"br 0\" }".into(),
+                "{ bridge",
+                "not an interface name",
+            ),
+            (
+                "backend = \"user\"\n[network.dhcp_server]\n".into(),
+                "[network.dhcp_server]",
+                "is for backend = \"dnsmasq\"",
+            ),
+            (
+                "[network.dhcp_server]\n".into(),
+                "[network.dhcp_server]",
+                "is for backend = \"dnsmasq\"",
+            ),
+        ] {
+            refused_at(&net(&keys), at, says);
+        }
+    }
+
+    /// `adress` is near `[expect] address`, a key of another table: not offered here.
+    #[test]
+    fn the_key_suggested_is_one_of_this_table() {
+        let e = refused_at(&net("adress = \"x\""), "adress", "unknown field `adress`");
+        assert!(!e.contains("did you mean"), "{e}");
+        let e = refused_at(&net("interfce = \"eth0\""), "interfce", "unknown field");
+        assert!(e.ends_with("did you mean `interface`?"), "{e}");
+        let e = refused_at(&net("clientid = \"ff:00\""), "clientid", "unknown field");
+        assert!(e.ends_with("did you mean `client_id`?"), "{e}");
+    }
 
     #[test]
     fn interface_names_are_what_linux_accepts() {

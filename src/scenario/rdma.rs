@@ -45,13 +45,15 @@ pub(super) fn rdma_from(
         ));
     }
     let device = match &raw.device {
-        Some(d) if !crate::net::config::valid_ifname(d.get_ref()) => return Err(Refusal::at(
-            d,
-            format!(
+        Some(d) if !crate::net::config::valid_ifname(d.get_ref()) => {
+            return Err(Refusal::at(
+                d,
+                format!(
                 "[rdma] device = {:?}: a device name such as \"rxe0\" (letters, digits, up to 15)",
                 d.get_ref()
             ),
-        )),
+            ))
+        }
         Some(d) => d.get_ref().clone(),
         None => "rxe0".into(),
     };
@@ -76,5 +78,83 @@ pub(super) fn rdma_checks(
         )),
         (Some(_), Some(a)) if a.get_ref().is_empty() => Ok(RdmaCheck::VARIANTS.to_vec()),
         (_, a) => Ok(a.map(Spanned::into_inner).unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::scenario::testing::{parsed, refused_at, with};
+
+    fn rdma(table: &str) -> String {
+        with(&format!(
+            "load = [\"rdma_rxe\"]\n[network]\ndhcp = \"udhcpc\"\n[rdma]\n{table}"
+        ))
+    }
+
+    #[test]
+    fn soft_roce_checks_everything_unless_told() {
+        let s = parsed(&rdma("soft_roce = true\ntimeout = \"5s\""));
+        let r = s.rdma.unwrap();
+        assert_eq!(
+            (r.device.as_str(), r.timeout),
+            ("rxe0", Duration::from_secs(5))
+        );
+        assert_eq!(s.expect.rdma, RdmaCheck::VARIANTS);
+        let s = parsed(&rdma("soft_roce = true\n[expect]\nrdma = [\"cm\"]"));
+        assert_eq!(s.expect.rdma, [RdmaCheck::Cm]);
+        assert!(parsed(&rdma("soft_roce = false")).rdma.is_none());
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_where_it_is_written() {
+        for (table, at, says) in [
+            (
+                "soft_roce = false\ndevice = \"rxe1\"",
+                "\"rxe1\"",
+                "which is false",
+            ),
+            (
+                "soft_roce = true\ndevice = \"rxe 0\"",
+                "\"rxe 0\"",
+                "a device name such as",
+            ),
+            (
+                "soft_roce = true\ntimeout = \"0s\"",
+                "\"0s\"",
+                "[rdma] timeout = \"0s\": out of range",
+            ),
+            (
+                "soft_roce = true\ntimeout = \"10000h\"",
+                "\"10000h\"",
+                "out of range",
+            ),
+            ("soft_roce = \"yes\"", "\"yes\"", "invalid type: string"),
+            ("device = \"rxe0\"", "[rdma]", "missing field `soft_roce`"),
+        ] {
+            refused_at(&rdma(table), at, says);
+        }
+        refused_at(
+            &with("[network]\ndhcp = \"udhcpc\"\n[rdma]\nsoft_roce = true"),
+            "true",
+            "does not list rdma_rxe",
+        );
+        refused_at(
+            &with("load = [\"rdma_rxe\"]\n[rdma]\nsoft_roce = true"),
+            "true",
+            "configures no address",
+        );
+    }
+
+    #[test]
+    fn the_key_suggested_is_one_of_this_table() {
+        let e = refused_at(
+            &rdma("soft_roce = true\ndevce = \"x\""),
+            "devce",
+            "unknown field",
+        );
+        assert!(e.ends_with("did you mean `device`?"), "{e}");
     }
 }
