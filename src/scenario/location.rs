@@ -5,7 +5,7 @@ use std::path::Path;
 use super::error::ScenarioError;
 
 /// The 1-based line and column (in characters) of byte `offset` of `text`.
-pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     // A span never ends inside a character; if one did, count from the character's start.
     while !text.is_char_boundary(offset) {

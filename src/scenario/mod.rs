@@ -41,6 +41,7 @@ mod testing;
 pub use boot::MEMORY_MIB;
 pub use duration::{LEASE_TIME_RANGE, TIMEOUT_RANGE};
 pub use error::ScenarioError;
+pub(crate) use location::line_column;
 pub use model::*;
 pub use paths::PathProblem;
 
