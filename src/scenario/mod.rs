@@ -471,4 +471,27 @@ binaries = ["/usr/sbin/ip", "/nonexistent/bootrig-test/tool"]
             "{e}"
         );
     }
+
+    #[test]
+    fn hardware_names_an_adapter_and_nothing_else() {
+        use testing::{parsed, refused_at, with};
+        let s = parsed(&with("[hardware]\nadapter = \"hca0\""));
+        assert_eq!(s.hardware.map(|h| h.adapter).as_deref(), Some("hca0"));
+        let e = refused_at(
+            &with("[hardware]\nadaptr = \"hca0\""),
+            "adaptr",
+            "unknown field `adaptr`",
+        );
+        assert!(e.ends_with("did you mean `adapter`?"), "{e}");
+        refused_at(
+            &with("[hardware]\nadapter = 0"),
+            "0",
+            "invalid type: integer `0`",
+        );
+        refused_at(
+            &with("[hardware]\nbdf = \"81:00.0\""),
+            "bdf",
+            "unknown field `bdf`, expected `adapter`",
+        );
+    }
 }
