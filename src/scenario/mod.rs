@@ -18,6 +18,13 @@
 //! dhcp = "udhcpc"                              # or "dhclient", or static = "192.0.2.10/24"
 //! guid = "0002:c903:0000:1039"                 # IPoIB client-identifier from a port GUID
 //! ```
+//!
+//! The layout: `model` is the public types; `raw` is serde's strict mirror of the file, with
+//! every value a later check may refuse kept `Spanned`; one file per TOML table checks it and
+//! makes its model type (`kernel_from`, `initrd_from`, `network_from`, `dhcp_server_from`,
+//! `boot_from`, `expect_from`, `rdma_from`), returning a `Refusal` at the value's byte offset;
+//! `paths` checks what is on disk, `duration` the time values and their ranges, `keys` the
+//! suggestion for a misspelt key. [`Scenario::parse`] calls them in order.
 
 use std::path::Path;
 
