@@ -4,29 +4,49 @@
 //! inside it. No mutation may panic.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use bootrig::scenario::Scenario;
 use proptest::prelude::*;
 use toml::{Table, Value};
 
-/// Every `.toml` under `scenarios/`, with its text.
-fn shipped() -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "toml") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                out.push((path, text));
+/// A shipped scenario: its path, its text, and the text parsed as plain TOML.
+struct Shipped {
+    path: PathBuf,
+    text: String,
+    table: Table,
+    keys: Vec<KeyPath>,
+}
+
+/// Every `.toml` under `scenarios/`, read once.
+fn shipped() -> &'static [Shipped] {
+    static SHIPPED: OnceLock<Vec<Shipped>> = OnceLock::new();
+    SHIPPED.get_or_init(|| {
+        let mut out = Vec::new();
+        let mut dirs = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "toml") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let table: Table = toml::from_str(&text).unwrap();
+                    let mut keys = Vec::new();
+                    key_paths(&table, &Vec::new(), &mut keys);
+                    out.push(Shipped {
+                        path,
+                        text,
+                        table,
+                        keys,
+                    });
+                }
             }
         }
-    }
-    out.sort();
-    assert!(out.len() >= 10, "the shipped scenarios: {out:?}");
-    out
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        assert!(out.len() >= 10, "the shipped scenarios under scenarios/");
+        out
+    })
 }
 
 /// A key of the document: the tables (and array elements) leading to it, then its name.
@@ -101,34 +121,61 @@ fn remove(table: &mut Table, path: &[Step]) {
     }
 }
 
-/// A value of another type (or a corrupted one of the same), chosen by `pick`.
-fn replacement(old: &Value, pick: u64) -> Value {
-    let long = "x".repeat(70_000);
+/// A value of another type than `old`, chosen by `pick`: string, integer, float, boolean,
+/// array or table.
+fn retyped(old: &Value, pick: u64) -> Value {
     let options = [
-        Value::String(String::new()),
-        Value::String("0s".into()),
-        Value::String("18446744073709551615s".into()),
-        Value::String("../../etc".into()),
-        Value::String("eth0; reboot".into()),
-        Value::String("/dev/zero".into()),
-        Value::String("(".into()),
-        Value::String("ff".into()),
-        Value::String("\u{0}".into()),
-        Value::String(long),
-        Value::Integer(0),
-        Value::Integer(-1),
-        Value::Integer(i64::MAX),
-        Value::Float(f64::NAN),
+        Value::String("x".into()),
+        Value::Integer(1),
+        Value::Float(0.5),
         Value::Boolean(true),
-        Value::Array(vec![]),
-        Value::Array(vec![old.clone(), old.clone(), old.clone()]),
-        Value::Table(Table::new()),
-        match old {
-            Value::String(s) => Value::String(format!("{s}{s}x")),
-            Value::Integer(n) => Value::Integer(n.wrapping_mul(1000)),
-            other => Value::Array(vec![other.clone()]),
-        },
+        Value::Array(vec![old.clone()]),
+        Value::Table(Table::from_iter([("x".to_string(), old.clone())])),
     ];
+    let others: Vec<&Value> = options
+        .iter()
+        .filter(|v| v.type_str() != old.type_str())
+        .collect();
+    others[(pick % others.len() as u64) as usize].clone()
+}
+
+/// `old`, corrupted within its type, chosen by `pick`: the values a probe found refused badly
+/// (or not at all) among them.
+fn corrupted(old: &Value, pick: u64) -> Value {
+    let options: Vec<Value> = match old {
+        Value::String(s) => [
+            String::new(),
+            " ".into(),
+            "0s".into(),
+            "18446744073709551615s".into(),
+            "../../etc".into(),
+            "eth0; reboot".into(),
+            "/dev/zero".into(),
+            "(".into(),
+            "ff".into(),
+            "zz:zz".into(),
+            "\u{0}".into(),
+            "x".repeat(300),
+            format!("{s}{s}x"),
+            format!("{s} "),
+            s.chars().rev().collect(),
+        ]
+        .into_iter()
+        .map(Value::String)
+        .collect(),
+        Value::Integer(n) => [0, -1, i64::MAX, i64::MIN, n.wrapping_mul(1000)]
+            .into_iter()
+            .map(Value::Integer)
+            .collect(),
+        Value::Boolean(b) => vec![Value::Boolean(!b)],
+        Value::Array(a) => vec![
+            Value::Array(vec![]),
+            Value::Array(a.iter().chain(a).chain(a).cloned().collect()),
+            Value::Array(a.iter().rev().cloned().collect()),
+        ],
+        Value::Table(_) => vec![Value::Table(Table::new())],
+        other => vec![other.clone()],
+    };
     options[(pick % options.len() as u64) as usize].clone()
 }
 
@@ -148,20 +195,25 @@ fn duplicate_line(text: &str, n: u64) -> Option<String> {
     Some(out.join("\n") + "\n")
 }
 
-/// The mutated text, or None when the mutation does not apply.
-fn mutate(text: &str, op: u8, which: u64, pick: u64) -> Option<String> {
+/// The mutated text, or None when the mutation does not apply: `op` 0 deletes a key, 1 writes
+/// one twice, 2 retypes a value, 3 corrupts one.
+fn mutate(scenario: &Shipped, op: u8, which: u64, pick: u64) -> Option<String> {
     if op == 1 {
-        return duplicate_line(text, which);
+        return duplicate_line(&scenario.text, which);
     }
-    let mut table: Table = toml::from_str(text).ok()?;
-    let mut paths = Vec::new();
-    key_paths(&table, &Vec::new(), &mut paths);
-    let path = paths.get((which % paths.len() as u64) as usize)?.clone();
+    let path = scenario
+        .keys
+        .get((which % scenario.keys.len() as u64) as usize)?;
+    let mut table = scenario.table.clone();
     match op {
-        0 => remove(&mut table, &path),
+        0 => remove(&mut table, path),
+        2 => {
+            let v = at_mut(&mut table, path)?;
+            *v = retyped(v, pick);
+        }
         _ => {
-            let v = at_mut(&mut table, &path)?;
-            *v = replacement(v, pick);
+            let v = at_mut(&mut table, path)?;
+            *v = corrupted(v, pick);
         }
     }
     toml::to_string(&table).ok()
@@ -189,7 +241,7 @@ fn assert_placed(message: &str, file: &Path, text: &str) {
 }
 
 proptest! {
-    // 256 cases parse in well under a second in a debug build.
+    // 256 cases parse in about a second in a debug build.
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
@@ -200,12 +252,12 @@ proptest! {
         pick in any::<u64>(),
     ) {
         let scenarios = shipped();
-        let (path, text) = &scenarios[file.index(scenarios.len())];
-        let Some(mutated) = mutate(text, op, which, pick) else {
+        let s = &scenarios[file.index(scenarios.len())];
+        let Some(mutated) = mutate(s, op, which, pick) else {
             return Ok(());
         };
-        if let Err(e) = Scenario::parse(&mutated, path) {
-            assert_placed(&e.to_string(), path, &mutated);
+        if let Err(e) = Scenario::parse(&mutated, &s.path) {
+            assert_placed(&e.to_string(), &s.path, &mutated);
         }
     }
 }
@@ -213,28 +265,36 @@ proptest! {
 /// Every shipped scenario parses as it is (the mutations start from good files).
 #[test]
 fn shipped_scenarios_parse() {
-    for (path, text) in shipped() {
-        if let Err(e) = Scenario::parse(&text, &path) {
+    for s in shipped() {
+        if let Err(e) = Scenario::parse(&s.text, &s.path) {
             panic!("{e}");
         }
     }
 }
 
-/// Each kind of mutation, once on every shipped scenario, at every key.
+/// Each kind of mutation on every shipped scenario, at every key.
 #[test]
 fn every_key_of_every_scenario_deleted_and_retyped() {
     let (mut tried, mut refused) = (0, 0);
-    for (path, text) in shipped() {
-        let table: Table = toml::from_str(&text).unwrap();
-        let mut paths = Vec::new();
-        key_paths(&table, &Vec::new(), &mut paths);
-        for which in 0..paths.len() as u64 {
-            for (op, pick) in [(0, 0), (1, 0), (2, 0), (2, 10), (2, 15), (2, 17), (3, 18)] {
-                if let Some(mutated) = mutate(&text, op, which, pick) {
+    let mut seen = std::collections::HashSet::new();
+    for s in shipped() {
+        for which in 0..s.keys.len() as u64 {
+            let retypings = (0..5).map(|pick| (2, pick));
+            let corruptions = (0..15).map(|pick| (3, pick));
+            for (op, pick) in [(0, 0), (1, 0)]
+                .into_iter()
+                .chain(retypings)
+                .chain(corruptions)
+            {
+                let Some(mutated) = mutate(s, op, which, pick) else {
+                    continue;
+                };
+                // A value with fewer corruptions than `pick`s repeats one.
+                if seen.insert(mutated.clone()) {
                     tried += 1;
-                    if let Err(e) = Scenario::parse(&mutated, &path) {
+                    if let Err(e) = Scenario::parse(&mutated, &s.path) {
                         refused += 1;
-                        assert_placed(&e.to_string(), &path, &mutated);
+                        assert_placed(&e.to_string(), &s.path, &mutated);
                     }
                 }
             }
