@@ -15,6 +15,11 @@
 //! state_dir = "/run/bootrig/vfio" # locks and records [/run/bootrig/vfio]
 //! lock_wait = "10m"               # how long a run waits for another holding its adapter [10m]
 //! ```
+//!
+//! Every value is checked when the file is read, whichever adapters a run needs: a `rom` must be
+//! a regular file, `boot_root` and `state_dir` directories where they exist (they are made when
+//! first used), `lock_wait` within [`LOCK_WAIT_RANGE`]. Each refusal names the file and the
+//! value's line and column.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
