@@ -8,10 +8,10 @@ use std::time::Duration;
 use rexpect::reader::Regex;
 
 use crate::interrupt::Interrupt;
-use crate::scenario::ShellStep;
 
 use super::protocol::needles;
 use super::serial::{needle, shell_command, Seen, SerialConsole, SerialError, TICK};
+use super::shell_step::ShellStep;
 use super::transcript::ConsoleLine;
 
 /// What one `[[expect.shell]]` step got.

@@ -8,11 +8,13 @@ pub mod driver;
 pub mod evidence;
 pub mod protocol;
 pub mod serial;
+pub mod shell_step;
 pub mod text;
 pub mod transcript;
 
 pub use evidence::{parse, read, DhcpRun, Evidence, Insmod, ProcModule, RdmaPort, RdmaTest};
 pub use protocol::{GuestLine, InsmodResult};
+pub use shell_step::ShellStep;
 pub use transcript::ConsoleLine;
 
 #[cfg(test)]

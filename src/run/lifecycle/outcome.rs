@@ -7,6 +7,7 @@ use std::process::ExitStatus;
 
 use crate::console::driver::{End, ShellOutcome};
 use crate::console::{self, ConsoleLine, GuestLine};
+use crate::names::Named;
 use crate::qemu::accel::Accel;
 use crate::report::model::{BootSummary, CauseReport, Finding, Outcome, ScenarioReport};
 use crate::run::judge::{self, Findings};
