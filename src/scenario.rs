@@ -1079,9 +1079,11 @@ fn expect_from(raw: RawExpect, interface: &str, addressing: &Addressing) -> Resu
     };
     let mut phase_timeouts = Vec::new();
     for (name, limit) in &raw.phases {
+        use crate::names::Named;
         use crate::verdict::phases::Phase;
-        let Some(phase) = Phase::ALL.into_iter().find(|p| p.name() == name) else {
-            let names: Vec<&str> = Phase::ALL.iter().map(|p| p.name()).collect();
+        use strum::VariantArray;
+        let Some(phase) = Phase::from_name(name) else {
+            let names: Vec<&str> = Phase::VARIANTS.iter().map(|p| p.as_str()).collect();
             let hint = crate::kmod::suggest::nearest(name, &names)
                 .first()
                 .map(|n| format!(" (did you mean {n:?}?)"))

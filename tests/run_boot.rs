@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bootrig::console::{self, InsmodResult};
+use bootrig::names::Named;
 use bootrig::scenario::Scenario;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -532,8 +533,8 @@ fn check_shipped_suite(out: &Path, report: &Value) {
                     file_name.starts_with("negative-") || id.starts_with("net/fault-"),
                     "{id}"
                 );
-                assert_eq!(sc["expected_failure"], kind.id(), "{sc:#}");
-                assert_eq!(sc["cause"]["kind"], kind.id(), "{id}: {sc:#}");
+                assert_eq!(sc["expected_failure"], kind.as_str(), "{sc:#}");
+                assert_eq!(sc["cause"]["kind"], kind.as_str(), "{id}: {sc:#}");
             }
             None => {
                 assert!(sc["cause"].is_null(), "{id}: {sc:#}");

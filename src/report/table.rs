@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::model::{Outcome, RunReport, ScenarioReport};
 use crate::console::text::strip_escapes;
+use crate::names::Named;
 
 const HEADERS: [&str; 5] = ["SCENARIO", "OUTCOME", "CAUSE", "TIME", "PHASE"];
 /// Longest line of a note; longer lines wrap, at a space when there is one.
@@ -57,11 +58,11 @@ fn row(s: &ScenarioReport) -> [String; 5] {
     [
         one_line(&s.id),
         outcome,
-        cause.map_or("-".to_owned(), |c| c.kind.id().to_owned()),
+        cause.map_or("-".to_owned(), |c| c.kind.as_str().to_owned()),
         format!("{:.1}s", s.duration_seconds.max(0.0)),
         cause
             .and_then(|c| c.phase)
-            .map_or("-".to_owned(), |p| p.name().to_owned()),
+            .map_or("-".to_owned(), |p| p.as_str().to_owned()),
     ]
 }
 

@@ -8,6 +8,7 @@ use regex::Regex;
 
 use crate::console::driver::ShellOutcome;
 use crate::console::{ConsoleLine, Evidence};
+use crate::names::Named;
 use crate::report::Finding;
 use crate::scenario::{Expect, RdmaCheck, ShellStep};
 use crate::verdict::cause::CauseKind;
@@ -229,15 +230,15 @@ fn decide_cause(
             false,
             Some(format!(
                 "expected the failure {:?}, got {:?}",
-                want.id(),
-                got.id()
+                want.as_str(),
+                got.as_str()
             )),
         ),
         (Some(want), None) => (
             false,
             Some(format!(
                 "expected the failure {:?}, but the boot showed no classified failure",
-                want.id()
+                want.as_str()
             )),
         ),
         (None, Some(got)) => (false, Some(format!("boot failed: {got}"))),

@@ -219,6 +219,7 @@ fn cause_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::Named;
     use std::time::Duration;
 
     fn lines(text: &str) -> Vec<ConsoleLine> {
@@ -237,7 +238,7 @@ mod tests {
         "iPXE initialising devices...ok\nbootrig: booting kernel\nBOOTRIG begin\n";
 
     fn kind(c: Option<Cause>) -> Option<&'static str> {
-        c.map(|c| c.kind.id())
+        c.map(|c| c.kind.as_str())
     }
 
     #[test]
