@@ -15,11 +15,24 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::accel::Accel;
+use crate::names::Named;
 
 /// Defined here, where its QEMU name is, and used as is by scenarios (`machine = "q35"`) and the
 /// command line: one enum from the TOML to the `-machine` flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ValueEnum,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum MachineType {
     /// i440fx + PIIX: legacy PCI.
     Pc,
@@ -27,42 +40,34 @@ pub enum MachineType {
     Q35,
 }
 
-impl MachineType {
-    pub fn qemu_name(self) -> &'static str {
-        match self {
-            MachineType::Pc => "pc",
-            MachineType::Q35 => "q35",
-        }
-    }
-}
-
 /// An emulated NIC bootrig can netboot through (each has an iPXE ROM in ipxe-qemu). Scenarios
-/// (`nic = "e1000e"`) and `bootrig repro --nic` name it by its QEMU device name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
+/// (`nic = "e1000e"`) and `bootrig repro --nic` name it by its QEMU device name: its
+/// [`Named::as_str`] is the `-device` driver name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ValueEnum,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum NicModel {
-    #[serde(rename = "virtio-net-pci")]
     #[value(name = "virtio-net-pci")]
     VirtioNetPci,
-    #[serde(rename = "e1000e")]
     #[value(name = "e1000e")]
     E1000e,
-    #[serde(rename = "e1000")]
     #[value(name = "e1000")]
     E1000,
 }
 
 impl NicModel {
-    pub const ALL: [NicModel; 3] = [NicModel::VirtioNetPci, NicModel::E1000e, NicModel::E1000];
-
-    /// The `-device` driver name (also its name in scenarios and on the command line).
-    pub fn device(self) -> &'static str {
-        match self {
-            NicModel::VirtioNetPci => "virtio-net-pci",
-            NicModel::E1000e => "e1000e",
-            NicModel::E1000 => "e1000",
-        }
-    }
-
     /// The `<stem>` of ipxe-qemu's `efi-<stem>.rom` / `pxe-<stem>.rom` for this NIC.
     pub fn rom_stem(self) -> &'static str {
         match self {
@@ -75,7 +80,7 @@ impl NicModel {
 
 impl fmt::Display for NicModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.device())
+        f.write_str(self.as_str())
     }
 }
 
@@ -86,10 +91,7 @@ pub struct UnknownNic(pub String);
 impl FromStr for NicModel {
     type Err = UnknownNic;
     fn from_str(s: &str) -> Result<Self, UnknownNic> {
-        NicModel::ALL
-            .into_iter()
-            .find(|m| m.device() == s)
-            .ok_or_else(|| UnknownNic(s.to_owned()))
+        NicModel::from_name(s).ok_or_else(|| UnknownNic(s.to_owned()))
     }
 }
 
@@ -232,10 +234,10 @@ impl VmSpec {
 fn machine_args(machine: MachineType, accel: Accel, memory_mib: u32) -> Vec<String> {
     vec![
         "-machine".into(),
-        machine.qemu_name().into(),
+        machine.as_str().into(),
         // The accelerator the probe proved usable, never assumed.
         "-accel".into(),
-        accel.qemu_name().into(),
+        accel.as_str().into(),
         "-m".into(),
         memory_mib.to_string(),
     ]
@@ -376,7 +378,7 @@ fn nic_device_arg(
     bootindex: Option<u32>,
     mac: Option<&str>,
 ) -> Result<String, MachineError> {
-    let mut device = format!("{},netdev={NETDEV_ID}", nic.device());
+    let mut device = format!("{},netdev={NETDEV_ID}", nic.as_str());
     if let Some(mac) = mac {
         let parts: Vec<&str> = mac.split(':').collect();
         let valid = parts.len() == 6
@@ -445,6 +447,23 @@ fn opt_path(what: &'static str, path: &Path) -> Result<String, MachineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_serdes_and_qemus() {
+        crate::names::assert_serde_names::<MachineType>();
+        crate::names::assert_serde_names::<NicModel>();
+        // The scenario's name is QEMU's `-device` and `-machine` value, and clap's.
+        assert_eq!(NicModel::VirtioNetPci.as_str(), "virtio-net-pci");
+        assert_eq!(NicModel::E1000e.as_str(), "e1000e");
+        assert_eq!(MachineType::Q35.as_str(), "q35");
+        for &nic in <NicModel as strum::VariantArray>::VARIANTS {
+            let value = nic.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), nic.as_str());
+        }
+        for &m in <MachineType as strum::VariantArray>::VARIANTS {
+            assert_eq!(m.to_possible_value().unwrap().get_name(), m.as_str());
+        }
+    }
 
     fn netboot_spec(firmware: Firmware, nic: NicModel) -> VmSpec {
         VmSpec {

@@ -67,6 +67,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The display label the table, progress and JUnit's text show (`PASS`); result.json writes
+    /// the serde name (`pass`).
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Pass => "PASS",
