@@ -95,9 +95,10 @@ impl FromStr for NicModel {
     }
 }
 
-/// The firmware the VM starts in.
+/// The firmware the VM starts in, as files found on this host: what the scenario's choice
+/// (`scenario::Firmware`, `bios` or `uefi`) becomes in `run::lifecycle::media::firmware`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Firmware {
+pub enum FirmwareImage {
     /// QEMU's default SeaBIOS. `sercon_port` is a file holding the 16-bit little-endian I/O port
     /// of the serial port SeaBIOS should mirror its text console to (0x3f8, see
     /// [`super::firmware::write_sercon_port`]): without it SeaBIOS and the iPXE ROM print only
@@ -172,7 +173,7 @@ pub struct VmSpec {
     pub machine: MachineType,
     pub accel: Accel,
     pub memory_mib: u32,
-    pub firmware: Firmware,
+    pub firmware: FirmwareImage,
     pub network: Network,
     /// Host adapters passed through with VFIO (with one, `network` is usually [`Network::None`]).
     pub vfio: Vec<VfioDevice>,
@@ -255,11 +256,11 @@ fn isolation_args() -> Vec<String> {
     ]
 }
 
-fn firmware_args(firmware: &Firmware) -> Result<Vec<String>, MachineError> {
+fn firmware_args(firmware: &FirmwareImage) -> Result<Vec<String>, MachineError> {
     Ok(match firmware {
         // SeaBIOS is QEMU's default firmware.
-        Firmware::Bios { sercon_port: None } => vec![],
-        Firmware::Bios {
+        FirmwareImage::Bios { sercon_port: None } => vec![],
+        FirmwareImage::Bios {
             sercon_port: Some(port_file),
         } => vec![
             // SeaBIOS reads its serial-console port from this fw_cfg file (QEMU warns that the
@@ -270,7 +271,7 @@ fn firmware_args(firmware: &Firmware) -> Result<Vec<String>, MachineError> {
                 opt_path("sercon port", port_file)?
             ),
         ],
-        Firmware::Uefi { code, vars_copy } => vec![
+        FirmwareImage::Uefi { code, vars_copy } => vec![
             // OVMF code, never written.
             "-drive".into(),
             format!(
@@ -465,7 +466,7 @@ mod tests {
         }
     }
 
-    fn netboot_spec(firmware: Firmware, nic: NicModel) -> VmSpec {
+    fn netboot_spec(firmware: FirmwareImage, nic: NicModel) -> VmSpec {
         VmSpec {
             machine: MachineType::Q35,
             accel: Accel::Tcg,
@@ -520,7 +521,7 @@ mod tests {
     #[test]
     fn uefi_netboot_over_tftp() {
         let spec = netboot_spec(
-            Firmware::Uefi {
+            FirmwareImage::Uefi {
                 code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
                 vars_copy: "/run/r1/OVMF_VARS.fd".into(),
             },
@@ -549,7 +550,7 @@ mod tests {
     #[test]
     fn bios_netboot_over_http_on_pc_with_an_explicit_rom() {
         let mut spec = netboot_spec(
-            Firmware::Bios {
+            FirmwareImage::Bios {
                 sercon_port: Some("/run/r1/sercon-port".into()),
             },
             NicModel::E1000,
@@ -581,7 +582,7 @@ mod tests {
 
     #[test]
     fn direct_boot_without_rom_or_without_nic() {
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000e);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000e);
         spec.network = Network::User(UserNet {
             nic: NicModel::E1000e,
             rom: NicRom::Disabled,
@@ -614,7 +615,10 @@ mod tests {
 
     #[test]
     fn tap_network_in_the_segment() {
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::VirtioNetPci);
+        let mut spec = netboot_spec(
+            FirmwareImage::Bios { sercon_port: None },
+            NicModel::VirtioNetPci,
+        );
         spec.network = Network::Tap(TapNet {
             nic: NicModel::VirtioNetPci,
             rom: NicRom::File("/usr/lib/ipxe/qemu/pxe-virtio.rom".into()),
@@ -670,7 +674,7 @@ mod tests {
 
     #[test]
     fn vfio_adapter_replaces_the_emulated_nic() {
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         spec.network = Network::None;
         spec.vfio = vec![VfioDevice {
             host: "0000:03:00.0".parse().unwrap(),
@@ -717,7 +721,7 @@ mod tests {
 
     #[test]
     fn commas_in_option_paths_are_doubled() {
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         spec.serial_socket = "/tmp/a,b/serial.sock".into();
         if let Network::User(net) = &mut spec.network {
             net.tftp_root = Some("/tmp/x,tftp=/etc".into());
@@ -734,7 +738,7 @@ mod tests {
     #[test]
     fn bad_inputs_are_typed_errors() {
         use std::os::unix::ffi::OsStrExt;
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         spec.qmp_socket = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff.sock"));
         assert!(matches!(
             spec.args(),
@@ -743,7 +747,7 @@ mod tests {
                 ..
             })
         ));
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         spec.vfio = vec![VfioDevice {
             host: "0000:03:00.0".parse().unwrap(),
             rom: VfioRom::File(PathBuf::from(std::ffi::OsStr::from_bytes(b"/r/\xfe.rom"))),
@@ -756,7 +760,7 @@ mod tests {
                 ..
             })
         ));
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         if let Network::User(net) = &mut spec.network {
             net.bootfile = Some("boot file".into());
         }
