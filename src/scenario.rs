@@ -147,8 +147,19 @@ struct RawRdma {
 }
 
 /// What `[expect] rdma` can ask of the Soft-RoCE device, each judged from the console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum RdmaCheck {
     /// The device exists and its port is ACTIVE.
     Active,
