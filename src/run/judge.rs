@@ -378,6 +378,16 @@ mod tests {
                 "rdma: the guest ran no cm test",
             ]
         );
+        // A check name the scenario does not know (here one a glitch capitalised) is no check.
+        let odd = good.replace("test cm rping", "test Cm rping");
+        let f = rdma(findings(
+            &s.expect,
+            &plan,
+            &lines(&odd),
+            &console::parse(&odd),
+            &[],
+        ));
+        assert_eq!(f, vec!["rdma: the guest ran no cm test"]);
         // [expect] rdma without a device to check is refused.
         let e = Scenario::parse(
             &text.replace(
