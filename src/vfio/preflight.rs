@@ -35,10 +35,8 @@ impl Status {
     /// `fail`).
     pub fn label(self) -> &'static str {
         match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
             Status::Fail => "FAIL",
-            Status::Info => "info",
+            other => other.as_str(),
         }
     }
 }
