@@ -8,6 +8,7 @@ use std::time::Duration;
 use bootrig::console::ConsoleLine;
 use bootrig::verdict::cause::{classify, Cause, CauseKind, Detail, DhcpSide};
 use bootrig::verdict::phases::{current, detect, durations, Phase};
+use strum::VariantArray;
 
 fn console(name: &str) -> Vec<ConsoleLine> {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests/data/consoles", name]
@@ -155,6 +156,31 @@ fn no_initrd_is_initrd_not_loaded_not_a_plain_panic() {
 }
 
 #[test]
+fn an_init_the_kernel_cannot_execute_is_its_own_cause() {
+    // /init not executable; the kernel falls back to busybox's /bin/sh, which waits forever.
+    let c = cause("init-not-executable.log");
+    assert_eq!(c.kind, CauseKind::InitNotExecutable);
+    assert_eq!(c.phase, Some(Phase::Kernel));
+    assert_eq!(c.evidence.len(), 2, "{:#?}", c.evidence);
+    assert!(c.evidence[0].ends_with("Run /init as init process"));
+    assert!(c.evidence[1].ends_with("Failed to execute /init (error -13)"));
+    assert!(
+        c.summary.contains("/init (error -13, EACCES"),
+        "{}",
+        c.summary
+    );
+    assert!(c.summary.contains("not executable"), "{}", c.summary);
+    // A script whose interpreter is missing, and nothing to fall back to: the panic that
+    // follows is its consequence, not initrd-not-loaded.
+    let c = cause("init-not-executable-panic.log");
+    assert_eq!(c.kind, CauseKind::InitNotExecutable);
+    assert_eq!(c.evidence.len(), 3, "{:#?}", c.evidence);
+    assert!(c.evidence[1].ends_with("Failed to execute /init (error -2)"));
+    assert!(c.evidence[2].contains("Kernel panic - not syncing: No working init found."));
+    assert!(c.summary.contains("interpreter"), "{}", c.summary);
+}
+
+#[test]
 fn init_exiting_is_a_kernel_panic_in_init() {
     let c = cause("kernel-panic.log");
     assert_eq!(c.kind, CauseKind::KernelPanic);
@@ -264,8 +290,8 @@ fn passing_boots_have_no_cause_and_every_phase_in_order() {
                 Phase::Done,
             ],
         ),
-        ("pass-seabios-ipxe.log", &Phase::ALL),
-        ("pass-ovmf-ipxe.log", &Phase::ALL),
+        ("pass-seabios-ipxe.log", Phase::VARIANTS),
+        ("pass-ovmf-ipxe.log", Phase::VARIANTS),
     ];
     for (file, expected) in cases {
         let lines = console(file);

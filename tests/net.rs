@@ -23,7 +23,9 @@ use bootrig::net::{
 };
 use bootrig::qemu::accel::Accel;
 use bootrig::qemu::firmware;
-use bootrig::qemu::machine::{Firmware, MachineType, Network, NicModel, NicRom, TapNet, VmSpec};
+use bootrig::qemu::machine::{
+    FirmwareImage, MachineType, Network, NicModel, NicRom, TapNet, VmSpec,
+};
 
 /// cleanup() looks at every bootrig namespace on the host: the tests that call it take turns.
 static CLEANUP: Mutex<()> = Mutex::new(());
@@ -618,7 +620,7 @@ fn qemu_guest_on_the_tap_gets_its_reserved_address() {
         machine: MachineType::Q35,
         accel: Accel::Tcg,
         memory_mib: 256,
-        firmware: Firmware::Bios {
+        firmware: FirmwareImage::Bios {
             sercon_port: Some(firmware::write_sercon_port(run).unwrap()),
         },
         network: Network::Tap(TapNet {

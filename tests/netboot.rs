@@ -9,11 +9,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bootrig::netboot::http::{HttpServer, RequestRecord};
-use bootrig::netboot::ipxe::{self, Fetch, ScriptSpec};
+use bootrig::netboot::ipxe::{self, FileSource, ScriptSpec};
 use bootrig::netboot::stage;
 use bootrig::qemu::accel::Accel;
 use bootrig::qemu::firmware::{self, FirmwareFiles};
-use bootrig::qemu::machine::{Firmware, MachineType, Network, NicModel, NicRom, UserNet, VmSpec};
+use bootrig::qemu::machine::{
+    FirmwareImage, MachineType, Network, NicModel, NicRom, UserNet, VmSpec,
+};
 use common::{require, Need};
 
 /// Bound for one boot: TCG boots take 10-25 s here, twice that when tests share the cores.
@@ -84,8 +86,8 @@ fn boot(name: &str, case: &Case) -> Option<Outcome> {
 
     let server = (case.via == Via::Http).then(|| HttpServer::start(&boot_dir).unwrap());
     let fetch = match &server {
-        Some(s) => Fetch::Http { port: s.port() },
-        None => Fetch::Tftp,
+        Some(s) => FileSource::Http { port: s.port() },
+        None => FileSource::Tftp,
     };
     let mut spec = ScriptSpec::new(
         fetch,
@@ -101,12 +103,12 @@ fn boot(name: &str, case: &Case) -> Option<Outcome> {
 
     let files = FirmwareFiles::system();
     let fw = match case.firmware {
-        Fw::Bios => Firmware::Bios {
+        Fw::Bios => FirmwareImage::Bios {
             sercon_port: Some(firmware::write_sercon_port(run.path()).unwrap()),
         },
         Fw::Uefi => {
             let pair = files.ovmf().expect("run images/setup first");
-            Firmware::Uefi {
+            FirmwareImage::Uefi {
                 vars_copy: pair.copy_vars(run.path()).unwrap(),
                 code: pair.code,
             }
@@ -114,8 +116,10 @@ fn boot(name: &str, case: &Case) -> Option<Outcome> {
     };
     // Over HTTP the script comes from bootrig's server too: no TFTP at all.
     let (tftp_root, bootfile) = match fetch {
-        Fetch::Tftp | Fetch::TftpAt(_) => (Some(boot_dir.clone()), stage::SCRIPT_NAME.to_owned()),
-        Fetch::Http { .. } => (None, format!("{}/{}", fetch.base_url(), stage::SCRIPT_NAME)),
+        FileSource::Tftp | FileSource::TftpAt(_) => {
+            (Some(boot_dir.clone()), stage::SCRIPT_NAME.to_owned())
+        }
+        FileSource::Http { .. } => (None, format!("{}/{}", fetch.base_url(), stage::SCRIPT_NAME)),
     };
     let vm = VmSpec {
         machine: case.machine,

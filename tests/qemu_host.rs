@@ -12,6 +12,7 @@ use bootrig::qemu::firmware::FirmwareFiles;
 use bootrig::qemu::machine::NicModel;
 use bootrig::qemu::{query_version, MIN_VERSION};
 use common::require::Need;
+use strum::VariantArray;
 
 #[test]
 fn real_qemu_version_is_supported() {
@@ -25,7 +26,7 @@ fn real_qemu_version_is_supported() {
 
 #[test]
 fn this_host_has_every_netboot_file() {
-    let needs: Vec<Need> = NicModel::ALL
+    let needs: Vec<Need> = NicModel::VARIANTS
         .iter()
         .map(|&nic| Need::NetbootFirmware { nic, uefi: true })
         .collect();
@@ -36,7 +37,7 @@ fn this_host_has_every_netboot_file() {
     fw.seabios().unwrap();
     let pair = fw.ovmf().unwrap();
     assert!(pair.code.ends_with("OVMF_CODE_4M.fd"), "{pair:?}");
-    for nic in NicModel::ALL {
+    for &nic in NicModel::VARIANTS {
         fw.ipxe_rom(nic).unwrap();
     }
 }

@@ -130,6 +130,32 @@ fn junit_of_a_nasty_console_parses_with_the_right_counts() {
     assert!(!xml.contains('\x1b') && !xml.contains('\0'));
 }
 
+/// A scenario id past a format width's bound (u16::MAX) used to panic the table after the
+/// merged files were written (exit 101).
+#[test]
+fn merge_of_a_very_long_scenario_id_prints_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("{}.toml", "s".repeat(70_000));
+    let input = dir.path().join("one.json");
+    let r = shard_report(1, 1, vec![scenario(&long, Outcome::Pass)]);
+    write_report(&input, &r, false).unwrap();
+    let out = dir.path().join("merged.json");
+    let o = bootrig(&["report".as_ref(), "merge".as_ref(), os(&out), os(&input)]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let row = stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with(&format!("{long}  PASS")),
+        "{}",
+        &row[..200.min(row.len())]
+    );
+}
+
 #[test]
 fn merge_joins_shards_into_json_and_junit() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bootrig::console::{self, InsmodResult};
+use bootrig::names::Named;
 use bootrig::scenario::Scenario;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -532,8 +533,8 @@ fn check_shipped_suite(out: &Path, report: &Value) {
                     file_name.starts_with("negative-") || id.starts_with("net/fault-"),
                     "{id}"
                 );
-                assert_eq!(sc["expected_failure"], kind.id(), "{sc:#}");
-                assert_eq!(sc["cause"]["kind"], kind.id(), "{id}: {sc:#}");
+                assert_eq!(sc["expected_failure"], kind.as_str(), "{sc:#}");
+                assert_eq!(sc["cause"]["kind"], kind.as_str(), "{id}: {sc:#}");
             }
             None => {
                 assert!(sc["cause"].is_null(), "{id}: {sc:#}");
@@ -846,6 +847,37 @@ fn repro_of_a_field_initrd_whose_init_fails_is_a_kernel_panic() {
         common::sha256_file(&out.path().join("repro/boot/initrd.img")),
         common::sha256_file(&initrd)
     );
+}
+
+/// An init the kernel cannot execute (here a config file of the initramfs, mode 0644): the
+/// kernel says so, falls back to the initrd's /bin/sh as init, which waits forever; the run
+/// ends at the kernel's line (it used to wait for the timeout and call it one).
+#[test]
+fn repro_of_an_init_the_kernel_cannot_execute_ends_at_its_line() {
+    if !common::require(common::BUSYBOX_BOOT) {
+        return;
+    }
+    let env = common::cache_env();
+    let initrd = common::fixture("mkinitramfs-gzip").path;
+    let out = tempfile::tempdir().unwrap();
+    let mut args = repro_args(&env, &initrd, out.path());
+    // Long enough that a run ending at the timeout cannot pass for one that ended at the line.
+    let timeout = args.iter().position(|a| *a == "90s").unwrap();
+    args[timeout] = "600s";
+    args.extend(["--append", "rdinit=/conf/initramfs.conf"]);
+    let ran = bootrig(&args, Duration::from_secs(400));
+    let report = read_json(&out.path().join("summary.json"));
+    assert_eq!(ran.code(), Some(1), "{}\n{report:#}", ran.show());
+    let sc = scenario(&report, "repro");
+    assert_eq!(sc["cause"]["kind"], "init-not-executable", "{sc:#}");
+    assert_eq!(sc["cause"]["phase"], "kernel", "{sc:#}");
+    assert!(
+        sc["cause"]["evidence"]
+            .to_string()
+            .contains("Failed to execute /conf/initramfs.conf (error -13)"),
+        "{sc:#}"
+    );
+    assert!(sc["duration_seconds"].as_f64().unwrap() < 300.0, "{sc:#}");
 }
 
 #[test]

@@ -108,7 +108,7 @@ pub struct ReproArgs {
     #[arg(long, default_value = "")]
     append: String,
     /// A console line (regular expression) meaning the boot got where it should.
-    #[arg(long, default_value = r"login:|BOOTRIG done")]
+    #[arg(long, default_value_t = format!("login:|{}", crate::console::protocol::DONE_LINE))]
     until: String,
     /// How long the whole boot may take.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]

@@ -1,5 +1,6 @@
 //! Driving one boot on its serial console until it ends: the stanza finishes and the guest powers
-//! off, a fatal line appears (a panic, firmware that found nothing to boot), QEMU goes away, a
+//! off, a fatal line appears (a panic, an init the kernel cannot execute, firmware that found
+//! nothing to boot), QEMU goes away, a
 //! phase or the whole boot runs out of time, or the user interrupts. When the scenario asks for
 //! shell steps, they are typed into the shell the stanza opens.
 
@@ -9,6 +10,7 @@ use rexpect::reader::Regex;
 
 use crate::interrupt::Interrupt;
 
+use super::fatal::{FATAL, RESCUE_SHELL_LINES};
 use super::protocol::needles;
 use super::serial::{needle, shell_command, Seen, SerialConsole, SerialError, TICK};
 use super::shell_step::ShellStep;
@@ -26,27 +28,8 @@ pub struct ShellOutcome {
 /// More console than any boot prints: a guest flooding it is stopped, not buffered forever.
 pub const CONSOLE_CAP: u64 = 64 << 20;
 
-/// Lines after which nothing good follows. The classifier says what they mean; the driver only
-/// stops waiting (after [`AFTERMATH`], to keep the lines that explain them).
-const FATAL: &[&str] = &[
-    r"Kernel panic - not syncing",
-    // SeaBIOS after every boot device failed (iPXE gave up: no DHCP offer, no boot file).
-    r"No bootable device",
-    // OVMF's boot manager after every boot option failed.
-    r"No bootable option or device was found",
-];
-
-/// The lines with which an initrd's init says it gives up and opens its rescue shell, where it
-/// then waits forever.
-pub const RESCUE_SHELL_LINES: &[&str] = &[
-    // dracut (99base/dracut-lib.sh emergency_shell), also under systemd.
-    "Dropping to debug shell.",
-    "Entering emergency mode.",
-    // initramfs-tools (scripts/functions panic).
-    "Dropping to a shell!",
-];
-
-/// How long output keeps being collected after a fatal line.
+/// How long output keeps being collected after a fatal line ([`FATAL`]): the classifier reads
+/// the lines that explain it.
 pub const AFTERMATH: Duration = Duration::from_secs(3);
 /// How long one shell step may take.
 pub const SHELL_STEP: Duration = Duration::from_secs(30);
@@ -184,7 +167,8 @@ fn drive_to<W: Watch>(
             }
             Seen::Match { text, .. } => {
                 wait_closed(console, AFTERMATH, interrupt)?;
-                return Ok((End::Fatal(text), answers));
+                // A needle may take the line end along.
+                return Ok((End::Fatal(text.trim_end().to_string()), answers));
             }
             Seen::Closed => return Ok((End::Closed, answers)),
             Seen::Nothing => {}
@@ -228,8 +212,14 @@ fn run_shell(
     left: Duration,
     interrupt: &Interrupt,
 ) -> Result<Vec<ShellOutcome>, SerialError> {
-    let until = std::time::Instant::now() + left;
-    let remaining = || until.saturating_duration_since(std::time::Instant::now());
+    // `left` may be any Duration (a scenario's `timeout` is the user's): one past what an
+    // Instant can hold means no deadline of the steps' own, only each step's SHELL_STEP.
+    let until = std::time::Instant::now().checked_add(left);
+    let remaining = || {
+        until.map_or(left, |u| {
+            u.saturating_duration_since(std::time::Instant::now())
+        })
+    };
     let prompt = needle(needles::PROMPT)?;
     let mut answers = Vec::new();
     let mut alive = matches!(
@@ -258,7 +248,7 @@ fn wait_closed(
     grace: Duration,
     interrupt: &Interrupt,
 ) -> Result<(), SerialError> {
-    let until = console.elapsed() + grace;
+    let until = console.elapsed().saturating_add(grace);
     // Only EOF or the bound ends the wait.
     let never = needle(NEVER)?;
     while console.elapsed() < until && !interrupt.requested() {
@@ -411,6 +401,24 @@ mod tests {
     }
 
     #[test]
+    fn an_init_the_kernel_cannot_execute_ends_the_boot() {
+        let (mut c, mut guest, _d) = start();
+        // What a busybox initrd does next: /bin/sh as init, at its prompt forever.
+        guest
+            .write_all(b"[    1.9] Run /init as init process\r\n[    1.9] Failed to execute /init (error -2)\r\n[    1.9] Run /sbin/init as init process\r\n/bin/sh: can't access tty; job control turned off\r\n~ # ")
+            .unwrap();
+        let start = Instant::now();
+        let end = drive_plain(&mut c, None, Duration::from_secs(60));
+        assert_eq!(end, End::Fatal("Failed to execute /init (error -2)".into()));
+        // AFTERMATH, not the boot's limit.
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
     fn a_guest_panic_reported_by_qemu_ends_the_boot() {
         struct Panicking;
         impl Watch for Panicking {
@@ -486,6 +494,40 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn shell_steps_with_a_limit_past_any_instant_do_not_panic() {
+        let (mut c, guest, _d) = start();
+        let mut w = guest.try_clone().unwrap();
+        let fake = std::thread::spawn(move || {
+            w.write_all(b"BOOTRIG done\r\nBOOTRIG shell\r\nBOOTRIG-SHELL# ")
+                .unwrap();
+            let mut r = std::io::BufReader::new(guest);
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            w.write_all(b"\r\nBOOTRIG shell-rc=0\r\nBOOTRIG-SHELL# ")
+                .unwrap();
+            line.clear();
+            r.read_line(&mut line).unwrap();
+        });
+        let steps = vec![ShellStep {
+            command: "true".into(),
+            patterns: vec![],
+            status: 0,
+        }];
+        // `timeout = "18446744073709551615s"` in a scenario.
+        let (end, answers) = drive(
+            &mut c,
+            &mut watch(None),
+            Duration::from_secs(u64::MAX),
+            &steps,
+            &Interrupt::never(),
+        )
+        .unwrap();
+        fake.join().unwrap();
+        assert_eq!(end, End::Finished);
+        assert_eq!(answers[0].status, Some(0));
     }
 
     #[test]

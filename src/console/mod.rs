@@ -1,11 +1,13 @@
 //! The console stage: the guest's serial console read into timestamped lines, each cleaned once
 //! ([`text`], [`transcript`]); the guest protocol bootrig's stanza speaks ([`protocol`]) and
-//! the evidence read from it ([`evidence`]); and the expect-style driving of a boot
+//! the evidence read from it ([`evidence`]); what other programs print when they give up
+//! ([`fatal`]); and the expect-style driving of a boot
 //! ([`serial`], [`driver`]). Later stages (verdict, report) consume its typed lines; none of
 //! them parses `BOOTRIG …` or terminal control itself.
 
 pub mod driver;
 pub mod evidence;
+pub mod fatal;
 pub mod protocol;
 pub mod serial;
 pub mod shell_step;

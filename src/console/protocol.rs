@@ -14,6 +14,10 @@ pub const MARK: &str = "BOOTRIG ";
 /// The prompt of the shell the stanza opens for `[[expect.shell]]` (its `PS1`).
 pub const SHELL_PROMPT: &str = "BOOTRIG-SHELL# ";
 
+/// `BOOTRIG done` as a cleaned console line shows it, for a regular expression over whole
+/// lines (it holds no regex metacharacter).
+pub const DONE_LINE: &str = "BOOTRIG done";
+
 /// Needles for the expect session, which reads raw bytes (regex syntax, line end included so a
 /// line is matched only once it is complete).
 pub mod needles {
@@ -259,6 +263,14 @@ impl<'a> Rdma<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_done_line_is_the_one_the_stanza_prints() {
+        assert_eq!(GuestLine::parse(DONE_LINE), Some(GuestLine::Done));
+        let needle = regex::Regex::new(needles::DONE).unwrap();
+        assert!(needle.is_match(&format!("{DONE_LINE}\r\n")));
+        assert_eq!(regex::escape(DONE_LINE), DONE_LINE);
+    }
 
     #[test]
     fn a_mangled_rdma_test_status_is_a_failed_test() {

@@ -187,7 +187,8 @@ impl SerialConsole {
 
     /// Waits up to `wait` (rounded up to [`TICK`]s) for any of `needles`.
     pub fn expect_any(&mut self, needles: &[Regex], wait: Duration) -> Result<Seen, SerialError> {
-        let until = Instant::now() + wait;
+        // A wait past what an Instant holds is a wait without end (None).
+        let until = Instant::now().checked_add(wait);
         loop {
             // No EOF needle: with EOF in the list, rexpect prefers it over a match already in
             // the buffer. EOF with no match comes back as an error instead.
@@ -201,7 +202,7 @@ impl SerialConsole {
                 }
                 Err(rexpect::error::Error::EOF { .. }) => return Ok(Seen::Closed),
                 Err(rexpect::error::Error::Timeout { .. }) => {
-                    if Instant::now() >= until {
+                    if until.is_some_and(|u| Instant::now() >= u) {
                         return Ok(Seen::Nothing);
                     }
                 }

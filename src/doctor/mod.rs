@@ -21,8 +21,11 @@ pub use vfio::PciDevice;
 
 use crate::qemu::accel::Accel;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Status {
     Ok,
     Missing,
@@ -31,15 +34,10 @@ pub enum Status {
     Info,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Missing => "missing",
-            Status::Warn => "warn",
-            Status::Info => "info",
-        }
-    }
+#[cfg(test)]
+#[test]
+fn status_names_are_serdes() {
+    crate::names::assert_serde_names::<Status>();
 }
 
 #[derive(Debug, Clone, Serialize)]

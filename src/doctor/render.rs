@@ -1,6 +1,7 @@
 //! The report for people: an aligned table (check, status, detail, fix) and a verdict line.
 
 use super::{Report, Status};
+use crate::names::Named;
 
 /// Detail text wraps at this width so the fix column stays on screen.
 const DETAIL_WIDTH: usize = 64;

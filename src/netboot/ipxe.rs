@@ -28,9 +28,11 @@ pub mod markers {
     pub const FAILED: &str = "bootrig: netboot failed";
 }
 
-/// How the guest fetches the kernel and initrd.
+/// Where the script fetches the kernel and initrd from, with the server or port: what the
+/// scenario's choice (`scenario::Fetch`, `tftp` or `http`) becomes in
+/// `run::lifecycle::media::file_source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fetch {
+pub enum FileSource {
     /// QEMU user-mode networking's built-in TFTP server (`-netdev user,tftp=DIR`).
     Tftp,
     /// bootrig's HTTP server on host loopback, `port` being the port it was given.
@@ -39,13 +41,13 @@ pub enum Fetch {
     TftpAt(std::net::Ipv4Addr),
 }
 
-impl Fetch {
+impl FileSource {
     /// The URL prefix of the boot directory as the guest reaches it.
     pub fn base_url(self) -> String {
         match self {
-            Fetch::Tftp => format!("tftp://{GUEST_HOST_ADDR}"),
-            Fetch::TftpAt(server) => format!("tftp://{server}"),
-            Fetch::Http { port } => format!("http://{GUEST_HOST_ADDR}:{port}"),
+            FileSource::Tftp => format!("tftp://{GUEST_HOST_ADDR}"),
+            FileSource::TftpAt(server) => format!("tftp://{server}"),
+            FileSource::Http { port } => format!("http://{GUEST_HOST_ADDR}:{port}"),
         }
     }
 }
@@ -53,7 +55,7 @@ impl Fetch {
 /// What the script boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptSpec {
-    pub fetch: Fetch,
+    pub fetch: FileSource,
     /// File names in the boot directory.
     pub kernel: String,
     pub initrd: String,
@@ -66,7 +68,7 @@ pub struct ScriptSpec {
 }
 
 impl ScriptSpec {
-    pub fn new(fetch: Fetch, kernel: &str, initrd: &str, cmdline: &str) -> Self {
+    pub fn new(fetch: FileSource, kernel: &str, initrd: &str, cmdline: &str) -> Self {
         Self {
             fetch,
             kernel: kernel.to_owned(),
@@ -239,7 +241,7 @@ fn check_cmdline(cmdline: &str) -> Result<(), ScriptError> {
 mod tests {
     use super::*;
 
-    fn spec(fetch: Fetch) -> ScriptSpec {
+    fn spec(fetch: FileSource) -> ScriptSpec {
         ScriptSpec::new(
             fetch,
             "vmlinuz",
@@ -257,7 +259,7 @@ mod tests {
 
     #[test]
     fn tftp_script_fetches_and_boots_in_order() {
-        let script = render(&spec(Fetch::Tftp)).unwrap();
+        let script = render(&spec(FileSource::Tftp)).unwrap();
         assert!(script.starts_with("#!ipxe\n"));
         assert_eq!(
             command_lines(&script),
@@ -278,7 +280,7 @@ mod tests {
 
     #[test]
     fn markers_appear_in_the_rendered_script() {
-        let script = render(&spec(Fetch::Tftp)).unwrap();
+        let script = render(&spec(FileSource::Tftp)).unwrap();
         for marker in [
             markers::SCRIPT_RUNNING,
             markers::FETCHING_KERNEL,
@@ -292,7 +294,7 @@ mod tests {
 
     #[test]
     fn http_script_uses_the_port_and_never_runs_dhcp() {
-        let script = render(&spec(Fetch::Http { port: 41234 })).unwrap();
+        let script = render(&spec(FileSource::Http { port: 41234 })).unwrap();
         assert!(script.contains(
             "kernel http://10.0.2.2:41234/vmlinuz initrd=initrd.img console=ttyS0,115200 panic=-1 || goto failed"
         ));
@@ -305,7 +307,7 @@ mod tests {
 
     #[test]
     fn every_fetch_and_boot_step_stops_on_failure() {
-        let script = render(&spec(Fetch::Tftp)).unwrap();
+        let script = render(&spec(FileSource::Tftp)).unwrap();
         for line in command_lines(&script) {
             let verb = line.split_whitespace().next().unwrap_or("");
             if matches!(verb, "kernel" | "initrd" | "boot") {
@@ -323,7 +325,7 @@ mod tests {
 
     #[test]
     fn without_initrd_arg_the_kernel_line_lacks_it() {
-        let mut s = spec(Fetch::Tftp);
+        let mut s = spec(FileSource::Tftp);
         s.initrd_arg = false;
         let script = render(&s).unwrap();
         assert!(script.contains(
@@ -336,7 +338,7 @@ mod tests {
 
     #[test]
     fn empty_command_line_leaves_no_stray_space() {
-        let mut s = spec(Fetch::Tftp);
+        let mut s = spec(FileSource::Tftp);
         s.cmdline = "  ".into();
         assert_eq!(s.kernel_args(), "initrd=initrd.img");
         s.initrd_arg = false;
@@ -347,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_value_holding_at_signs_is_not_expanded_again() {
-        let mut s = spec(Fetch::Tftp);
+        let mut s = spec(FileSource::Tftp);
         s.cmdline = "x=@KERNEL@ y=@".into();
         let script = render(&s).unwrap();
         assert!(script.contains("initrd=initrd.img x=@KERNEL@ y=@ || goto failed"));
@@ -364,7 +366,7 @@ mod tests {
             ("vm\nlinuz", 2),
             ("k${x}", 1),
         ] {
-            let mut s = spec(Fetch::Tftp);
+            let mut s = spec(FileSource::Tftp);
             s.kernel = name.into();
             match render(&s) {
                 Err(ScriptError::BadName {
@@ -375,7 +377,7 @@ mod tests {
                 other => panic!("{name:?}: {other:?}"),
             }
         }
-        let mut s = spec(Fetch::Tftp);
+        let mut s = spec(FileSource::Tftp);
         s.initrd = "x".repeat(MAX_NAME + 1);
         assert!(matches!(
             render(&s),
@@ -396,7 +398,7 @@ mod tests {
             ("tab\there", 3),
             ("caf\u{e9}", 3),
         ] {
-            let mut s = spec(Fetch::Tftp);
+            let mut s = spec(FileSource::Tftp);
             s.cmdline = cmdline.into();
             match render(&s) {
                 Err(ScriptError::BadCommandLine { offset: o, .. }) => {
@@ -409,7 +411,7 @@ mod tests {
 
     #[test]
     fn too_long_command_line_is_refused() {
-        let mut s = spec(Fetch::Tftp);
+        let mut s = spec(FileSource::Tftp);
         s.cmdline = "a".repeat(MAX_CMDLINE);
         assert!(matches!(
             render(&s),
@@ -432,7 +434,7 @@ mod tests {
             Err(ScriptError::Template { offset: 2, .. })
         ));
         // The shipped template renders with no field left over.
-        let script = render(&spec(Fetch::Http { port: 1 })).unwrap();
+        let script = render(&spec(FileSource::Http { port: 1 })).unwrap();
         assert!(!script.contains('@'), "{script}");
     }
 }

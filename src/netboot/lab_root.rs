@@ -188,11 +188,11 @@ fn remove_stale(tmp: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netboot::ipxe::Fetch;
+    use crate::netboot::ipxe::FileSource;
 
     fn spec() -> ScriptSpec {
         ScriptSpec::new(
-            Fetch::Tftp,
+            FileSource::Tftp,
             KERNEL_NAME,
             INITRD_NAME,
             "console=ttyS0,115200 panic=-1",

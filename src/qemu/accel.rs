@@ -21,6 +21,8 @@ use thiserror::Error;
 
 use super::process::GroupChild;
 use crate::interrupt::Interrupt;
+use crate::names::Named;
+use strum::VariantArray;
 
 /// Default bound for one probe: TCG needs ~0.15 s, a hanging nested KVM never finishes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,32 +30,29 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a probe looks at its interrupt while QEMU runs.
 pub const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// An accelerator; its [`Named::as_str`] is the value of QEMU's `-accel` option.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Accel {
     Kvm,
     Tcg,
 }
 
-impl Accel {
-    /// The value of QEMU's `-accel` option.
-    pub fn qemu_name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
-
 impl fmt::Display for Accel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.qemu_name())
+        f.write_str(self.as_str())
     }
 }
 
 /// The stages of the probe payload, in order, each announced by one byte on the debug console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Stage {
     RealMode,
     ProtectedMode,
@@ -62,13 +61,6 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 4] = [
-        Stage::RealMode,
-        Stage::ProtectedMode,
-        Stage::LongMode,
-        Stage::LoopDone,
-    ];
-
     /// The byte the payload writes to the debug console on reaching this stage.
     pub fn marker(self) -> u8 {
         match self {
@@ -86,6 +78,20 @@ impl Stage {
             Stage::LongMode => "64-bit long mode",
             Stage::LoopDone => "the end of its compute loop",
         }
+    }
+}
+
+/// Beside the enums, apart from the probe's tests.
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_serdes_and_qemus() {
+        crate::names::assert_serde_names::<Accel>();
+        crate::names::assert_serde_names::<Stage>();
+        assert_eq!(Accel::Kvm.as_str(), "kvm");
+        assert_eq!(Stage::LoopDone.as_str(), "loop-done");
     }
 }
 
@@ -319,7 +325,7 @@ fn probe_args(accel: Accel, bios: &Path, debugcon: &Path) -> Vec<OsString> {
         "-machine",
         "pc",
         "-accel",
-        accel.qemu_name(),
+        accel.as_str(),
         "-m",
         "16",
         // A triple fault (a payload bug) ends QEMU instead of resetting forever.
@@ -356,7 +362,7 @@ fn escape_option_value(path: &Path) -> OsString {
 /// The last stage reached, counting markers only while they arrive in order.
 fn reached_stage(console: &[u8]) -> Option<Stage> {
     let mut reached = None;
-    for (stage, &byte) in Stage::ALL.iter().zip(console) {
+    for (stage, &byte) in Stage::VARIANTS.iter().zip(console) {
         if byte != stage.marker() {
             break;
         }

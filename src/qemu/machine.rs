@@ -15,11 +15,24 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::accel::Accel;
+use crate::names::Named;
 
 /// Defined here, where its QEMU name is, and used as is by scenarios (`machine = "q35"`) and the
 /// command line: one enum from the TOML to the `-machine` flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ValueEnum,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum MachineType {
     /// i440fx + PIIX: legacy PCI.
     Pc,
@@ -27,42 +40,34 @@ pub enum MachineType {
     Q35,
 }
 
-impl MachineType {
-    pub fn qemu_name(self) -> &'static str {
-        match self {
-            MachineType::Pc => "pc",
-            MachineType::Q35 => "q35",
-        }
-    }
-}
-
 /// An emulated NIC bootrig can netboot through (each has an iPXE ROM in ipxe-qemu). Scenarios
-/// (`nic = "e1000e"`) and `bootrig repro --nic` name it by its QEMU device name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
+/// (`nic = "e1000e"`) and `bootrig repro --nic` name it by its QEMU device name: its
+/// [`Named::as_str`] is the `-device` driver name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ValueEnum,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum NicModel {
-    #[serde(rename = "virtio-net-pci")]
     #[value(name = "virtio-net-pci")]
     VirtioNetPci,
-    #[serde(rename = "e1000e")]
     #[value(name = "e1000e")]
     E1000e,
-    #[serde(rename = "e1000")]
     #[value(name = "e1000")]
     E1000,
 }
 
 impl NicModel {
-    pub const ALL: [NicModel; 3] = [NicModel::VirtioNetPci, NicModel::E1000e, NicModel::E1000];
-
-    /// The `-device` driver name (also its name in scenarios and on the command line).
-    pub fn device(self) -> &'static str {
-        match self {
-            NicModel::VirtioNetPci => "virtio-net-pci",
-            NicModel::E1000e => "e1000e",
-            NicModel::E1000 => "e1000",
-        }
-    }
-
     /// The `<stem>` of ipxe-qemu's `efi-<stem>.rom` / `pxe-<stem>.rom` for this NIC.
     pub fn rom_stem(self) -> &'static str {
         match self {
@@ -75,7 +80,7 @@ impl NicModel {
 
 impl fmt::Display for NicModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.device())
+        f.write_str(self.as_str())
     }
 }
 
@@ -86,16 +91,14 @@ pub struct UnknownNic(pub String);
 impl FromStr for NicModel {
     type Err = UnknownNic;
     fn from_str(s: &str) -> Result<Self, UnknownNic> {
-        NicModel::ALL
-            .into_iter()
-            .find(|m| m.device() == s)
-            .ok_or_else(|| UnknownNic(s.to_owned()))
+        NicModel::from_name(s).ok_or_else(|| UnknownNic(s.to_owned()))
     }
 }
 
-/// The firmware the VM starts in.
+/// The firmware the VM starts in, as files found on this host: what the scenario's choice
+/// (`scenario::Firmware`, `bios` or `uefi`) becomes in `run::lifecycle::media::firmware`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Firmware {
+pub enum FirmwareImage {
     /// QEMU's default SeaBIOS. `sercon_port` is a file holding the 16-bit little-endian I/O port
     /// of the serial port SeaBIOS should mirror its text console to (0x3f8, see
     /// [`super::firmware::write_sercon_port`]): without it SeaBIOS and the iPXE ROM print only
@@ -170,7 +173,7 @@ pub struct VmSpec {
     pub machine: MachineType,
     pub accel: Accel,
     pub memory_mib: u32,
-    pub firmware: Firmware,
+    pub firmware: FirmwareImage,
     pub network: Network,
     /// Host adapters passed through with VFIO (with one, `network` is usually [`Network::None`]).
     pub vfio: Vec<VfioDevice>,
@@ -232,10 +235,10 @@ impl VmSpec {
 fn machine_args(machine: MachineType, accel: Accel, memory_mib: u32) -> Vec<String> {
     vec![
         "-machine".into(),
-        machine.qemu_name().into(),
+        machine.as_str().into(),
         // The accelerator the probe proved usable, never assumed.
         "-accel".into(),
-        accel.qemu_name().into(),
+        accel.as_str().into(),
         "-m".into(),
         memory_mib.to_string(),
     ]
@@ -253,11 +256,11 @@ fn isolation_args() -> Vec<String> {
     ]
 }
 
-fn firmware_args(firmware: &Firmware) -> Result<Vec<String>, MachineError> {
+fn firmware_args(firmware: &FirmwareImage) -> Result<Vec<String>, MachineError> {
     Ok(match firmware {
         // SeaBIOS is QEMU's default firmware.
-        Firmware::Bios { sercon_port: None } => vec![],
-        Firmware::Bios {
+        FirmwareImage::Bios { sercon_port: None } => vec![],
+        FirmwareImage::Bios {
             sercon_port: Some(port_file),
         } => vec![
             // SeaBIOS reads its serial-console port from this fw_cfg file (QEMU warns that the
@@ -268,7 +271,7 @@ fn firmware_args(firmware: &Firmware) -> Result<Vec<String>, MachineError> {
                 opt_path("sercon port", port_file)?
             ),
         ],
-        Firmware::Uefi { code, vars_copy } => vec![
+        FirmwareImage::Uefi { code, vars_copy } => vec![
             // OVMF code, never written.
             "-drive".into(),
             format!(
@@ -376,7 +379,7 @@ fn nic_device_arg(
     bootindex: Option<u32>,
     mac: Option<&str>,
 ) -> Result<String, MachineError> {
-    let mut device = format!("{},netdev={NETDEV_ID}", nic.device());
+    let mut device = format!("{},netdev={NETDEV_ID}", nic.as_str());
     if let Some(mac) = mac {
         let parts: Vec<&str> = mac.split(':').collect();
         let valid = parts.len() == 6
@@ -446,7 +449,24 @@ fn opt_path(what: &'static str, path: &Path) -> Result<String, MachineError> {
 mod tests {
     use super::*;
 
-    fn netboot_spec(firmware: Firmware, nic: NicModel) -> VmSpec {
+    #[test]
+    fn names_are_serdes_and_qemus() {
+        crate::names::assert_serde_names::<MachineType>();
+        crate::names::assert_serde_names::<NicModel>();
+        // The scenario's name is QEMU's `-device` and `-machine` value, and clap's.
+        assert_eq!(NicModel::VirtioNetPci.as_str(), "virtio-net-pci");
+        assert_eq!(NicModel::E1000e.as_str(), "e1000e");
+        assert_eq!(MachineType::Q35.as_str(), "q35");
+        for &nic in <NicModel as strum::VariantArray>::VARIANTS {
+            let value = nic.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), nic.as_str());
+        }
+        for &m in <MachineType as strum::VariantArray>::VARIANTS {
+            assert_eq!(m.to_possible_value().unwrap().get_name(), m.as_str());
+        }
+    }
+
+    fn netboot_spec(firmware: FirmwareImage, nic: NicModel) -> VmSpec {
         VmSpec {
             machine: MachineType::Q35,
             accel: Accel::Tcg,
@@ -501,7 +521,7 @@ mod tests {
     #[test]
     fn uefi_netboot_over_tftp() {
         let spec = netboot_spec(
-            Firmware::Uefi {
+            FirmwareImage::Uefi {
                 code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
                 vars_copy: "/run/r1/OVMF_VARS.fd".into(),
             },
@@ -530,7 +550,7 @@ mod tests {
     #[test]
     fn bios_netboot_over_http_on_pc_with_an_explicit_rom() {
         let mut spec = netboot_spec(
-            Firmware::Bios {
+            FirmwareImage::Bios {
                 sercon_port: Some("/run/r1/sercon-port".into()),
             },
             NicModel::E1000,
@@ -562,7 +582,7 @@ mod tests {
 
     #[test]
     fn direct_boot_without_rom_or_without_nic() {
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000e);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000e);
         spec.network = Network::User(UserNet {
             nic: NicModel::E1000e,
             rom: NicRom::Disabled,
@@ -595,7 +615,10 @@ mod tests {
 
     #[test]
     fn tap_network_in_the_segment() {
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::VirtioNetPci);
+        let mut spec = netboot_spec(
+            FirmwareImage::Bios { sercon_port: None },
+            NicModel::VirtioNetPci,
+        );
         spec.network = Network::Tap(TapNet {
             nic: NicModel::VirtioNetPci,
             rom: NicRom::File("/usr/lib/ipxe/qemu/pxe-virtio.rom".into()),
@@ -651,7 +674,7 @@ mod tests {
 
     #[test]
     fn vfio_adapter_replaces_the_emulated_nic() {
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         spec.network = Network::None;
         spec.vfio = vec![VfioDevice {
             host: "0000:03:00.0".parse().unwrap(),
@@ -698,7 +721,7 @@ mod tests {
 
     #[test]
     fn commas_in_option_paths_are_doubled() {
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         spec.serial_socket = "/tmp/a,b/serial.sock".into();
         if let Network::User(net) = &mut spec.network {
             net.tftp_root = Some("/tmp/x,tftp=/etc".into());
@@ -715,7 +738,7 @@ mod tests {
     #[test]
     fn bad_inputs_are_typed_errors() {
         use std::os::unix::ffi::OsStrExt;
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         spec.qmp_socket = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff.sock"));
         assert!(matches!(
             spec.args(),
@@ -724,7 +747,7 @@ mod tests {
                 ..
             })
         ));
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         spec.vfio = vec![VfioDevice {
             host: "0000:03:00.0".parse().unwrap(),
             rom: VfioRom::File(PathBuf::from(std::ffi::OsStr::from_bytes(b"/r/\xfe.rom"))),
@@ -737,7 +760,7 @@ mod tests {
                 ..
             })
         ));
-        let mut spec = netboot_spec(Firmware::Bios { sercon_port: None }, NicModel::E1000);
+        let mut spec = netboot_spec(FirmwareImage::Bios { sercon_port: None }, NicModel::E1000);
         if let Network::User(net) = &mut spec.network {
             net.bootfile = Some("boot file".into());
         }

@@ -9,6 +9,7 @@ use std::path::Path;
 use super::model::{Outcome, RunReport, ScenarioReport};
 use super::text::{xml_attr, xml_text};
 use crate::fsutil::{write_atomic, OutputError};
+use crate::names::Named;
 
 /// The suite's name: `bootrig`, or `bootrig shard K/N` for one shard's report.
 pub fn suite_name(report: &RunReport) -> String {
@@ -122,7 +123,10 @@ fn testcase(x: &mut String, s: &ScenarioReport) {
 /// first finding.
 fn headline(s: &ScenarioReport) -> (String, String) {
     if let Some(c) = &s.cause {
-        return (format!("{}: {}", c.kind, c.summary), c.kind.id().to_owned());
+        return (
+            format!("{}: {}", c.kind, c.summary),
+            c.kind.as_str().to_owned(),
+        );
     }
     let fallback = if s.outcome == Outcome::Error {
         "error"
@@ -195,7 +199,7 @@ fn system_out(s: &ScenarioReport) -> String {
             let _ = writeln!(
                 o,
                 "  {:<16} at {:>8.3} s  took {:>8.3} s",
-                p.name.name(),
+                p.name.as_str(),
                 seconds(p.at_seconds),
                 seconds(p.seconds)
             );
@@ -421,8 +425,8 @@ mod tests {
         fn arbitrary_console_text_gives_well_formed_xml(
             excerpt in proptest::prelude::any::<String>(),
             evidence in proptest::collection::vec(proptest::prelude::any::<String>(), 0..4),
-            kind in proptest::sample::select(crate::verdict::cause::CauseKind::ALL.to_vec()),
-            phase in proptest::sample::select(crate::verdict::phases::Phase::ALL.to_vec()),
+            kind in proptest::sample::select(<crate::verdict::cause::CauseKind as strum::VariantArray>::VARIANTS.to_vec()),
+            phase in proptest::sample::select(<crate::verdict::phases::Phase as strum::VariantArray>::VARIANTS.to_vec()),
             id in proptest::prelude::any::<String>(),
             ansi in "(\x1b\\[[0-9;]{0,6}[a-zA-Z]?|\x1b\\]0;[a-z]{0,5}\x07?|[\x00-\x1f\u{fffe}\u{ffff}]|[a-z<>&\"' ]{0,8})*",
         ) {

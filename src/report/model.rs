@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::Named;
+use crate::scenario::RdmaCheck;
 use crate::verdict::cause::CauseKind;
 use crate::verdict::phases::Phase;
 
@@ -67,6 +69,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The display label the table, progress and JUnit's text show (`PASS`); result.json writes
+    /// the serde name (`pass`).
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Pass => "PASS",
@@ -158,21 +162,21 @@ pub enum Finding {
     },
     RdmaNoPort,
     RdmaTestSkipped {
-        check: String,
+        check: RdmaCheck,
         why: String,
     },
     RdmaTestTimedOut {
-        check: String,
+        check: RdmaCheck,
         tool: String,
         seconds: u32,
     },
     RdmaTestFailed {
-        check: String,
+        check: RdmaCheck,
         tool: Option<String>,
         rc: Option<i32>,
     },
     RdmaTestMissing {
-        check: String,
+        check: RdmaCheck,
     },
     /// `[expect] console`: no line matches.
     ConsoleMissing {
@@ -262,6 +266,7 @@ impl fmt::Display for Finding {
             } => write!(f, "rdma: {device} port {port} is {state}, not ACTIVE"),
             Finding::RdmaNoPort => write!(f, "rdma: the guest reported no RDMA device port"),
             Finding::RdmaTestSkipped { check, why } => {
+                let check = check.as_str();
                 write!(f, "rdma: the {check} test was skipped ({why})")
             }
             Finding::RdmaTestTimedOut {
@@ -270,15 +275,19 @@ impl fmt::Display for Finding {
                 seconds,
             } => write!(
                 f,
-                "rdma: the {check} test timed out ({tool} killed after {seconds} s)"
+                "rdma: the {} test timed out ({tool} killed after {seconds} s)",
+                check.as_str()
             ),
             Finding::RdmaTestFailed { check, tool, rc } => write!(
                 f,
-                "rdma: the {check} test failed ({} exited {})",
+                "rdma: the {} test failed ({} exited {})",
+                check.as_str(),
                 tool.as_deref().unwrap_or("?"),
                 rc.map_or("?".into(), |r| r.to_string())
             ),
-            Finding::RdmaTestMissing { check } => write!(f, "rdma: the guest ran no {check} test"),
+            Finding::RdmaTestMissing { check } => {
+                write!(f, "rdma: the guest ran no {} test", check.as_str())
+            }
             Finding::ConsoleMissing { pattern } => {
                 write!(f, "no console line matches {pattern:?}")
             }

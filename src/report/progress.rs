@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::model::{Outcome, ScenarioReport};
 use crate::console::text::strip_escapes;
+use crate::names::Named;
 use crate::verdict::phases::Phase;
 
 /// Where a running scenario is. A scenario's progress is `started`, then stages in order, then
@@ -31,7 +32,7 @@ impl Stage {
         match self {
             Stage::Build => "build",
             Stage::Starting => "starting",
-            Stage::Boot(phase) => phase.name(),
+            Stage::Boot(phase) => phase.as_str(),
         }
     }
 }
@@ -168,7 +169,7 @@ impl Progress {
             let why = report
                 .cause
                 .as_ref()
-                .map(|c| c.kind.id())
+                .map(|c| c.kind.as_str())
                 .or(report.reason.as_deref());
             if let Some(why) = why {
                 line.push_str(&format!(" ({})", clean(why)));
@@ -364,7 +365,7 @@ mod tests {
     /// Progress names a boot phase as result.json does.
     #[test]
     fn boot_stages_are_named_as_result_json_names_phases() {
-        for phase in Phase::ALL {
+        for &phase in <Phase as strum::VariantArray>::VARIANTS {
             let json = serde_json::to_value(phase).unwrap();
             assert_eq!(Stage::Boot(phase).name(), json, "{phase:?}");
         }

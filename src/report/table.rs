@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::model::{Outcome, RunReport, ScenarioReport};
 use crate::console::text::strip_escapes;
+use crate::names::Named;
 
 const HEADERS: [&str; 5] = ["SCENARIO", "OUTCOME", "CAUSE", "TIME", "PHASE"];
 /// Longest line of a note; longer lines wrap, at a space when there is one.
@@ -57,11 +58,11 @@ fn row(s: &ScenarioReport) -> [String; 5] {
     [
         one_line(&s.id),
         outcome,
-        cause.map_or("-".to_owned(), |c| c.kind.id().to_owned()),
+        cause.map_or("-".to_owned(), |c| c.kind.as_str().to_owned()),
         format!("{:.1}s", s.duration_seconds.max(0.0)),
         cause
             .and_then(|c| c.phase)
-            .map_or("-".to_owned(), |p| p.name().to_owned()),
+            .map_or("-".to_owned(), |p| p.as_str().to_owned()),
     ]
 }
 
@@ -74,7 +75,7 @@ fn push_row(out: &mut String, cells: &[String; 5], widths: &[usize; 5], colour: 
         let padded = if last {
             cell.clone()
         } else {
-            format!("{cell:<width$}  ")
+            padded(cell, *width + 2)
         };
         match (i, colour) {
             (1, Some(o)) => {
@@ -85,6 +86,17 @@ fn push_row(out: &mut String, cells: &[String; 5], widths: &[usize; 5], colour: 
     }
     out.push_str(line.trim_end());
     out.push('\n');
+}
+
+/// `cell` and spaces to `width` characters. By hand, not `{:<width$}`: a format width above
+/// u16::MAX panics, and a scenario id (a file path read back by `report merge`) has no bound.
+fn padded(cell: &str, width: usize) -> String {
+    let mut out = cell.to_owned();
+    out.extend(std::iter::repeat_n(
+        ' ',
+        width.saturating_sub(cell.chars().count()),
+    ));
+    out
 }
 
 fn sgr(outcome: Outcome) -> &'static str {
@@ -293,6 +305,21 @@ mod tests {
             note.iter().all(|l| l.chars().count() <= 6 + NOTE_WIDTH),
             "{text}"
         );
+    }
+
+    /// A column wider than a format width may be (u16::MAX) is padded all the same.
+    #[test]
+    fn a_scenario_id_of_any_length_is_padded() {
+        let mut r = report();
+        let long = format!("{}.toml", "a".repeat(70_000));
+        r.scenarios[0].id = long.clone();
+        let text = render_table(&r, false);
+        let lines: Vec<&str> = text.lines().collect();
+        let column = long.len() + 2;
+        assert_eq!(lines[0].find("OUTCOME"), Some(column));
+        assert_eq!(lines[1].find("PASS"), Some(column));
+        assert!(lines[1].starts_with(&long));
+        assert_eq!(lines[2].find("FAIL"), Some(column));
     }
 
     /// The indented note lines under the second scenario's row.

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use regex::Regex;
 
 use crate::console::driver::ShellOutcome;
-use crate::console::{ConsoleLine, Evidence, ShellStep};
+use crate::console::{ConsoleLine, Evidence, RdmaTest, ShellStep};
 use crate::names::Named;
 use crate::report::Finding;
 use crate::scenario::{Expect, RdmaCheck};
@@ -97,9 +97,10 @@ fn rdma_findings(checks: &[RdmaCheck], evidence: &Evidence) -> Vec<Finding> {
                     None => Finding::RdmaNoPort,
                 });
             }
-            other => {
-                let check = other.as_str().to_string();
-                match evidence.rdma_tests.iter().find(|t| t.check == check) {
+            &check => {
+                // The guest's name for the check, read once into the scenario's type.
+                let ran = |t: &&RdmaTest| RdmaCheck::from_name(&t.check) == Some(check);
+                match evidence.rdma_tests.iter().find(ran) {
                     Some(t) if t.rc == Some(0) => {}
                     Some(t) => out.push(match (&t.tool, t.rc, &t.skipped) {
                         (_, _, Some(why)) => Finding::RdmaTestSkipped {
@@ -230,15 +231,15 @@ fn decide_cause(
             false,
             Some(format!(
                 "expected the failure {:?}, got {:?}",
-                want.id(),
-                got.id()
+                want.as_str(),
+                got.as_str()
             )),
         ),
         (Some(want), None) => (
             false,
             Some(format!(
                 "expected the failure {:?}, but the boot showed no classified failure",
-                want.id()
+                want.as_str()
             )),
         ),
         (None, Some(got)) => (false, Some(format!("boot failed: {got}"))),
@@ -377,6 +378,16 @@ mod tests {
                 "rdma: the guest ran no cm test",
             ]
         );
+        // A check name the scenario does not know (here one a glitch capitalised) is no check.
+        let odd = good.replace("test cm rping", "test Cm rping");
+        let f = rdma(findings(
+            &s.expect,
+            &plan,
+            &lines(&odd),
+            &console::parse(&odd),
+            &[],
+        ));
+        assert_eq!(f, vec!["rdma: the guest ran no cm test"]);
         // [expect] rdma without a device to check is refused.
         let e = Scenario::parse(
             &text.replace(

@@ -12,17 +12,35 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::phases::{current, detect, phase_at, Phase, PhaseMark};
-use crate::console::driver::RESCUE_SHELL_LINES;
+use crate::console::fatal::{init_exec_failed, is_run_as_init, RESCUE_SHELL_LINES};
 use crate::console::protocol::Rdma;
 use crate::console::{ConsoleLine, GuestLine};
 use crate::kmod::suggest::nearest;
+use crate::names::Named;
+use strum::VariantArray;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum CauseKind {
     KernelPanic,
     /// The kernel found no initramfs with an init and fell back to mounting a root device.
     InitrdNotLoaded,
+    /// The initramfs has its init (`/init`, or `rdinit=`) but the kernel could not execute it
+    /// ("Failed to execute /init (error -2)"): not executable, a script whose interpreter is
+    /// missing, a binary whose loader or architecture is wrong.
+    InitNotExecutable,
     UnknownSymbol,
     /// The module is not loadable by this kernel for a reason other than its vermagic:
     /// not an ELF module, truncated, or a signature that does not verify.
@@ -59,58 +77,15 @@ pub enum CauseKind {
 }
 
 impl CauseKind {
-    pub const ALL: [CauseKind; 17] = [
-        CauseKind::KernelPanic,
-        CauseKind::InitrdNotLoaded,
-        CauseKind::UnknownSymbol,
-        CauseKind::InvalidModuleFormat,
-        CauseKind::VermagicMismatch,
-        CauseKind::UnknownParameter,
-        CauseKind::InvalidParameter,
-        CauseKind::NoDhcpOffer,
-        CauseKind::BootFileNotFound,
-        CauseKind::IbPortNotActive,
-        CauseKind::EmergencyShell,
-        CauseKind::RdmaNoDevice,
-        CauseKind::RdmaPortNotActive,
-        CauseKind::RdmaTestFailed,
-        CauseKind::Timeout,
-        CauseKind::QemuExited,
-        CauseKind::QemuCrashed,
-    ];
-
-    /// The stable id (the serde name).
-    pub fn id(self) -> &'static str {
-        match self {
-            CauseKind::KernelPanic => "kernel-panic",
-            CauseKind::InitrdNotLoaded => "initrd-not-loaded",
-            CauseKind::UnknownSymbol => "unknown-symbol",
-            CauseKind::InvalidModuleFormat => "invalid-module-format",
-            CauseKind::VermagicMismatch => "vermagic-mismatch",
-            CauseKind::UnknownParameter => "unknown-parameter",
-            CauseKind::InvalidParameter => "invalid-parameter",
-            CauseKind::NoDhcpOffer => "no-dhcp-offer",
-            CauseKind::BootFileNotFound => "boot-file-not-found",
-            CauseKind::IbPortNotActive => "ib-port-not-active",
-            CauseKind::EmergencyShell => "emergency-shell",
-            CauseKind::RdmaNoDevice => "rdma-no-device",
-            CauseKind::RdmaPortNotActive => "rdma-port-not-active",
-            CauseKind::RdmaTestFailed => "rdma-test-failed",
-            CauseKind::Timeout => "timeout",
-            CauseKind::QemuExited => "qemu-exited",
-            CauseKind::QemuCrashed => "qemu-crashed",
-        }
-    }
-
     /// Every valid id, for scenario validation messages.
     pub fn ids() -> Vec<&'static str> {
-        Self::ALL.iter().map(|k| k.id()).collect()
+        Self::VARIANTS.iter().map(|k| k.as_str()).collect()
     }
 }
 
 impl fmt::Display for CauseKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.id())
+        f.write_str(self.as_str())
     }
 }
 
@@ -125,8 +100,8 @@ impl FromStr for CauseKind {
     type Err = UnknownCauseKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(kind) = Self::ALL.iter().find(|k| k.id() == s) {
-            return Ok(*kind);
+        if let Some(kind) = Self::from_name(s) {
+            return Ok(kind);
         }
         let ids = Self::ids();
         Err(UnknownCauseKind {
@@ -282,6 +257,9 @@ struct Rule {
 }
 
 /// The rules, most fundamental first: the first that matches is the cause.
+///  0. init-not-executable: the kernel found the initramfs's init but could not run it; the
+///     fallback inits and the "No working init found" panic after it are its consequence, and
+///     nothing of the initrd (stanza, modules) ran, so nothing else can be the cause.
 ///  1. initrd-not-loaded: with no init to run the kernel panics; the panic is its consequence.
 ///  2. vermagic-mismatch before invalid-module-format: insmod reports both as a format error
 ///     ("Exec format error"), only the kernel's line tells them apart.
@@ -295,6 +273,10 @@ struct Rule {
 ///     interface or lease (a mistyped port type) but not a panic, so it ranks below it.
 ///  7. the guest's DHCP client found no lease: a symptom of anything above, so last.
 const RULES: &[Rule] = &[
+    Rule {
+        kind: CauseKind::InitNotExecutable,
+        find: init_not_executable,
+    },
     Rule {
         kind: CauseKind::InitrdNotLoaded,
         find: initrd_not_loaded,
@@ -671,6 +653,48 @@ fn insmod_says(t: &Transcript, reasons: &[&str]) -> Option<(String, usize)> {
 }
 
 // ---- the rules ----
+
+/// `Failed to execute /init (error -2)`, with the kernel's `Run /init as init process` before
+/// it and the panic after it, if any.
+fn init_not_executable(t: &Transcript) -> Option<Found> {
+    let (i, failed) = t
+        .lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| init_exec_failed(kernel_message(l)).map(|f| (i, f)))?;
+    let mut lines = vec![i];
+    lines.extend(
+        t.lines[..i]
+            .iter()
+            .rposition(|l| is_run_as_init(kernel_message(l), failed.path)),
+    );
+    lines.extend(
+        t.lines[i..]
+            .iter()
+            .position(|l| l.contains("Kernel panic - not syncing"))
+            .map(|k| i + k),
+    );
+    let errno = nix::errno::Errno::from_raw(-failed.error);
+    let why = match errno {
+        nix::errno::Errno::EACCES => "; it is not executable (its mode lacks x)",
+        nix::errno::Errno::ENOENT => {
+            "; the file is there, so a script's interpreter (#!) or the binary's loader is missing"
+        }
+        nix::errno::Errno::ENOEXEC => {
+            "; it is not a program this kernel runs (format or architecture)"
+        }
+        _ => "",
+    };
+    Some(Found {
+        summary: format!(
+            "the kernel could not execute the initramfs's init {} (error {}, {errno}){why}",
+            failed.path, failed.error
+        ),
+        lines,
+        detail: None,
+        phase: Some(Phase::Kernel),
+    })
+}
 
 fn initrd_not_loaded(t: &Transcript) -> Option<Found> {
     const MARKERS: [&str; 6] = [
@@ -1310,11 +1334,12 @@ mod tests {
 
     #[test]
     fn ids_round_trip_through_fromstr_serde_and_display() {
-        for kind in CauseKind::ALL {
-            assert_eq!(kind.id().parse::<CauseKind>().unwrap(), kind);
+        for &kind in CauseKind::VARIANTS {
+            assert_eq!(kind.as_str().parse::<CauseKind>().unwrap(), kind);
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
         }
-        assert_eq!(CauseKind::ids().len(), CauseKind::ALL.len());
+        assert_eq!(CauseKind::ids().len(), CauseKind::VARIANTS.len());
+        crate::names::assert_serde_names::<CauseKind>();
     }
 
     #[test]

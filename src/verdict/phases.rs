@@ -10,9 +10,24 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::console::{ConsoleLine, GuestLine};
+use crate::names::Named;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Phase {
     /// SeaBIOS or OVMF, before any network boot program.
     Firmware,
@@ -32,36 +47,9 @@ pub enum Phase {
     Done,
 }
 
-impl Phase {
-    pub const ALL: [Phase; 8] = [
-        Phase::Firmware,
-        Phase::IpxeDhcp,
-        Phase::BootFiles,
-        Phase::Kernel,
-        Phase::Init,
-        Phase::Modules,
-        Phase::Address,
-        Phase::Done,
-    ];
-
-    /// The kebab-case name serde uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Firmware => "firmware",
-            Phase::IpxeDhcp => "ipxe-dhcp",
-            Phase::BootFiles => "boot-files",
-            Phase::Kernel => "kernel",
-            Phase::Init => "init",
-            Phase::Modules => "modules",
-            Phase::Address => "address",
-            Phase::Done => "done",
-        }
-    }
-}
-
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.as_str())
     }
 }
 
@@ -211,6 +199,7 @@ pub fn durations(marks: &[PhaseMark], end: Duration) -> Vec<PhaseSpan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     fn lines(texts: &[&str]) -> Vec<ConsoleLine> {
         crate::console::test_lines(texts)
@@ -218,7 +207,8 @@ mod tests {
 
     #[test]
     fn names_are_kebab_case_in_serde_and_display() {
-        for phase in Phase::ALL {
+        crate::names::assert_serde_names::<Phase>();
+        for &phase in Phase::VARIANTS {
             let json = serde_json::to_string(&phase).unwrap();
             assert_eq!(json, format!("\"{phase}\""));
             let back: Phase = serde_json::from_str(&json).unwrap();

@@ -20,26 +20,22 @@ use serde::Serialize;
 pub const MELLANOX_VENDOR: u16 = 0x15b3;
 
 /// The host kernel driver of a device when it is not passed through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum HostDriver {
-    #[serde(rename = "mlx4_core")]
     Mlx4Core,
-    #[serde(rename = "mlx5_core")]
     Mlx5Core,
 }
 
-impl HostDriver {
-    pub fn name(self) -> &'static str {
-        match self {
-            HostDriver::Mlx4Core => "mlx4_core",
-            HostDriver::Mlx5Core => "mlx5_core",
-        }
-    }
-}
-
 /// A physical function or an SR-IOV virtual function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Function {
     Pf,
     Vf,
@@ -112,6 +108,14 @@ pub fn lookup(device_id: u16) -> Option<&'static KnownDevice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_serdes() {
+        crate::names::assert_serde_names::<HostDriver>();
+        crate::names::assert_serde_names::<Function>();
+        use crate::names::Named;
+        assert_eq!(HostDriver::Mlx5Core.as_str(), "mlx5_core");
+    }
 
     #[test]
     fn ids_are_unique_and_drivers_follow_the_family() {

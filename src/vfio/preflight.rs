@@ -13,9 +13,13 @@ use super::memlock::{self, Memlock};
 use super::rom::{self, RomInfo};
 use super::sysfs::{self, HostPaths};
 use super::{VfioError, VFIO_DRIVER};
+use crate::names::Named;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Status {
     Ok,
     /// Works, but worth knowing (a ROM for another device id).
@@ -27,14 +31,23 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    /// The table's column: the name, but a failure in capitals so it stands out (JSON says
+    /// `fail`).
+    pub fn label(self) -> &'static str {
         match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
             Status::Fail => "FAIL",
-            Status::Info => "info",
+            other => other.as_str(),
         }
     }
+}
+
+#[cfg(test)]
+#[test]
+fn status_names_are_serdes_and_the_label_shouts_a_failure() {
+    crate::names::assert_serde_names::<Status>();
+    assert_eq!(Status::Fail.as_str(), "fail");
+    assert_eq!(Status::Fail.label(), "FAIL");
+    assert_eq!(Status::Warn.label(), "warn");
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,7 +165,7 @@ impl Preflight {
         for c in &self.checks {
             out.push_str(&format!(
                 "  {:<4}  {:<width$}  {}\n",
-                c.status.as_str(),
+                c.status.label(),
                 c.name,
                 c.detail
             ));
@@ -298,7 +311,7 @@ fn adapter(paths: &HostPaths, device: &Bdf, stand_in: bool, report: &mut Preflig
                 Function::Pf => "PF",
                 Function::Vf => "VF",
             },
-            known.driver.name()
+            known.driver.as_str()
         ),
     )
 }

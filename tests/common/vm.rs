@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use bootrig::qemu::accel::Accel;
 use bootrig::qemu::machine::{
-    shell_words, DirectKernel, Firmware, MachineType, Network, NicModel, NicRom, UserNet, VmSpec,
+    shell_words, DirectKernel, FirmwareImage, MachineType, Network, NicModel, NicRom, UserNet,
+    VmSpec,
 };
 use bootrig::qemu::process::GroupChild;
 use bootrig::qemu::qmp::{Qmp, QmpEvent};
@@ -54,7 +55,7 @@ pub fn direct_spec(
         machine,
         accel: Accel::Tcg,
         memory_mib: 512,
-        firmware: Firmware::Bios { sercon_port: None },
+        firmware: FirmwareImage::Bios { sercon_port: None },
         network: match nic {
             Some(nic) => Network::User(UserNet {
                 nic,

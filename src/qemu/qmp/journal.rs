@@ -8,19 +8,16 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::names::Named;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub(crate) enum Direction {
     Sent,
     Received,
-}
-
-impl Direction {
-    fn as_str(self) -> &'static str {
-        match self {
-            Direction::Sent => "sent",
-            Direction::Received => "received",
-        }
-    }
 }
 
 /// Shared by the writing caller and the reader thread; each record is one `write_all` under the
@@ -71,6 +68,12 @@ impl Journal {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn direction_names_are_serdes() {
+        crate::names::assert_serde_names::<Direction>();
+        assert_eq!(Direction::Received.as_str(), "received");
+    }
 
     #[test]
     fn records_are_one_json_object_per_line_with_messages_verbatim() {

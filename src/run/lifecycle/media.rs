@@ -79,16 +79,16 @@ pub(super) fn firmware(
     firmware: Firmware,
     ctx: &Context,
     dir: &Path,
-) -> Result<machine::Firmware, SetupError> {
+) -> Result<machine::FirmwareImage, SetupError> {
     Ok(match firmware {
         // SeaBIOS mirrors its console (and the iPXE ROM's) to the serial port only when told.
-        Firmware::Bios => machine::Firmware::Bios {
+        Firmware::Bios => machine::FirmwareImage::Bios {
             sercon_port: Some(write_sercon_port(dir)?),
         },
         Firmware::Uefi => {
             let pair = ctx.firmware.ovmf()?;
             let vars_copy = pair.copy_vars(dir)?;
-            machine::Firmware::Uefi {
+            machine::FirmwareImage::Uefi {
                 code: pair.code,
                 vars_copy,
             }
@@ -113,21 +113,16 @@ pub(super) struct Netboot {
     pub dhcp: Option<RomDhcp>,
 }
 
-/// For an iPXE boot: starts the HTTP server if the files come over HTTP, and writes the
-/// script that fetches them. Nothing for a direct boot.
-pub(super) fn netboot(
+/// Where the script fetches from, for the scenario's `fetch`: the segment's TFTP server, QEMU's,
+/// or bootrig's HTTP server, which this starts and returns.
+fn file_source(
     target: &Target,
     media: &Media,
     segment: Option<&Segment>,
-) -> Result<Netboot, SetupError> {
-    let boot = &target.boot;
-    let mut http = None;
-    if boot.method != Method::Ipxe {
-        return Ok(Netboot { http, dhcp: None });
-    }
-    let fetch = match (boot.fetch, segment) {
-        (Fetch::Tftp, Some(seg)) => ipxe::Fetch::TftpAt(seg.server_address()),
-        (Fetch::Tftp, None) => ipxe::Fetch::Tftp,
+) -> Result<(ipxe::FileSource, Option<HttpServer>), SetupError> {
+    Ok(match (target.boot.fetch, segment) {
+        (Fetch::Tftp, Some(seg)) => (ipxe::FileSource::TftpAt(seg.server_address()), None),
+        (Fetch::Tftp, None) => (ipxe::FileSource::Tftp, None),
         (Fetch::Http, _) if !matches!(target.backend, Backend::User) => {
             return Err(SetupError::Unsupported(
                 "fetch = \"http\" needs backend = \"user\" (bootrig's HTTP server listens on host loopback); use fetch = \"tftp\"".into(),
@@ -136,10 +131,26 @@ pub(super) fn netboot(
         (Fetch::Http, _) => {
             let server = HttpServer::start(&media.boot_dir)?;
             let port = server.port();
-            http = Some(server);
-            ipxe::Fetch::Http { port }
+            (ipxe::FileSource::Http { port }, Some(server))
         }
-    };
+    })
+}
+
+/// For an iPXE boot: starts the HTTP server if the files come over HTTP, and writes the
+/// script that fetches them. Nothing for a direct boot.
+pub(super) fn netboot(
+    target: &Target,
+    media: &Media,
+    segment: Option<&Segment>,
+) -> Result<Netboot, SetupError> {
+    let boot = &target.boot;
+    if boot.method != Method::Ipxe {
+        return Ok(Netboot {
+            http: None,
+            dhcp: None,
+        });
+    }
+    let (fetch, http) = file_source(target, media, segment)?;
     let mut spec = ipxe::ScriptSpec::new(
         fetch,
         stage::KERNEL_NAME,
@@ -164,16 +175,16 @@ pub(super) fn netboot(
     let dhcp = match fetch {
         // The ROM takes a URL as boot file: the script comes over HTTP too, and the log
         // shows its fetch.
-        ipxe::Fetch::Http { .. } => RomDhcp {
+        ipxe::FileSource::Http { .. } => RomDhcp {
             tftp_root: None,
             bootfile: format!("{}/{}", fetch.base_url(), stage::SCRIPT_NAME),
         },
-        ipxe::Fetch::Tftp => RomDhcp {
+        ipxe::FileSource::Tftp => RomDhcp {
             tftp_root: Some(media.boot_dir.clone()),
             bootfile: stage::SCRIPT_NAME.to_string(),
         },
         // dnsmasq's DHCP names the script; QEMU's user-mode net serves nothing.
-        ipxe::Fetch::TftpAt(_) => RomDhcp {
+        ipxe::FileSource::TftpAt(_) => RomDhcp {
             tftp_root: None,
             bootfile: stage::SCRIPT_NAME.to_string(),
         },

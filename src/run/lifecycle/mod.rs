@@ -5,7 +5,9 @@
 //!
 //! `console.log` (raw bytes), `console.qemu.log` (QEMU's own log of the port), `console.txt`
 //! (timestamped, ANSI removed), `qemu.cmdline`, `qemu.stderr`, `qmp.jsonl`, `http.log` (HTTP
-//! fetches), `boot/` (kernel, initrd, iPXE script, plan.json), `result.json`.
+//! fetches), `boot/` (kernel, initrd, iPXE script), `result.json`; for a built initrd also
+//! `plan.json` (the build writes it beside its image, `initrd.built` in the artifact directory)
+//! and `build.txt` (the flavor and the build's warnings).
 //!
 //! Each stage is a module with one job, and `boot_and_judge` calls them in order: `accel`
 //! (`auto` resolved once per run), `media` (initrd, boot files, firmware files, iPXE script and

@@ -50,7 +50,7 @@ pub(super) fn blank_report(target: &Target, dir: &Path, accel: Option<Accel>) ->
                 }
                 // The lab adapter was not found: the run is skipped before a VM exists.
                 Some(_) => "none".into(),
-                None => target.boot.nic.device().to_string(),
+                None => target.boot.nic.as_str().to_string(),
             },
             ..summary(&target.boot, accel)
         },
@@ -63,12 +63,12 @@ fn summary(boot: &Boot, accel: Option<Accel>) -> BootSummary {
     BootSummary {
         method: boot.method.as_str().into(),
         firmware: boot.firmware.as_str().into(),
-        nic: boot.nic.device().to_string(),
+        nic: boot.nic.as_str().to_string(),
         fetch: match boot.method {
             Method::Ipxe => boot.fetch.as_str().into(),
             Method::Direct => "-".into(),
         },
-        accel: accel.map_or("-", |a| a.qemu_name()).to_string(),
+        accel: accel.map_or("-", |a| a.as_str()).to_string(),
         stand_in: None,
     }
 }
@@ -238,7 +238,7 @@ mod tests {
         "iPXE initialising devices...ok\nbootrig: booting kernel\nBOOTRIG begin\n";
 
     fn kind(c: Option<Cause>) -> Option<&'static str> {
-        c.map(|c| c.kind.id())
+        c.map(|c| c.kind.as_str())
     }
 
     #[test]

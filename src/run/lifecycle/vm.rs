@@ -17,7 +17,7 @@ use super::media::RomDhcp;
 /// What the earlier stages made, for [`spec`].
 pub(super) struct VmInputs<'a> {
     pub accel: Accel,
-    pub firmware: machine::Firmware,
+    pub firmware: machine::FirmwareImage,
     /// The staged kernel and initrd (a direct boot hands them to QEMU).
     pub kernel: &'a Path,
     pub initrd: &'a Path,
@@ -130,13 +130,13 @@ mod tests {
         Target::from_scenario("t", Scenario::parse(&text, Path::new("/s/t.toml")).unwrap())
     }
 
-    fn bios() -> machine::Firmware {
-        machine::Firmware::Bios {
+    fn bios() -> machine::FirmwareImage {
+        machine::FirmwareImage::Bios {
             sercon_port: Some("/out/t/sercon-port".into()),
         }
     }
 
-    fn inputs(firmware: machine::Firmware) -> VmInputs<'static> {
+    fn inputs(firmware: machine::FirmwareImage) -> VmInputs<'static> {
         VmInputs {
             accel: Accel::Tcg,
             firmware,
@@ -253,7 +253,7 @@ mod tests {
             "",
             "[boot]\nfirmware = \"uefi\"\nmethod = \"direct\"\nmachine = \"pc\"\nmemory = 2048\n",
         );
-        let i = inputs(machine::Firmware::Uefi {
+        let i = inputs(machine::FirmwareImage::Uefi {
             code: "/usr/share/OVMF/OVMF_CODE.fd".into(),
             vars_copy: "/out/t/OVMF_VARS.fd".into(),
         });
