@@ -37,12 +37,19 @@ driver_of() { basename "$(readlink "/sys/bus/pci/devices/$1/driver" 2>/dev/null)
 echo "soft $(ulimit -S -l) hard $(ulimit -H -l)" >"$ev/memlock-before.txt"
 say "outer kernel $(uname -r); IOMMU groups:"
 for g in /sys/kernel/iommu_groups/*; do
-	echo "group ${g##*/}: $(ls "$g/devices" | tr '\n' ' ')"
+	devices=
+	for d in "$g"/devices/*; do
+		[ -e "$d" ] && devices="$devices${d##*/} "
+	done
+	echo "group ${g##*/}: $devices"
 done | tee "$ev/iommu-groups.txt"
 lspci -nn >"$ev/lspci.txt" 2>&1 || true
 
 # The outer host needs the e1000 behind the bridge: its default route (the "office" network).
-host_if=$(ls "/sys/bus/pci/devices/$host_nic/net" 2>/dev/null | head -1)
+host_if=
+for n in "/sys/bus/pci/devices/$host_nic/net"/*; do
+	[ -e "$n" ] && { host_if=${n##*/}; break; }
+done
 if [ -n "$host_if" ]; then
 	ip link set "$host_if" up
 	ip addr add 10.0.3.15/24 dev "$host_if"

@@ -46,6 +46,8 @@ pub enum Need {
     },
     /// A host program by absolute path, with the Debian package that installs it.
     Program(&'static str, &'static str),
+    /// The same for a program only `./images/setup --tests` installs.
+    TestProgram(&'static str, &'static str),
 }
 
 impl Need {
@@ -99,6 +101,12 @@ impl Need {
                     format!("{path} is absent, run ./images/setup (apt-get install {package})")
                 })
             }
+            Need::TestProgram(path, package) => (!bootrig::qemu::is_executable(Path::new(path)))
+                .then(|| {
+                    format!(
+                        "{path} is absent, run ./images/setup --tests (apt-get install {package})"
+                    )
+                }),
         }
     }
 }
