@@ -31,7 +31,7 @@ use crate::initrd::add::{Addition, Source};
 use crate::initrd::cpio::Kind;
 use crate::initrd::path;
 use crate::initrd::tree::{Node, Tree};
-use crate::patch::stanza::quote;
+use crate::shell::single_quote;
 
 /// The line of bootrig's base /init where the stanza goes.
 pub const BUSYBOX_MARKER: &str = "# BOOTRIG-STANZA";
@@ -466,7 +466,7 @@ fn wrapper(original: &str, stanza: &str) -> Vec<u8> {
     let mut out = String::new();
     for line in WRAP_INIT.lines() {
         if line.starts_with("bootrig_original=") {
-            out.push_str(&format!("bootrig_original={}\n", quote(original)));
+            out.push_str(&format!("bootrig_original={}\n", single_quote(original)));
         } else if line.trim() == WRAP_MARKER {
             // The marker stays: it tells a later build that this is bootrig's wrapper.
             out.push_str(line);
