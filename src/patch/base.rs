@@ -216,7 +216,8 @@ mod tests {
     use crate::initrd::cpio::Kind;
     use crate::initrd::image::{read_tree, ReadOptions};
     use crate::initrd::tree::DataPolicy;
-    use crate::patch::flavor::{self, Flavor};
+    use crate::patch::detect::detect;
+    use crate::patch::flavor::Flavor;
 
     const BUSYBOX: &str = "/bin/busybox";
 
@@ -296,7 +297,7 @@ mod tests {
             tree.inode(busybox).unwrap().data.as_deref(),
             Some(fs::read(BUSYBOX).unwrap().as_slice())
         );
-        assert_eq!(flavor::detect(&tree), Flavor::BusyboxBase);
+        assert_eq!(detect(&tree), Flavor::Busybox);
         assert!(tree.get(b"usr/share/udhcpc/default.script").is_some());
         // Same inputs, same bytes: builds are cached by content.
         let again = dir.path().join("again.img");
