@@ -780,63 +780,23 @@ fn glob_in_root(root: &Path, pattern: &Path) -> Vec<PathBuf> {
     matches
 }
 
-/// fnmatch(3) without flags: `*`, `?` and bracket expressions (`[a-z]`, `[!x]`, `[^x]`).
+/// fnmatch(3) without flags, as ldconfig matches `include` patterns: `*`, `?` and bracket
+/// expressions. glob's `Pattern` refuses what fnmatch reads literally (an unclosed `[`): such a
+/// pattern matches only itself. `[^x]` is negation for glibc, `[!x]` for glob: made the same.
 fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    // Where to resume after the last `*`: pattern index after it, name index it matched up to.
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        let step = match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p + 1, n));
-                p += 1;
-                continue;
-            }
-            Some(b'?') => Some(1),
-            Some(b'[') => match_bracket(&pattern[p..], name[n]),
-            Some(&c) => (c == name[n]).then_some(1),
-            None => None,
-        };
-        match (step, star) {
-            (Some(len), _) => {
-                p += len;
-                n += 1;
-            }
-            (None, Some((sp, sn))) => {
-                p = sp;
-                n = sn + 1;
-                star = Some((sp, sn + 1));
-            }
-            (None, None) => return false,
-        }
+    let (Ok(pattern), Ok(name)) = (std::str::from_utf8(pattern), std::str::from_utf8(name)) else {
+        return pattern == name;
+    };
+    let pattern = pattern.replace("[^", "[!");
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    match glob::Pattern::new(&pattern) {
+        Ok(p) => p.matches_with(name, options),
+        Err(_) => pattern == name,
     }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
-/// Matches `c` against the bracket expression starting `pattern`; the pattern length it used.
-fn match_bracket(pattern: &[u8], c: u8) -> Option<usize> {
-    let mut i = 1;
-    let negate = matches!(pattern.get(i), Some(b'!' | b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while let Some(&b) = pattern.get(i) {
-        if b == b']' && !first {
-            return (matched != negate).then_some(i + 1);
-        }
-        first = false;
-        if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&e| e != b']') {
-            matched |= (b..=pattern[i + 2]).contains(&c);
-            i += 3;
-        } else {
-            matched |= b == c;
-            i += 1;
-        }
-    }
-    // No closing bracket: `[` is an ordinary character.
-    (c == b'[').then_some(1)
 }
 
 #[cfg(test)]
@@ -1329,6 +1289,8 @@ mod tests {
             ("*a*b", "xaayb", true),
             ("*", "", true),
             ("[ab", "[ab", true),
+            ("[^a-c]*", "d1", true),
+            ("[^a-c]*", "b1", false),
         ] {
             assert_eq!(glob_match(p.as_bytes(), n.as_bytes()), want, "{p} vs {n}");
         }
