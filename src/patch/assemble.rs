@@ -16,7 +16,7 @@ use crate::initrd::add::Addition;
 use crate::initrd::image::{read_tree_from, ImageError, ReadOptions};
 use crate::initrd::tree::{DataPolicy, Tree};
 use crate::interrupt::{Interrupt, InterruptibleRead};
-use crate::patch::detect::{decide, rdinit};
+use crate::patch::detect::{decide, rdinit, rdinit_is_empty};
 use crate::patch::dhcp::DhclientSetup;
 use crate::patch::elf::{self, ElfError};
 use crate::patch::flavor::{Flavor, FlavorDecision, FlavorError};
@@ -87,6 +87,9 @@ pub fn patch(plan: &PatchPlan, base: &Path, interrupt: &Interrupt) -> Result<Pat
         },
         interrupt,
     )?;
+    if rdinit_is_empty(plan.append) {
+        return Err(FlavorError::EmptyRdinit.into());
+    }
     let rdinit = rdinit(plan.append);
     let decision = decide(plan.flavor, &tree, rdinit.as_deref());
     if decision.flavor == Flavor::Wrap && wrap_needs_data(&tree, rdinit.as_deref()) {

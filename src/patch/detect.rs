@@ -7,6 +7,7 @@ use crate::names::Named;
 use crate::patch::flavor::{
     Flavor, FlavorDecision, BUSYBOX_MARKER, DI_STARTUP_DIRS, DRACUT_HOOK, DRACUT_HOOK_DIRS,
 };
+use crate::patch::runnable::why_not_runnable;
 use crate::patch::tree_text::{
     contains, dir_key, entry_at, file_data, has_line, is_file, split_lines,
 };
@@ -102,6 +103,7 @@ pub fn explain(tree: &Tree, rdinit: Option<&str>) -> FlavorDecision {
     }
     match classify(tree, b"init") {
         InitKind::Missing => found(Flavor::Generic, "no /init in the image".into()),
+        InitKind::Unresolved { why } => found(Flavor::Generic, format!("no /init to run: {why}")),
         InitKind::Shell { what, line } => found(
             Flavor::Generic,
             format!("{what} is a shell script ({line}): the stanza goes into it"),
@@ -119,6 +121,10 @@ pub fn explain(tree: &Tree, rdinit: Option<&str>) -> FlavorDecision {
 /// What an init is, for [`explain`].
 pub(crate) enum InitKind {
     Missing,
+    /// A symlink that leads nowhere: `why` says where it points.
+    Unresolved {
+        why: String,
+    },
     Shell {
         what: String,
         line: String,
@@ -136,7 +142,10 @@ pub(crate) enum InitKind {
 pub(crate) fn classify(tree: &Tree, init: &[u8]) -> InitKind {
     let shown = format!("/{}", path::display(&path::normalize(init)));
     let Some((key, node)) = tree.lookup(init) else {
-        return InitKind::Missing;
+        return match why_not_runnable(tree, init) {
+            Some(why) => InitKind::Unresolved { why },
+            None => InitKind::Missing,
+        };
     };
     let what = match entry_at(tree, init) {
         Some((_, link)) if link.kind == Kind::Symlink => format!(
@@ -201,6 +210,21 @@ fn is_shell_line(line: &str) -> bool {
         program = words.next().map(base);
     }
     program.is_some_and(|p| SHELLS.contains(&p.as_str()))
+}
+
+/// Whether the `rdinit=` the kernel goes by (the last before `--`) is empty: the kernel then
+/// finds no file "" to run and mounts a root instead of running any init of the initramfs.
+pub fn rdinit_is_empty(append: &str) -> bool {
+    let mut empty = false;
+    for word in append.split_ascii_whitespace() {
+        if word == "--" {
+            break;
+        }
+        if let Some(value) = word.strip_prefix("rdinit=") {
+            empty = value.trim_matches('"').is_empty();
+        }
+    }
+    empty
 }
 
 /// `rdinit=` from a kernel command line: the init the kernel runs from the initramfs instead of
@@ -300,6 +324,15 @@ mod tests {
             explain(&systemd_dracut(true, "/lib/dracut/hooks"), None).flavor,
             Flavor::DracutSystemd
         );
+    }
+
+    #[test]
+    fn an_empty_rdinit_is_seen() {
+        assert!(rdinit_is_empty("quiet rdinit= console=ttyS0"));
+        assert!(rdinit_is_empty("rdinit=/init rdinit=\"\""));
+        assert!(!rdinit_is_empty("rdinit= rdinit=/init"));
+        assert!(!rdinit_is_empty("quiet -- rdinit="));
+        assert!(!rdinit_is_empty(""));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use object::Endianness;
 use thiserror::Error;
 
 use crate::initrd::add::Addition;
+use crate::patch::host_file::{check_regular, HostFileError};
 
 /// `ld.so`'s built-in directories on Debian's x86-64 glibc (multiarch first), then the
 /// upstream ones, searched after `ld.so.conf`'s.
@@ -85,6 +86,8 @@ pub enum ElfError {
     },
     #[error("{path}: binaries are absolute paths under the root, e.g. /sbin/dhclient")]
     Relative { path: PathBuf },
+    #[error(transparent)]
+    HostFile(#[from] HostFileError),
     #[error("{path}: include loop or more than {MAX_CONF_DEPTH} nested includes in ld.so.conf")]
     ConfLoop { path: PathBuf },
 }
@@ -455,7 +458,9 @@ impl<'a> Resolver<'a> {
             source,
         };
         let real = resolve_in_root(self.root, path).map_err(err)?;
-        let data = fs::read(host_path(self.root, &real)).map_err(err)?;
+        let host = host_path(self.root, &real);
+        check_regular(&host, "a binary to copy")?;
+        let data = fs::read(host).map_err(err)?;
         Ok((real, data))
     }
 
@@ -1273,6 +1278,19 @@ mod tests {
         }
         let err = resolve_in_root(root.path(), Path::new("/a/loop")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(nix::libc::ELOOP));
+    }
+
+    /// `[initrd] binaries = ["/dev/zero"]` once grew a build to 24 GB.
+    #[test]
+    fn a_device_is_refused_not_read() {
+        let err = closure(&[PathBuf::from("/dev/zero")], Path::new("/")).unwrap_err();
+        assert!(
+            matches!(&err, ElfError::HostFile(HostFileError::NotRegular { .. })),
+            "{err}"
+        );
+        assert!(err
+            .to_string()
+            .starts_with("/dev/zero: a binary to copy is a character device"));
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub enum FlavorError {
     Unclosed { path: String, line: usize },
     #[error("/init does not run {what}: {why}")]
     NotRun { what: String, why: String },
+    #[error("the kernel cannot run {init}, so the boot would fail whatever bootrig adds: {why}")]
+    CannotRun { init: String, why: String },
+    #[error("[boot] append has an empty rdinit=: the kernel then runs no init from the initramfs (it looks for a root to mount instead), so nothing bootrig adds would run; remove it or name the init (rdinit=/init)")]
+    EmptyRdinit,
     #[error("{init}: cannot wrap it: {why}")]
     CannotWrap { init: String, why: String },
 }

@@ -9,6 +9,7 @@ pub mod elf;
 pub mod flavor;
 pub mod host_file;
 pub mod place;
+mod runnable;
 mod shell_lexer;
 pub mod stanza;
 #[cfg(test)]

@@ -8,9 +8,35 @@ use crate::initrd::path;
 use crate::initrd::tree::{Node, Tree};
 use crate::patch::detect::{di_startup_dir, dracut_hook_dir};
 use crate::patch::flavor::*;
+use crate::patch::runnable::why_not_runnable;
 use crate::patch::shell_lexer as shell;
 use crate::patch::tree_text::{contains, dir_key, file_data, split_lines, trim};
 use crate::patch::wrap::place_wrap;
+
+/// The initramfs-tools `init-premount` hook, the dracut hook and the d-i startup script: each
+/// runs the stanza at its [`HOOK_MARKER`] line.
+const INITRAMFS_TOOLS_HOOK_TEMPLATE: &str = include_str!("../../harness/initramfs-tools-hook.sh");
+const DRACUT_HOOK_TEMPLATE: &str = include_str!("../../harness/dracut-hook.sh");
+const DI_STARTUP_TEMPLATE: &str = include_str!("../../harness/debian-installer-startup.sh");
+/// The line of a hook template the stanza replaces.
+const HOOK_MARKER: &str = "# BOOTRIG-HOOK-STANZA";
+
+/// `template` with its [`HOOK_MARKER`] line replaced by `stanza`.
+fn with_stanza(template: &str, stanza: &str) -> Vec<u8> {
+    let mut out = String::new();
+    for line in template.lines() {
+        if line == HOOK_MARKER {
+            out.push_str(stanza);
+            if !stanza.ends_with('\n') {
+                out.push('\n');
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.into_bytes()
+}
 
 /// How to place the stanza in a generic /init.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,17 +87,7 @@ fn place_initramfs_tools(tree: &Tree, stanza: &str) -> Result<Vec<Addition>, Fla
             why: "no `run_scripts /scripts/init-premount` line; use the generic flavor with an anchor".into(),
         });
     }
-    let hook = format!(
-        "#!/bin/sh\n\
-         # bootrig: loads the planned modules and brings up the network before the root is mounted.\n\
-         PREREQ=\"\"\n\
-         prereqs() {{\n\techo \"$PREREQ\"\n}}\n\
-         case \"$1\" in\n\
-         prereqs)\n\tprereqs\n\texit 0\n\t;;\n\
-         esac\n\
-         {stanza}\
-         exit 0\n"
-    );
+    let hook = with_stanza(INITRAMFS_TOOLS_HOOK_TEMPLATE, stanza);
     // run_scripts sources ORDER (a missing ORDER would end /init); mkinitramfs writes one line
     // to run each hook and one to pick up what it left in /conf/param.conf.
     let run = format!("/{INITRAMFS_TOOLS_HOOK} \"$@\"");
@@ -90,11 +106,7 @@ fn place_initramfs_tools(tree: &Tree, stanza: &str) -> Result<Vec<Addition>, Fla
         order.extend_from_slice(b"\n[ -e /conf/param.conf ] && . /conf/param.conf\n");
     }
     Ok(vec![
-        Addition::bytes(
-            &format!("/{INITRAMFS_TOOLS_HOOK}"),
-            hook.into_bytes(),
-            0o755,
-        ),
+        Addition::bytes(&format!("/{INITRAMFS_TOOLS_HOOK}"), hook, 0o755),
         Addition::bytes(&format!("/{INITRAMFS_TOOLS_ORDER}"), order, 0o644),
     ])
 }
@@ -111,10 +123,8 @@ fn place_dracut(tree: &Tree, stanza: &str, systemd: bool) -> Result<Vec<Addition
         }
     }
     let dest = format!("/{hook_dir}/{DRACUT_HOOK}/{DRACUT_HOOK_FILE}");
-    let body = format!(
-        "#!/bin/sh\n# bootrig: sourced by dracut's {DRACUT_HOOK} hook, before udev starts.\n{stanza}"
-    );
-    Ok(vec![Addition::bytes(&dest, body.into_bytes(), 0o755)])
+    let body = with_stanza(DRACUT_HOOK_TEMPLATE, stanza);
+    Ok(vec![Addition::bytes(&dest, body, 0o755)])
 }
 
 /// For systemd dracut: checks that `dracut-cmdline.service` runs, and returns the hook
@@ -167,10 +177,10 @@ fn place_debian_installer(tree: &Tree, stanza: &str) -> Result<Vec<Addition>, Fl
         what: format!("d-i startup directory ({})", DI_STARTUP_DIRS.join(", ")),
         fix: "is this a Debian installer initrd? detect the flavor instead of forcing debian-installer",
     })?;
-    let body = format!("#!/bin/sh\n# bootrig: run by debian-installer-startup (executable, so executed, not sourced).\n{stanza}exit 0\n");
+    let body = with_stanza(DI_STARTUP_TEMPLATE, stanza);
     Ok(vec![Addition::bytes(
         &format!("/{dir}/{DI_STARTUP_FILE}"),
-        body.into_bytes(),
+        body,
         0o755,
     )])
 }
@@ -181,6 +191,13 @@ fn place_generic(
     placement: &Placement,
 ) -> Result<Vec<Addition>, FlavorError> {
     let (key, node, text) = init_script(tree)?;
+    // The edited /init keeps the original's mode and #! line: it must run as it is.
+    if let Some(why) = why_not_runnable(tree, b"init") {
+        return Err(FlavorError::CannotRun {
+            init: "/init".into(),
+            why,
+        });
+    }
     let shown = path::display(&key);
     let lines = split_lines(text);
     let blocks = shell::scan(&lines);
@@ -268,10 +285,19 @@ fn rewrite(key: &[u8], node: &Node, lines: &[&[u8]], at: usize, stanza: &str) ->
 
 /// /init as a shell script: its canonical key, node and content.
 fn init_script(tree: &Tree) -> Result<(Vec<u8>, &Node, &[u8]), FlavorError> {
-    let (key, node) = tree.lookup(b"init").ok_or(FlavorError::Missing {
-        what: "/init".into(),
-        fix: "the kernel runs /init from an initramfs; is this an initrd?",
-    })?;
+    let Some((key, node)) = tree.lookup(b"init") else {
+        return Err(match why_not_runnable(tree, b"init") {
+            // A symlink that leads nowhere.
+            Some(why) => FlavorError::CannotRun {
+                init: "/init".into(),
+                why,
+            },
+            None => FlavorError::Missing {
+                what: "/init".into(),
+                fix: "the kernel runs /init from an initramfs; is this an initrd?",
+            },
+        });
+    };
     if node.kind != Kind::Regular {
         return Err(FlavorError::NotAScript {
             path: path::display(&key),
@@ -298,13 +324,14 @@ mod tests {
     use crate::initrd::cpio::Entry;
     use crate::initrd::path;
     use crate::initrd::tree::DataPolicy;
-    use crate::patch::detect::detect;
+    use crate::patch::detect::{detect, explain};
     use crate::patch::flavor::Flavor;
     use crate::patch::place::{place, Placement};
     use crate::patch::test_trees::*;
 
     fn generic(init: &str, anchor: Option<&str>) -> Result<String, FlavorError> {
-        let t = tree(&[("init", "x", init)]);
+        // The shell its #! line names: an /init without one is refused.
+        let t = tree(&[("bin", "d", ""), ("bin/sh", "x", ELF), ("init", "x", init)]);
         assert_eq!(detect(&t), Flavor::Generic);
         let adds = place(
             Flavor::Generic,
@@ -322,9 +349,67 @@ mod tests {
     }
 
     #[test]
+    fn hook_templates_run_the_stanza_once_and_name_their_hook() {
+        for template in [
+            INITRAMFS_TOOLS_HOOK_TEMPLATE,
+            DRACUT_HOOK_TEMPLATE,
+            DI_STARTUP_TEMPLATE,
+        ] {
+            assert!(template.starts_with("#!/bin/sh\n"));
+            assert_eq!(template.lines().filter(|l| *l == HOOK_MARKER).count(), 1);
+            let out = String::from_utf8(with_stanza(template, STANZA)).unwrap();
+            assert!(out.contains(STANZA) && !out.contains(HOOK_MARKER), "{out}");
+        }
+        assert!(DRACUT_HOOK_TEMPLATE.contains(&format!("dracut's {DRACUT_HOOK} hook")));
+    }
+
+    /// An /init the kernel cannot execute is refused, not edited (the test-mode check would pass
+    /// it, the real boot would panic).
+    #[test]
+    fn generic_refuses_an_init_the_kernel_cannot_run() {
+        let sh = [("bin", "d", ""), ("bin/sh", "x", ELF)];
+        let mounts = "mount -t proc proc /proc\nmount -t sysfs sysfs /sys\n";
+        let cases = [
+            ("x", format!("#!/bin/sh\r\n{mounts}"), "CRLF line endings"),
+            (
+                "x",
+                format!("#!/bin/bash\n{mounts}"),
+                "its interpreter /bin/bash",
+            ),
+            (
+                "f",
+                format!("#!/bin/sh\n{mounts}"),
+                "has mode 0644, not executable",
+            ),
+        ];
+        for (kind, init, want) in cases {
+            let mut entries = sh.to_vec();
+            entries.push(("init", kind, &init));
+            let t = tree(&entries);
+            let err = place(Flavor::Generic, &t, STANZA, &Placement::default()).unwrap_err();
+            assert!(matches!(err, FlavorError::CannotRun { .. }), "{err}");
+            assert!(err.to_string().contains(want), "{want}: {err}");
+        }
+        let dangling = tree(&[("init", "l", "sbin/init")]);
+        let d = explain(&dangling, None);
+        assert_eq!(d.flavor, Flavor::Generic);
+        assert_eq!(
+            d.reason,
+            "no /init to run: /init is a symlink to /sbin/init, which is missing"
+        );
+        let err = place(Flavor::Generic, &dangling, STANZA, &Placement::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("/init is a symlink to /sbin/init, which is missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn busybox_base_goes_at_the_marker() {
         let init = include_str!("../../harness/busybox-init.sh");
-        let t = tree(&[("init", "x", init)]);
+        // The shell its #! line names: an /init without one is refused.
+        let t = tree(&[("bin", "d", ""), ("bin/sh", "x", ELF), ("init", "x", init)]);
         assert_eq!(detect(&t), Flavor::Busybox);
         let adds = place(Flavor::Busybox, &t, STANZA, &Placement::default()).unwrap();
         let out = bytes_of(&adds[0]);

@@ -7,6 +7,7 @@ use crate::initrd::tree::Tree;
 use crate::patch::detect::{classify, InitKind};
 use crate::patch::flavor::FlavorError;
 use crate::patch::place::Placement;
+use crate::patch::runnable::why_not_runnable;
 use crate::patch::tree_text::{entry_at, file_data};
 use crate::patch::BUSYBOX_IN_IMAGE;
 use crate::shell::single_quote;
@@ -50,6 +51,12 @@ pub(crate) fn place_wrap(
         return Err(cannot(
             "it is bootrig's wrapper already (this image was built by bootrig): build from the original base image".into(),
         ));
+    }
+    // The saved original must run, or the wrapper hands the boot to nothing.
+    if node.kind == Kind::Regular || node.kind == Kind::Symlink {
+        if let Some(why) = why_not_runnable(tree, &key) {
+            return Err(FlavorError::CannotRun { init: shown, why });
+        }
     }
     let moved = format!("{WRAP_ORIGINAL_DIR}/{}", path::display(&key));
     let mut adds = Vec::new();
@@ -129,6 +136,7 @@ mod tests {
     use crate::initrd::tree::DataPolicy;
     use crate::patch::detect::{detect, explain};
     use crate::patch::flavor::Flavor;
+    use crate::patch::flavor::FlavorError;
     use crate::patch::place::{place, Placement};
     use crate::patch::test_trees::*;
 
@@ -294,6 +302,42 @@ mod tests {
             place(Flavor::Wrap, &sized, STANZA, &Placement::default()),
             Err(FlavorError::NoData { .. })
         ));
+    }
+
+    /// A wrapper that saves an original the kernel cannot run hands the boot to nothing: refused,
+    /// whether wrap was asked for or picked by auto.
+    #[test]
+    fn wrap_refuses_an_original_that_cannot_run() {
+        let mut arm = ELF.as_bytes().to_vec();
+        arm.resize(20, 0);
+        arm[18] = 40;
+        let arm = String::from_utf8(arm).unwrap();
+        type Entries<'a> = Vec<(&'a str, &'a str, &'a str)>;
+        let cases: [(Entries, &str); 5] = [
+            (
+                vec![("init", "l", "sbin/init")],
+                "symlink to /sbin/init, which is missing",
+            ),
+            (
+                vec![("init", "l", "init2"), ("init2", "l", "init")],
+                "symlink loop",
+            ),
+            (vec![("init", "x", "")], "empty (0 bytes)"),
+            (vec![("init", "f", ELF)], "mode 0644, not executable"),
+            (vec![("init", "x", &arm)], "machine 40 (ARM), not x86-64"),
+        ];
+        for (entries, want) in cases {
+            let t = tree(&entries);
+            let err = place(Flavor::Wrap, &t, STANZA, &Placement::default()).unwrap_err();
+            assert!(matches!(err, FlavorError::CannotRun { .. }), "{err}");
+            assert!(err.to_string().contains(want), "{want}: {err}");
+            // What auto picks for these fails the same way.
+            let flavor = explain(&t, None).flavor;
+            assert!(
+                place(flavor, &t, STANZA, &Placement::default()).is_err(),
+                "{want}"
+            );
+        }
     }
 
     #[test]
