@@ -84,6 +84,12 @@ pub enum ElfError {
         needed_by: PathBuf,
         why: String,
     },
+    #[error("{path}: cannot read this library (needed by {needed_by})")]
+    LibraryRead {
+        path: PathBuf,
+        needed_by: PathBuf,
+        source: io::Error,
+    },
     #[error("{path}: binaries are absolute paths under the root, e.g. /sbin/dhclient")]
     Relative { path: PathBuf },
     #[error(transparent)]
@@ -583,7 +589,11 @@ impl<'a> Resolver<'a> {
                 needed_by: requester.path.clone(),
                 why,
             };
-            let data = fs::read(&host).map_err(|e| bad(e.to_string()))?;
+            let data = fs::read(&host).map_err(|source| ElfError::LibraryRead {
+                path: candidate.clone(),
+                needed_by: requester.path.clone(),
+                source,
+            })?;
             let info = parse(&data, candidate)?;
             if let Some(why) = objects[0].info.mismatch(&info) {
                 skipped.push((candidate.clone(), why));
