@@ -13,7 +13,9 @@ use bootrig::initrd::image::{read_tree, ReadOptions};
 use bootrig::initrd::tree::{DataPolicy, Tree};
 use bootrig::kmod::{plan, Plan, PlanRequest};
 use bootrig::patch::base::write_busybox_base;
-use bootrig::patch::flavor::{self, Flavor, Placement};
+use bootrig::patch::detect::detect;
+use bootrig::patch::flavor::Flavor;
+use bootrig::patch::place::{place, Placement};
 use bootrig::patch::stanza::{self, DhcpClient, ModuleLoad, Network, StanzaSpec, Then};
 use bootrig::qemu::machine::{MachineType, NicModel};
 
@@ -70,11 +72,11 @@ fn tree_of(image: &Path) -> Tree {
 /// Patches `base` with the stanza for `modules`, udhcpc on eth0, then power off.
 fn patch(e: &Env, base: &Path, out: &Path, p: &Plan, expected: Flavor) {
     let tree = tree_of(base);
-    let detected = flavor::detect(&tree);
+    let detected = detect(&tree);
     assert_eq!(detected, expected);
     let (loads, mut additions) = modules_in_image(e, p);
     let script = match detected {
-        Flavor::BusyboxBase => stanza::UDHCPC_SCRIPT_DEFAULT_PATH.to_string(),
+        Flavor::Busybox => stanza::UDHCPC_SCRIPT_DEFAULT_PATH.to_string(),
         _ => {
             additions.push(stanza::udhcpc_script_addition("/etc/bootrig/udhcpc.script"));
             "/etc/bootrig/udhcpc.script".into()
@@ -94,7 +96,7 @@ fn patch(e: &Env, base: &Path, out: &Path, p: &Plan, expected: Flavor) {
         rdma: None,
     })
     .unwrap();
-    additions.extend(flavor::place(detected, &tree, &text, &Placement::default()).unwrap());
+    additions.extend(place(detected, &tree, &text, &Placement::default()).unwrap());
     let opts = AddOptions {
         mode: AddMode::Overlay,
         ..AddOptions::default()
@@ -223,7 +225,7 @@ fn busybox_base_loads_the_plan_and_gets_a_dhcp_address() {
     write_busybox_base(Path::new("/bin/busybox"), &base).unwrap();
     let p = resolve_plan(&e, &["virtio_pci", "virtio_net", "ib_uverbs"]);
     let out = dir.path().join("patched.img");
-    patch(&e, &base, &out, &p, Flavor::BusyboxBase);
+    patch(&e, &base, &out, &p, Flavor::Busybox);
     let b = boot(
         &e,
         &out,
@@ -278,8 +280,8 @@ fn real_images_detect_and_place() {
         let cols: Vec<&str> = line.split('\t').collect();
         let (tool, file) = (cols[1], cols[4]);
         let tree = tree_of(&fixture(file));
-        let detected = flavor::detect(&tree);
-        let adds = flavor::place(detected, &tree, "true\n", &Placement::default()).unwrap();
+        let detected = detect(&tree);
+        let adds = place(detected, &tree, "true\n", &Placement::default()).unwrap();
         let dests: Vec<String> = adds
             .iter()
             .map(|a| String::from_utf8_lossy(&a.dest).into_owned())
@@ -300,7 +302,7 @@ fn real_images_detect_and_place() {
                 // Built with dracut-core on a host without systemd: /init is dracut's shell
                 // script, not systemd.
                 assert!(tree.get(b"usr/lib/systemd/systemd").is_none(), "{file}");
-                assert_eq!(detected, Flavor::Dracut { systemd: false }, "{file}");
+                assert_eq!(detected, Flavor::Dracut, "{file}");
                 assert_eq!(
                     dests,
                     ["/usr/lib/dracut/hooks/cmdline/90-bootrig.sh"],
@@ -311,8 +313,7 @@ fn real_images_detect_and_place() {
         }
         // Forced to generic, the default anchor lands after /proc and /sys are mounted, at top
         // level, before the hand-over.
-        let generic =
-            flavor::place(Flavor::Generic, &tree, "# STANZA\n", &Placement::default()).unwrap();
+        let generic = place(Flavor::Generic, &tree, "# STANZA\n", &Placement::default()).unwrap();
         let bootrig::initrd::add::Source::Bytes(init) = &generic[0].source else {
             panic!("generic placement is not new /init content");
         };

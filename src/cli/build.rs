@@ -10,6 +10,7 @@ use super::{json_or, print_out, CliError, CliResult, Outcome};
 use crate::build::{build, BuildError, BuildOptions, BuildResult};
 use crate::initrd::add::AddMode;
 use crate::interrupt::Interrupt;
+use crate::names::Named;
 use crate::patch::stanza::Then;
 use crate::scenario::Scenario;
 
@@ -89,7 +90,7 @@ fn summary(result: &BuildResult) -> String {
             "built"
         },
         &result.key[..16],
-        result.flavor,
+        result.flavor.as_str(),
         result.flavor_reason,
         if modules.is_empty() {
             "none".to_string()

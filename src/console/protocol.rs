@@ -37,8 +37,8 @@ pub mod needles {
 /// echo), then a [`GuestLine::ShellRc`] line. The marker is built by the shell (`$?`), so the
 /// echoed command line itself never matches [`needles::SHELL_RC`].
 pub fn shell_command(command: &str) -> String {
-    let quoted = command.replace('\'', r"'\''");
-    format!("eval '{quoted}'; echo \"{MARK}shell-rc=$?\"")
+    let quoted = crate::shell::single_quote(command);
+    format!("eval {quoted}; echo \"{MARK}shell-rc=$?\"")
 }
 
 /// Whether `line` is the terminal's echo of a [`shell_command`] line (it shows the unexpanded

@@ -323,6 +323,29 @@ impl Tree {
         (result, notes)
     }
 
+    /// Follows `p` through the tree's symlinks, as the kernel's path walk would (40 at most),
+    /// to a node that is not a symlink; returns it with its canonical key. None when the path
+    /// is missing, dangling, or loops.
+    pub fn lookup(&self, p: &[u8]) -> Option<(Vec<u8>, &Node)> {
+        let mut current = path::normalize(p);
+        for _ in 0..MAX_SYMLINKS {
+            let comps = path::components(&current);
+            let (last, parents) = comps.split_last()?;
+            let dir = self.resolve_dir(parents).0.ok()?;
+            let key = path::join(&dir, last);
+            let node = self.get(&key)?;
+            if node.kind != Kind::Symlink {
+                return Some((key, node));
+            }
+            current = if node.target.first() == Some(&b'/') {
+                node.target.clone()
+            } else {
+                path::join(&dir, &node.target)
+            };
+        }
+        None
+    }
+
     fn walk_dir(&self, comps: &[&[u8]], notes: &mut Vec<IssueKind>) -> Result<Vec<u8>, IssueKind> {
         let mut cur: Vec<Vec<u8>> = Vec::new();
         let mut queue: VecDeque<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
@@ -744,6 +767,28 @@ mod tests {
     }
     fn paths(t: &Tree) -> Vec<String> {
         t.nodes().map(|n| path::display(&n.path)).collect()
+    }
+
+    #[test]
+    fn lookup_follows_symlinks_to_a_node_and_gives_up_on_loops() {
+        let t = build(vec![
+            dir("usr"),
+            dir("usr/lib"),
+            dir("usr/lib/systemd"),
+            file("usr/lib/systemd/systemd", "ELF"),
+            link("lib", "usr/lib"),
+            link("init", "/lib/systemd/systemd"),
+            link("dangling", "nowhere"),
+            link("a", "b"),
+            link("b", "a"),
+        ]);
+        let (key, node) = t.lookup(b"/init").unwrap();
+        assert_eq!(key, b"usr/lib/systemd/systemd");
+        assert_eq!(node.kind, Kind::Regular);
+        assert_eq!(t.lookup(b"lib").unwrap().0, b"usr/lib");
+        assert!(t.lookup(b"dangling").is_none());
+        assert!(t.lookup(b"a").is_none());
+        assert!(t.lookup(b"missing").is_none());
     }
 
     #[test]

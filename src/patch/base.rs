@@ -15,6 +15,7 @@ use crate::initrd::add::{self, AddError, AddMode, AddOptions, Addition};
 use crate::initrd::codec::{self, Compression};
 use crate::initrd::cpio::Entry;
 use crate::initrd::pack;
+use crate::patch::host_file::{check_regular, HostFileError};
 
 /// The base's /init.
 pub const INIT: &str = include_str!("../../harness/busybox-init.sh");
@@ -96,6 +97,8 @@ pub enum BaseError {
     Write { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Add(#[from] AddError),
+    #[error(transparent)]
+    HostFile(#[from] HostFileError),
 }
 
 /// The base's contents as additions (everything but the `/dev/console` node, which
@@ -179,6 +182,7 @@ fn node(name: &str, mode: u32, rdev: (u32, u32)) -> Entry {
 
 /// A dynamically linked busybox would find no libc in the base: refuse it now, not at boot.
 fn check_static(busybox: &Path) -> Result<(), BaseError> {
+    check_regular(busybox, "the static busybox")?;
     let data = fs::read(busybox).map_err(|source| BaseError::Read {
         path: busybox.to_owned(),
         source,
@@ -216,7 +220,8 @@ mod tests {
     use crate::initrd::cpio::Kind;
     use crate::initrd::image::{read_tree, ReadOptions};
     use crate::initrd::tree::DataPolicy;
-    use crate::patch::flavor::{self, Flavor};
+    use crate::patch::detect::detect;
+    use crate::patch::flavor::Flavor;
 
     const BUSYBOX: &str = "/bin/busybox";
 
@@ -296,7 +301,7 @@ mod tests {
             tree.inode(busybox).unwrap().data.as_deref(),
             Some(fs::read(BUSYBOX).unwrap().as_slice())
         );
-        assert_eq!(flavor::detect(&tree), Flavor::BusyboxBase);
+        assert_eq!(detect(&tree), Flavor::Busybox);
         assert!(tree.get(b"usr/share/udhcpc/default.script").is_some());
         // Same inputs, same bytes: builds are cached by content.
         let again = dir.path().join("again.img");

@@ -28,6 +28,7 @@ use object::Endianness;
 use thiserror::Error;
 
 use crate::initrd::add::Addition;
+use crate::patch::host_file::{check_regular, HostFileError};
 
 /// `ld.so`'s built-in directories on Debian's x86-64 glibc (multiarch first), then the
 /// upstream ones, searched after `ld.so.conf`'s.
@@ -83,8 +84,16 @@ pub enum ElfError {
         needed_by: PathBuf,
         why: String,
     },
+    #[error("{path}: cannot read this library (needed by {needed_by})")]
+    LibraryRead {
+        path: PathBuf,
+        needed_by: PathBuf,
+        source: io::Error,
+    },
     #[error("{path}: binaries are absolute paths under the root, e.g. /sbin/dhclient")]
     Relative { path: PathBuf },
+    #[error(transparent)]
+    HostFile(#[from] HostFileError),
     #[error("{path}: include loop or more than {MAX_CONF_DEPTH} nested includes in ld.so.conf")]
     ConfLoop { path: PathBuf },
 }
@@ -455,7 +464,9 @@ impl<'a> Resolver<'a> {
             source,
         };
         let real = resolve_in_root(self.root, path).map_err(err)?;
-        let data = fs::read(host_path(self.root, &real)).map_err(err)?;
+        let host = host_path(self.root, &real);
+        check_regular(&host, "a binary to copy")?;
+        let data = fs::read(host).map_err(err)?;
         Ok((real, data))
     }
 
@@ -578,7 +589,11 @@ impl<'a> Resolver<'a> {
                 needed_by: requester.path.clone(),
                 why,
             };
-            let data = fs::read(&host).map_err(|e| bad(e.to_string()))?;
+            let data = fs::read(&host).map_err(|source| ElfError::LibraryRead {
+                path: candidate.clone(),
+                needed_by: requester.path.clone(),
+                source,
+            })?;
             let info = parse(&data, candidate)?;
             if let Some(why) = objects[0].info.mismatch(&info) {
                 skipped.push((candidate.clone(), why));
@@ -780,63 +795,23 @@ fn glob_in_root(root: &Path, pattern: &Path) -> Vec<PathBuf> {
     matches
 }
 
-/// fnmatch(3) without flags: `*`, `?` and bracket expressions (`[a-z]`, `[!x]`, `[^x]`).
+/// fnmatch(3) without flags, as ldconfig matches `include` patterns: `*`, `?` and bracket
+/// expressions. glob's `Pattern` refuses what fnmatch reads literally (an unclosed `[`): such a
+/// pattern matches only itself. `[^x]` is negation for glibc, `[!x]` for glob: made the same.
 fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    // Where to resume after the last `*`: pattern index after it, name index it matched up to.
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        let step = match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p + 1, n));
-                p += 1;
-                continue;
-            }
-            Some(b'?') => Some(1),
-            Some(b'[') => match_bracket(&pattern[p..], name[n]),
-            Some(&c) => (c == name[n]).then_some(1),
-            None => None,
-        };
-        match (step, star) {
-            (Some(len), _) => {
-                p += len;
-                n += 1;
-            }
-            (None, Some((sp, sn))) => {
-                p = sp;
-                n = sn + 1;
-                star = Some((sp, sn + 1));
-            }
-            (None, None) => return false,
-        }
+    let (Ok(pattern), Ok(name)) = (std::str::from_utf8(pattern), std::str::from_utf8(name)) else {
+        return pattern == name;
+    };
+    let pattern = pattern.replace("[^", "[!");
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    match glob::Pattern::new(&pattern) {
+        Ok(p) => p.matches_with(name, options),
+        Err(_) => pattern == name,
     }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
-/// Matches `c` against the bracket expression starting `pattern`; the pattern length it used.
-fn match_bracket(pattern: &[u8], c: u8) -> Option<usize> {
-    let mut i = 1;
-    let negate = matches!(pattern.get(i), Some(b'!' | b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while let Some(&b) = pattern.get(i) {
-        if b == b']' && !first {
-            return (matched != negate).then_some(i + 1);
-        }
-        first = false;
-        if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&e| e != b']') {
-            matched |= (b..=pattern[i + 2]).contains(&c);
-            i += 3;
-        } else {
-            matched |= b == c;
-            i += 1;
-        }
-    }
-    // No closing bracket: `[` is an ordinary character.
-    (c == b'[').then_some(1)
 }
 
 #[cfg(test)]
@@ -1315,6 +1290,19 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(nix::libc::ELOOP));
     }
 
+    /// `[initrd] binaries = ["/dev/zero"]` once grew a build to 24 GB.
+    #[test]
+    fn a_device_is_refused_not_read() {
+        let err = closure(&[PathBuf::from("/dev/zero")], Path::new("/")).unwrap_err();
+        assert!(
+            matches!(&err, ElfError::HostFile(HostFileError::NotRegular { .. })),
+            "{err}"
+        );
+        assert!(err
+            .to_string()
+            .starts_with("/dev/zero: a binary to copy is a character device"));
+    }
+
     #[test]
     fn glob_matches_like_fnmatch() {
         for (p, n, want) in [
@@ -1329,6 +1317,8 @@ mod tests {
             ("*a*b", "xaayb", true),
             ("*", "", true),
             ("[ab", "[ab", true),
+            ("[^a-c]*", "d1", true),
+            ("[^a-c]*", "b1", false),
         ] {
             assert_eq!(glob_match(p.as_bytes(), n.as_bytes()), want, "{p} vs {n}");
         }

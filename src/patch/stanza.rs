@@ -10,6 +10,7 @@
 use thiserror::Error;
 
 use crate::net::addr::ClientId;
+use crate::shell::single_quote;
 
 /// The functions the rendered stanza calls.
 const FUNCTIONS: &str = include_str!("../../harness/stanza.sh");
@@ -133,7 +134,7 @@ pub fn render(spec: &StanzaSpec) -> Result<String, StanzaError> {
     }
     calls.push("bootrig_modules".into());
     if let Some(interface) = network_calls(&spec.network, &mut calls)? {
-        calls.push(format!("bootrig_addrs {}", quote(interface)));
+        calls.push(format!("bootrig_addrs {}", single_quote(interface)));
         if let Some(rdma) = &spec.rdma {
             calls.push(rdma_call(rdma, interface)?);
         }
@@ -154,7 +155,7 @@ pub fn render(spec: &StanzaSpec) -> Result<String, StanzaError> {
     let path = match &spec.tools_dir {
         Some(dir) => format!(
             "PATH={}:\"$PATH\"; export PATH\n",
-            quote(checked(
+            single_quote(checked(
                 "tools directory",
                 dir,
                 "a directory such as /usr/lib/bootrig/bin"
@@ -215,9 +216,9 @@ pub fn required_commands(spec: &StanzaSpec) -> Vec<String> {
 fn rdma_call(rdma: &RdmaSpec, interface: &str) -> Result<String, StanzaError> {
     Ok(format!(
         "bootrig_rdma_rxe {} {} {} '{}'",
-        quote(checked("RDMA device", &rdma.device, "rxe0")?),
-        quote(interface),
-        quote(checked("RDMA tools directory", &rdma.tools, "/usr/bin")?),
+        single_quote(checked("RDMA device", &rdma.device, "rxe0")?),
+        single_quote(interface),
+        single_quote(checked("RDMA tools directory", &rdma.tools, "/usr/bin")?),
         rdma.seconds
     ))
 }
@@ -234,13 +235,13 @@ fn insmod_call(m: &ModuleLoad) -> Result<String, StanzaError> {
     let kernel_name = name.replace('-', "_");
     let mut call = format!(
         "bootrig_insmod {} {} {}",
-        quote(name),
-        quote(&kernel_name),
-        quote(path)
+        single_quote(name),
+        single_quote(&kernel_name),
+        single_quote(path)
     );
     for param in m.params.split_ascii_whitespace() {
         call.push(' ');
-        call.push_str(&quote(param));
+        call.push_str(&single_quote(param));
     }
     Ok(call)
 }
@@ -257,7 +258,7 @@ fn network_calls<'a>(
             checked("interface", interface, IFACE)?
         }
     };
-    let q = quote(interface);
+    let q = single_quote(interface);
     calls.push(format!(
         "if bootrig_wait_interface {q} {INTERFACE_WAIT_SECS}; then"
     ));
@@ -268,10 +269,10 @@ fn network_calls<'a>(
             ..
         } => {
             let script = checked("udhcpc script", script, UDHCPC_SCRIPT_DEFAULT_PATH)?;
-            let mut call = format!("bootrig_udhcpc {q} {}", quote(script));
+            let mut call = format!("bootrig_udhcpc {q} {}", single_quote(script));
             if let Some(id) = client_id {
                 call.push(' ');
-                call.push_str(&quote(&client_id_hex(id)));
+                call.push_str(&single_quote(&client_id_hex(id)));
             }
             call
         }
@@ -286,10 +287,10 @@ fn network_calls<'a>(
             ..
         } => format!(
             "bootrig_dhclient {q} {} {} {} {}",
-            quote(checked("dhclient binary", binary, "/sbin/dhclient")?),
-            quote(checked("dhclient.conf", conf, "/etc/dhcp/dhclient.conf")?),
-            quote(checked("dhclient-script", script, "/sbin/dhclient-script")?),
-            quote(checked(
+            single_quote(checked("dhclient binary", binary, "/sbin/dhclient")?),
+            single_quote(checked("dhclient.conf", conf, "/etc/dhcp/dhclient.conf")?),
+            single_quote(checked("dhclient-script", script, "/sbin/dhclient-script")?),
+            single_quote(checked(
                 "dhclient leases file",
                 leases,
                 "/var/lib/dhcp/dhclient.leases"
@@ -298,11 +299,11 @@ fn network_calls<'a>(
         Network::Static { cidr, gateway, .. } => {
             let mut call = format!(
                 "bootrig_static {q} {}",
-                quote(checked("static address", cidr, "192.0.2.10/24")?)
+                single_quote(checked("static address", cidr, "192.0.2.10/24")?)
             );
             if let Some(gw) = gateway {
                 call.push(' ');
-                call.push_str(&quote(checked("gateway", gw, "192.0.2.1")?));
+                call.push_str(&single_quote(checked("gateway", gw, "192.0.2.1")?));
             }
             call
         }
@@ -338,11 +339,6 @@ fn no_nul(what: &'static str, value: &str) -> Result<(), StanzaError> {
         });
     }
     Ok(())
-}
-
-/// Single-quotes `s` for POSIX sh: everything literal, `'` as `'\''`.
-pub fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]
@@ -484,7 +480,7 @@ mod tests {
 
     #[test]
     fn hostile_strings_stay_literal() {
-        assert_eq!(quote("a'b $(x) `y`"), r"'a'\''b $(x) `y`'");
+        assert_eq!(single_quote("a'b $(x) `y`"), r"'a'\''b $(x) `y`'");
         let mut s = spec();
         s.modules[0].name = "x'; poweroff -f; '".into();
         let text = render(&s).unwrap();

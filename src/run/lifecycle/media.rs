@@ -2,6 +2,7 @@
 //! firmware's per-boot files, and for an iPXE boot the script and how the ROM gets it (TFTP, or
 //! bootrig's HTTP server).
 
+use crate::names::Named;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +49,11 @@ pub(super) fn prepare(target: &Target, dir: &Path, ctx: &Context) -> Result<Medi
             let built = build(scenario, &opts)?;
             // What the build decided and warned about, beside plan.json: a rebuilt cache entry
             // or a hardlink broken in the base is evidence a reader of the run wants.
-            let mut text = format!("flavor {} ({})\n", built.flavor, built.flavor_reason);
+            let mut text = format!(
+                "flavor {} ({})\n",
+                built.flavor.as_str(),
+                built.flavor_reason
+            );
             for w in &built.warnings {
                 text.push_str(&format!("warning: {w}\n"));
             }

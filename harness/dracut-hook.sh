@@ -1,0 +1,3 @@
+#!/bin/sh
+# bootrig: sourced by dracut's cmdline hook, before udev starts.
+# BOOTRIG-HOOK-STANZA

@@ -1,0 +1,84 @@
+//! Files `build` and `patch` read from the host (the base, modules, binaries, their libraries,
+//! busybox, dhclient-script) must be regular files: a device such as `/dev/zero` or a FIFO has
+//! no end, and reading one would grow the build without bound.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum HostFileError {
+    #[error("{path}: {what} is {kind}, not a regular file; bootrig copies only regular files from the host (name the file itself)")]
+    NotRegular {
+        path: PathBuf,
+        what: &'static str,
+        kind: &'static str,
+    },
+}
+
+/// Refuses `path` (through symlinks) when it is there and not a regular file; `what` says what
+/// it is for. A path that cannot be looked at is left to the read that follows, whose error
+/// says why.
+pub fn check_regular(path: &Path, what: &'static str) -> Result<(), HostFileError> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Ok(());
+    };
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(HostFileError::NotRegular {
+        path: path.to_owned(),
+        what,
+        kind: kind_of(&meta.file_type()),
+    })
+}
+
+fn kind_of(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_fifos_and_directories_are_refused_with_the_path() {
+        let err = check_regular(Path::new("/dev/zero"), "a binary").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/dev/zero: a binary is a character device, not a regular file; bootrig copies only regular files from the host (name the file itself)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            check_regular(dir.path(), "a module"),
+            Err(HostFileError::NotRegular {
+                kind: "a directory",
+                ..
+            })
+        ));
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(
+            check_regular(&fifo, "a module"),
+            Err(HostFileError::NotRegular { kind: "a FIFO", .. })
+        ));
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        check_regular(&file, "a module").unwrap();
+        check_regular(&dir.path().join("missing"), "a module").unwrap();
+    }
+}
