@@ -48,6 +48,21 @@ pub enum Need {
     Program(&'static str, &'static str),
     /// The same for a program only `./images/setup --tests` installs.
     TestProgram(&'static str, &'static str),
+    /// cargo-deb, which `./images/setup --tests` installs into ~/.cargo/bin (see [`cargo_deb`]).
+    CargoDeb,
+}
+
+/// The cargo-deb binary: on PATH, else in `$CARGO_HOME/bin` (default ~/.cargo/bin), where
+/// `cargo install` puts it and a root PATH (sudo) may not reach.
+pub fn cargo_deb() -> Option<std::path::PathBuf> {
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    bootrig::qemu::find_on_path(&path_var, "cargo-deb".as_ref()).or_else(|| {
+        home.map(|h| h.join("bin/cargo-deb"))
+            .filter(|p| bootrig::qemu::is_executable(p))
+    })
 }
 
 impl Need {
@@ -107,6 +122,10 @@ impl Need {
                         "{path} is absent, run ./images/setup --tests (apt-get install {package})"
                     )
                 }),
+            Need::CargoDeb => cargo_deb().is_none().then(|| {
+                "cargo-deb is absent, run ./images/setup --tests (cargo install cargo-deb)"
+                    .to_string()
+            }),
         }
     }
 }
