@@ -48,6 +48,9 @@ pub enum Need {
     Program(&'static str, &'static str),
     /// The same for a program only `./images/setup --tests` installs.
     TestProgram(&'static str, &'static str),
+    /// A command on PATH that runs (`NAME --version`), with how to install it, for programs
+    /// `./images/setup --tests` installs whose place varies (npm's prefix is /usr or /usr/local).
+    TestCommand(&'static str, &'static str),
 }
 
 impl Need {
@@ -107,6 +110,16 @@ impl Need {
                         "{path} is absent, run ./images/setup --tests (apt-get install {package})"
                     )
                 }),
+            Need::TestCommand(name, install) => {
+                let runs = std::process::Command::new(name)
+                    .arg("--version")
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .is_ok_and(|out| out.status.success());
+                (!runs).then(|| {
+                    format!("{name} --version does not run, run ./images/setup --tests ({install})")
+                })
+            }
         }
     }
 }
