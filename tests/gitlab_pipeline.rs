@@ -295,3 +295,32 @@ fn the_shipped_pipeline_runs_every_shard_and_merges_even_when_one_fails() {
     let merge_log = pipeline.log("bootrig-merge", "report merge");
     assert!(merge_log.contains("2 passed, 1 failed"), "{merge_log}");
 }
+
+#[test]
+fn the_runner_sample_is_a_shell_runner_one_job_at_a_time_passing_bootrigs_variables() {
+    let path = common::repo_root().join("ci/gitlab/runner-config.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    let config: toml::Value = toml::from_str(&text).expect("runner-config.toml is TOML");
+    assert_eq!(config["concurrent"].as_integer(), Some(1));
+    let runners = config["runners"].as_array().expect("[[runners]]");
+    assert_eq!(runners.len(), 1);
+    let runner = &runners[0];
+    assert_eq!(runner["executor"].as_str(), Some("shell"));
+    assert_eq!(runner["limit"].as_integer(), Some(1));
+    let environment: Vec<&str> = runner["environment"]
+        .as_array()
+        .expect("environment")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for variable in ["BOOTRIG_INVENTORY=", "BOOTRIG_CACHE="] {
+        assert!(
+            environment.iter().any(|e| e.starts_with(variable)),
+            "{environment:?}"
+        );
+    }
+    // The tag the pipeline's jobs ask for is the one the sample registers.
+    let pipeline = fs::read_to_string(common::repo_root().join(PIPELINE)).unwrap();
+    assert!(pipeline.contains("tags: [bootrig-lab]"), "{pipeline}");
+    assert!(text.contains("--tag-list bootrig-lab"), "{text}");
+}
