@@ -292,6 +292,13 @@ fn the_shipped_pipeline_runs_every_shard_and_merges_even_when_one_fails() {
         .filter(|n| n.has_tag_name("failure"))
         .count();
     assert_eq!(failures, 1, "{junit}");
+    // BOOTRIG_CACHE reached bootrig through the pipeline: its builds are there.
+    let cached = fs::read_dir(cache.path()).unwrap().count();
+    assert!(
+        cached > 0,
+        "nothing in BOOTRIG_CACHE {}",
+        cache.path().display()
+    );
     let merge_log = pipeline.log("bootrig-merge", "report merge");
     assert!(merge_log.contains("2 passed, 1 failed"), "{merge_log}");
 }
