@@ -113,8 +113,8 @@ impl Default for Options {
 
 #[derive(Debug, Error)]
 pub enum DoctorError {
-    #[error("cannot create a temporary directory for the accelerator probe: {0}")]
-    Workdir(std::io::Error),
+    #[error("cannot create a temporary directory for the accelerator probe")]
+    Workdir(#[source] std::io::Error),
 }
 
 /// Runs every check against `host`.
@@ -247,6 +247,17 @@ mod tests {
             fix.contains("seabios") && fix.contains("images/setup"),
             "{fix}"
         );
+    }
+
+    #[test]
+    fn the_workdir_error_leaves_its_cause_to_the_chain() {
+        let e = DoctorError::Workdir(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            e.to_string(),
+            "cannot create a temporary directory for the accelerator probe"
+        );
+        let source = std::error::Error::source(&e).expect("the io error is the source");
+        assert_eq!(source.to_string(), "permission denied");
     }
 
     #[test]
