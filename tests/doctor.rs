@@ -53,6 +53,9 @@ fn this_host_is_ready_and_json_says_why() {
     assert_eq!(status("seabios"), "ok");
     assert_eq!(status("ipxe virtio"), "ok");
     assert_eq!(status("cpio"), "ok");
+    // The dnsmasq backend's, which the network tests use as this root.
+    assert_eq!(status("CAP_NET_ADMIN"), "ok");
+    assert_eq!(status("CAP_SYS_ADMIN"), "ok");
     let accel = report["accel"].as_str().unwrap();
     assert!(accel == "kvm" || accel == "tcg", "{accel}");
     assert!(report["mellanox_devices"].is_array());
@@ -94,4 +97,57 @@ fn usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected a number of seconds"));
     let out = bootrig(&["doctor", "--no-such-flag"], None);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn doctor_names_the_capabilities_this_process_lacks() {
+    // A root confined like a container's: CAP_NET_ADMIN and CAP_SYS_ADMIN out of the bounding
+    // set, so the doctor process run by setpriv lacks them though its uid is 0.
+    if !common::require(&[
+        common::Need::Root,
+        common::Need::Program("/usr/bin/setpriv", "util-linux"),
+    ]) {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--bounding-set", "-net_admin,-sys_admin"])
+        .arg(env!("CARGO_BIN_EXE_bootrig"))
+        .args(["doctor", "--json", "--probe-timeout", "2"])
+        .env_remove("BOOTRIG_QEMU")
+        .output()
+        .expect("run setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .clone()
+    };
+    for name in ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
+        let row = check(name);
+        assert_eq!(row["status"], "warn", "{row:#}");
+        assert!(
+            row["detail"]
+                .as_str()
+                .unwrap()
+                .contains("backend = \"dnsmasq\""),
+            "{row:#}"
+        );
+        assert!(
+            row["fix"]
+                .as_str()
+                .unwrap()
+                .contains("this root is confined"),
+            "{row:#}"
+        );
+    }
+    // uid 0 still owns VFIO's sysfs files and device nodes.
+    assert_eq!(check("CAP_DAC_OVERRIDE")["status"], "ok");
+    assert!(check("user")["detail"].as_str().unwrap().contains("uid 0"));
+    // Capabilities do not decide readiness: the default path (user networking) needs none.
+    assert!(!check("CAP_NET_ADMIN")["required"].as_bool().unwrap());
 }

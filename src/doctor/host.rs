@@ -1,5 +1,5 @@
-//! The host as doctor sees it: a root prefix for files and sysfs, a PATH for commands. The real
-//! host is `/` and the process's own PATH; tests build a fake root in a temporary directory.
+//! The host as doctor sees it: a root prefix for files and sysfs, a PATH for commands, a user and
+//! its capabilities. The real host is `/` and the process's own PATH, uid and capabilities; tests build a fake root in a temporary directory.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ pub struct Host {
     pub qemu_override: Option<OsString>,
     /// Effective user id (0 = root).
     pub euid: u32,
+    /// The effective capability set; `None` when it cannot be read.
+    pub caps: Option<u64>,
 }
 
 /// Where administrators' tools live; a non-root PATH often lacks them, yet they run fine.
@@ -29,6 +31,7 @@ impl Host {
             path_var: std::env::var_os("PATH").unwrap_or_default(),
             qemu_override: std::env::var_os(qemu::QEMU_ENV),
             euid: nix::unistd::geteuid().as_raw(),
+            caps: crate::net::caps::own_effective().ok(),
         }
     }
 
@@ -81,6 +84,7 @@ mod tests {
             path_var: OsString::new(),
             qemu_override: None,
             euid: 1000,
+            caps: None,
         };
         assert_eq!(host.file("/dev/kvm"), Path::new("/tmp/fake/dev/kvm"));
     }
@@ -98,6 +102,7 @@ mod tests {
             path_var: OsString::new(),
             qemu_override: None,
             euid: 1000,
+            caps: None,
         };
         assert_eq!(host.command("dnsmasq"), Some(tool));
         assert_eq!(host.command("dhclient"), None);

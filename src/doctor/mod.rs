@@ -1,8 +1,10 @@
 //! `bootrig doctor`: checks this host for what bootrig needs and says how to get what is missing.
-//! Each area (QEMU and accelerators, firmware, tools, VFIO) is one module producing [`Check`]
+//! Each area (QEMU and accelerators, firmware, tools, VFIO, the capabilities this process holds)
+//! is one module producing [`Check`]
 //! rows; [`Report::ready`] is true when every row the default path needs (QEMU + TCG, SeaBIOS,
 //! iPXE ROMs, cpio tooling) is ok.
 
+mod caps;
 mod emulator;
 mod firmware;
 mod host;
@@ -111,8 +113,8 @@ impl Default for Options {
 
 #[derive(Debug, Error)]
 pub enum DoctorError {
-    #[error("cannot create a temporary directory for the accelerator probe: {0}")]
-    Workdir(std::io::Error),
+    #[error("cannot create a temporary directory for the accelerator probe")]
+    Workdir(#[source] std::io::Error),
 }
 
 /// Runs every check against `host`.
@@ -126,6 +128,7 @@ pub fn run(host: &Host, options: &Options) -> Result<Report, DoctorError> {
     firmware::checks(host, &mut checks);
     tools::checks(host, &mut checks);
     let mellanox_devices = vfio::checks(host, &mut checks);
+    caps::checks(host, vfio::gap(&mellanox_devices), &mut checks);
     let mut report = Report {
         ready: false,
         accel,
@@ -151,7 +154,7 @@ pub(crate) mod testing {
     }
 
     impl FakeHost {
-        /// An empty root, an empty PATH (its `bin` directory), not root.
+        /// An empty root, an empty PATH (its `bin` directory), not root, no capabilities.
         pub fn empty() -> Self {
             let dir = tempfile::tempdir().unwrap();
             let bin = dir.path().join("path-bin");
@@ -161,6 +164,7 @@ pub(crate) mod testing {
                 path_var: OsString::from(&bin),
                 qemu_override: None,
                 euid: 1000,
+                caps: Some(0),
             };
             std::fs::create_dir(&host.root).unwrap();
             Self { dir, host }
@@ -233,6 +237,9 @@ mod tests {
         ] {
             assert!(blockers.contains(&name), "{name} not among {blockers:?}");
         }
+        // Capabilities are named, and warn without blocking the default path (user networking).
+        assert_eq!(find(&report.checks, "CAP_NET_ADMIN").status, Status::Warn);
+        assert!(!blockers.contains(&"CAP_NET_ADMIN"), "{blockers:?}");
         let seabios = find(&report.checks, "seabios");
         assert_eq!(seabios.status, Status::Missing);
         let fix = seabios.fix.as_deref().unwrap();
@@ -240,6 +247,17 @@ mod tests {
             fix.contains("seabios") && fix.contains("images/setup"),
             "{fix}"
         );
+    }
+
+    #[test]
+    fn the_workdir_error_leaves_its_cause_to_the_chain() {
+        let e = DoctorError::Workdir(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            e.to_string(),
+            "cannot create a temporary directory for the accelerator probe"
+        );
+        let source = std::error::Error::source(&e).expect("the io error is the source");
+        assert_eq!(source.to_string(), "permission denied");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! What VFIO passthrough of lab adapters needs: root, an enabled IOMMU, the vfio-pci module, and
+//! What VFIO passthrough of lab adapters needs: an enabled IOMMU, the vfio-pci module, and
 //! the Mellanox/NVIDIA devices themselves. On a machine without such hardware these rows are
 //! informational; with Mellanox devices present, a missing piece is a warning.
 
@@ -20,16 +20,20 @@ pub struct PciDevice {
     pub driver: Option<String>,
 }
 
-/// Adds the root and VFIO rows; returns the Mellanox devices found.
-pub(super) fn checks(host: &Host, out: &mut Vec<Check>) -> Vec<PciDevice> {
-    out.push(root(host));
-    let devices = mellanox_devices(host);
-    // Without lab hardware, VFIO gaps are facts, not problems.
-    let gap = if devices.is_empty() {
+/// How a missing VFIO need weighs: without lab hardware, VFIO gaps are facts, not problems.
+pub(super) fn gap(devices: &[PciDevice]) -> Status {
+    if devices.is_empty() {
         Status::Info
     } else {
         Status::Warn
-    };
+    }
+}
+
+/// Adds the VFIO rows; returns the Mellanox devices found. What this process may do (root,
+/// capabilities) is `caps`'s.
+pub(super) fn checks(host: &Host, out: &mut Vec<Check>) -> Vec<PciDevice> {
+    let devices = mellanox_devices(host);
+    let gap = gap(&devices);
     out.push(iommu(host, gap));
     out.push(vfio_pci(host, gap));
     if devices.is_empty() {
@@ -48,23 +52,6 @@ pub(super) fn checks(host: &Host, out: &mut Vec<Check>) -> Vec<PciDevice> {
         ));
     }
     devices
-}
-
-fn root(host: &Host) -> Check {
-    if host.euid == 0 {
-        Check::new("root", Status::Ok, "running as root")
-    } else {
-        Check::new(
-            "root",
-            Status::Warn,
-            format!(
-                "running as uid {}: VFIO, tap devices and network namespaces need root \
-                 (user-mode networking works without)",
-                host.euid
-            ),
-        )
-        .fix("run scenarios that use VFIO, taps or namespaces with sudo")
-    }
 }
 
 fn iommu(host: &Host, gap: Status) -> Check {
@@ -173,7 +160,6 @@ mod tests {
     fn without_hardware_vfio_rows_are_informational() {
         let (out, devices) = run(&FakeHost::empty());
         assert!(devices.is_empty());
-        assert_eq!(find(&out, "root").status, Status::Warn);
         assert_eq!(find(&out, "iommu").status, Status::Info);
         assert_eq!(find(&out, "vfio-pci").status, Status::Info);
         assert_eq!(find(&out, "mellanox").status, Status::Info);

@@ -4,8 +4,10 @@
 
 use thiserror::Error;
 
+pub const CAP_DAC_OVERRIDE: u32 = 1;
 pub const CAP_NET_ADMIN: u32 = 12;
 pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_SYS_RESOURCE: u32 = 24;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CapError {
@@ -21,6 +23,18 @@ pub fn effective_caps(status: &str) -> Option<u64> {
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 
+/// Whether the capability set `caps` holds capability number `cap`.
+pub fn holds(caps: u64, cap: u32) -> bool {
+    caps & (1 << cap) != 0
+}
+
+/// This process's effective capability set.
+pub fn own_effective() -> Result<u64, CapError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| CapError::Unreadable(e.to_string()))?;
+    effective_caps(&status).ok_or_else(|| CapError::Unreadable("no parsable CapEff line".into()))
+}
+
 /// The capabilities a segment needs that `caps` lacks, by name.
 pub fn missing_for_segment(caps: u64) -> Vec<&'static str> {
     [
@@ -28,18 +42,14 @@ pub fn missing_for_segment(caps: u64) -> Vec<&'static str> {
         (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
     ]
     .into_iter()
-    .filter(|(bit, _)| caps & (1 << bit) == 0)
+    .filter(|(bit, _)| !holds(caps, *bit))
     .map(|(_, name)| name)
     .collect()
 }
 
 /// Fails with the alternative named when this process cannot build a segment.
 pub fn require_segment_caps() -> Result<(), CapError> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| CapError::Unreadable(e.to_string()))?;
-    let caps = effective_caps(&status)
-        .ok_or_else(|| CapError::Unreadable("no parsable CapEff line".into()))?;
-    let missing = missing_for_segment(caps);
+    let missing = missing_for_segment(own_effective()?);
     if missing.is_empty() {
         Ok(())
     } else {
@@ -58,6 +68,9 @@ mod tests {
         let status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t0000000000001000\n";
         let caps = effective_caps(status).unwrap();
         assert_eq!(caps, 1 << CAP_NET_ADMIN);
+        assert!(holds(caps, CAP_NET_ADMIN) && !holds(caps, CAP_SYS_ADMIN));
+        // This machine's root: everything but CAP_SYS_RESOURCE (a container's bounding set).
+        assert!(!holds(0x1fffeffffff, CAP_SYS_RESOURCE) && holds(0x1fffeffffff, CAP_DAC_OVERRIDE));
         assert_eq!(missing_for_segment(caps), vec!["CAP_SYS_ADMIN"]);
         assert_eq!(missing_for_segment(0x1fffeffffff), Vec::<&str>::new());
         assert_eq!(
@@ -80,5 +93,8 @@ mod tests {
     fn this_process_reads_its_own_caps() {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         assert!(effective_caps(&status).is_some());
+        let own = own_effective().unwrap();
+        assert_eq!(holds(own, CAP_NET_ADMIN), own & 0x1000 != 0);
+        assert_eq!(effective_caps(&status), Some(own));
     }
 }

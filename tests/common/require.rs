@@ -50,6 +50,9 @@ pub enum Need {
     TestProgram(&'static str, &'static str),
     /// cargo-deb, which `./images/setup --tests` installs into ~/.cargo/bin (see [`cargo_deb`]).
     CargoDeb,
+    /// A command on PATH that runs (`NAME --version`), with how to install it, for programs
+    /// `./images/setup --tests` installs whose place varies (npm's prefix is /usr or /usr/local).
+    TestCommand(&'static str, &'static str),
 }
 
 /// The cargo-deb binary: on PATH, else in `$CARGO_HOME/bin` (default ~/.cargo/bin), where
@@ -126,6 +129,16 @@ impl Need {
                 "cargo-deb is absent, run ./images/setup --tests (cargo install cargo-deb)"
                     .to_string()
             }),
+            Need::TestCommand(name, install) => {
+                let runs = std::process::Command::new(name)
+                    .arg("--version")
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .is_ok_and(|out| out.status.success());
+                (!runs).then(|| {
+                    format!("{name} --version does not run, run ./images/setup --tests ({install})")
+                })
+            }
         }
     }
 }
