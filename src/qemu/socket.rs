@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::fsutil::{owner_tag, Leftover, Leftovers, Owner, Registered};
+use crate::fsutil::{owner_tag, Leftover, Leftovers, Owner};
+use crate::interrupt::Registered;
 
 /// Directories of boots' sockets, in the system's temporary directory:
 /// `bootrig-sock-<pid>-<start>-XXXXXX`.

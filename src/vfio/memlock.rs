@@ -81,16 +81,10 @@ pub fn plan(limits: Limits, need: u64, may_raise_hard: bool) -> Memlock {
     }
 }
 
-/// The capability that lets a process raise its hard limits.
-const CAP_SYS_RESOURCE: u32 = 24;
-
 /// Whether this process may raise its hard limits: from the effective capabilities, not the
 /// uid (a container's root may lack CAP_SYS_RESOURCE). Unreadable counts as no.
 fn may_raise_hard() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| crate::net::caps::effective_caps(&s))
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+    crate::host::caps::holds(crate::host::caps::CAP_SYS_RESOURCE)
 }
 
 /// What a run would do with this process's limit, changing nothing (`bootrig vfio check`).
