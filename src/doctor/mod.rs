@@ -113,8 +113,8 @@ impl Default for Options {
 
 #[derive(Debug, Error)]
 pub enum DoctorError {
-    #[error("cannot create a temporary directory for the accelerator probe: {0}")]
-    Workdir(std::io::Error),
+    #[error("cannot create a temporary directory for the accelerator probe")]
+    Workdir(#[source] std::io::Error),
 }
 
 /// Runs every check against `host`.

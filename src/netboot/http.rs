@@ -65,10 +65,10 @@ const MAX_GUEST_TREE: usize = 64;
 pub enum HttpError {
     #[error("{root}: boot directory is not a readable directory")]
     Root { root: PathBuf, source: io::Error },
-    #[error("binding 127.0.0.1:0: {0}")]
-    Bind(io::Error),
-    #[error("starting the HTTP server thread: {0}")]
-    Thread(io::Error),
+    #[error("binding 127.0.0.1:0")]
+    Bind(#[source] io::Error),
+    #[error("starting the HTTP server thread")]
+    Thread(#[source] io::Error),
 }
 
 /// Who opened a connection.
