@@ -313,7 +313,7 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
     let recorded = if let Some(recorded) = reused_flavor {
         recorded
     } else {
-        let file = fs::File::open(&base_path).map_err(io_err(&base_path))?;
+        let file = crate::host::input::open_regular(&base_path).map_err(io_err(&base_path))?;
         let (mut tree, _) = read_tree_from(
             InterruptibleRead::new(io::BufReader::new(file), interrupt),
             &base_path,
@@ -344,7 +344,7 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         if detected == flavor::Flavor::Wrap && flavor::wrap_needs_data(&tree, rdinit.as_deref()) {
             // The original init is copied into the image: read it in full (the first read keeps
             // files up to 4 MiB).
-            let file = fs::File::open(&base_path).map_err(io_err(&base_path))?;
+            let file = crate::host::input::open_regular(&base_path).map_err(io_err(&base_path))?;
             tree = read_tree_from(
                 InterruptibleRead::new(io::BufReader::new(file), interrupt),
                 &base_path,
@@ -826,7 +826,7 @@ fn hash_files(interrupt: &Interrupt, files: &[PathBuf], label: &str) -> Result<S
     let mut h = Sha256::new();
     h.update(label.as_bytes());
     for f in files {
-        let file = fs::File::open(f).map_err(io_err(f))?;
+        let file = crate::host::input::open_regular(f).map_err(io_err(f))?;
         h.update(f.as_os_str().as_encoded_bytes());
         h.update([0]);
         io::copy(&mut InterruptibleRead::new(file, interrupt), &mut h).map_err(io_err(f))?;
@@ -836,7 +836,7 @@ fn hash_files(interrupt: &Interrupt, files: &[PathBuf], label: &str) -> Result<S
 
 /// The SHA-256 of one file's content, as `sha256sum` prints it.
 fn file_sha256(interrupt: &Interrupt, path: &Path) -> Result<String, BuildError> {
-    let file = fs::File::open(path).map_err(io_err(path))?;
+    let file = crate::host::input::open_regular(path).map_err(io_err(path))?;
     let mut h = Sha256::new();
     io::copy(&mut InterruptibleRead::new(file, interrupt), &mut h).map_err(io_err(path))?;
     Ok(hex(&h.finalize()))
@@ -869,7 +869,7 @@ fn copy_hashing(
         }
     }
     let mut out = AtomicOutput::create(to, force)?;
-    let src = fs::File::open(from).map_err(io_err(from))?;
+    let src = crate::host::input::open_regular(from).map_err(io_err(from))?;
     let hash = {
         let mut tee = Tee {
             out: out.writer(),

@@ -1239,9 +1239,14 @@ impl NamedPath {
         let opened = if want_dir {
             std::fs::read_dir(p).map(drop)
         } else {
-            std::fs::File::open(p).map(drop)
+            crate::host::input::open_regular(p).map(drop)
         };
-        opened.err().map(|e| Found::unreadable(&e))
+        opened
+            .err()
+            .map(|e| match crate::host::input::not_a_file(&e) {
+                Some(not) => Found::other(&format!("is a {}, not a file", not.kind)),
+                None => Found::unreadable(&e),
+            })
     }
 
     fn fix(&self, found: &Found) -> String {

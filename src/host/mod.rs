@@ -3,4 +3,5 @@
 //! stage: it imports nothing from the rest of bootrig, so any module may use it.
 
 pub mod caps;
+pub mod input;
 pub mod procs;

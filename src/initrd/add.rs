@@ -264,7 +264,7 @@ fn load_one(
     let perm = mode.unwrap_or(meta.permissions().mode() & 0o7777);
     let mtime = u32::try_from(meta.mtime()).unwrap_or(dir_mtime);
     if ft.is_file() {
-        let data = fs::read(src).map_err(err)?;
+        let data = crate::host::input::read_regular(src).map_err(err)?;
         out.push(SourceEntry {
             dest,
             entry: new_entry(0o100000 | perm, mtime, data),

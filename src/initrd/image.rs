@@ -331,9 +331,9 @@ fn show_magic(head: &[u8]) -> String {
     format!("{} (\"{}\")", hex.join(" "), head.escape_ascii())
 }
 
-/// Opens an image file for reading.
+/// Opens an image file for reading; refuses what is not a regular file (a FIFO, `/dev/zero`).
 pub fn open(path: &Path) -> Result<File, ImageError> {
-    File::open(path).map_err(|source| ImageError::Io {
+    crate::host::input::open_regular(path).map_err(|source| ImageError::Io {
         path: path.to_owned(),
         source,
     })

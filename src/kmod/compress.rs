@@ -55,7 +55,7 @@ impl Compression {
 
 /// The module's ELF bytes: the file itself, or its decompressed content.
 pub fn read_module_file(path: &Path) -> Result<Vec<u8>, KmodError> {
-    let raw = std::fs::read(path).map_err(|e| KmodError::io(path, e))?;
+    let raw = crate::host::input::read_regular(path).map_err(|e| KmodError::io(path, e))?;
     decompress(path, Compression::from_path(path), raw)
 }
 
