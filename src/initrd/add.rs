@@ -27,6 +27,7 @@ use super::pack;
 use super::path;
 use super::tree::{DataPolicy, IssueKind, Tree};
 use crate::fsutil::{AtomicOutput, OutputError};
+use crate::names::Named;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -189,7 +190,7 @@ pub fn add(
 ) -> Result<AddReport, AddError> {
     if let Some(c) = opts.compress {
         if !c.can_write() {
-            return Err(AddError::CannotWrite(c.name()));
+            return Err(AddError::CannotWrite(c.as_str()));
         }
     }
     refuse_same_file(image, out)?;
