@@ -13,7 +13,8 @@
 //!
 //! Hand-written on std::net rather than a crate: the log needs the exact body bytes written and
 //! whether a client dropped mid-file, and shutting down in-flight transfers on drop; a general
-//! server hides both behind its response API, and this subset of HTTP/1.1 is small.
+//! server hides both behind its response API, and this subset of HTTP/1.1 is small. The request
+//! head is parsed by httparse (within the limits above, which stay the server's).
 //!
 //! One concept a file: this one is the server (accepting, bounding, the log); [`request`]
 //! reads and parses a request head, [`connection`] answers one connection with a file,

@@ -104,33 +104,34 @@ pub(super) fn classify(head: &[u8], end: HeadEnd) -> Result<Request, u16> {
         return Err(if method.is_empty() { 400 } else { 414 });
     }
     match end {
-        HeadEnd::Complete => parse_request_line(head).ok_or(400),
+        HeadEnd::Complete => parse_request_line(head),
         HeadEnd::HeadTooLong => Err(431),
         HeadEnd::TimedOut => Err(408),
         HeadEnd::Closed | HeadEnd::LineTooLong => Err(400),
     }
 }
 
-/// `METHOD SP target SP HTTP/1.x` on the first line.
-pub(super) fn parse_request_line(head: &[u8]) -> Option<Request> {
-    let end = head.iter().position(|&b| b == b'\n')?;
-    let line = std::str::from_utf8(&head[..end])
-        .ok()?
-        .trim_end_matches('\r');
-    let mut parts = line.split(' ');
-    let method = parts.next()?;
-    let target = parts.next()?;
-    let version = parts.next()?;
-    if parts.next().is_some()
-        || !is_method(method.as_bytes())
-        || !matches!(version, "HTTP/1.0" | "HTTP/1.1")
-    {
-        return None;
+/// Header lines a head may have; more is 431, as for a head over [`MAX_HEAD`].
+const MAX_HEADERS: usize = 64;
+
+/// The request of a complete head, parsed by httparse: `METHOD SP target SP HTTP/1.0|1.1`, then
+/// well-formed header lines (their values are not used). The method must also look like one
+/// ([`is_method`]); which methods are served is [`super::connection`]'s business.
+pub(super) fn parse_request_line(head: &[u8]) -> Result<Request, u16> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => return Err(431),
+        Ok(httparse::Status::Partial) | Err(_) => return Err(400),
     }
-    Some(Request {
-        method: method.to_owned(),
-        target: target.to_owned(),
-    })
+    match (request.method, request.path) {
+        (Some(method), Some(target)) if is_method(method.as_bytes()) => Ok(Request {
+            method: method.to_owned(),
+            target: target.to_owned(),
+        }),
+        _ => Err(400),
+    }
 }
 
 pub(super) fn is_method(word: &[u8]) -> bool {
@@ -161,4 +162,37 @@ pub(super) fn loggable(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &str) -> Result<(String, String), u16> {
+        parse_request_line(head.as_bytes()).map(|r| (r.method, r.target))
+    }
+
+    #[test]
+    fn request_lines_are_parsed_and_malformed_ones_refused() {
+        let ok = |m: &str, t: &str| Ok((m.to_owned(), t.to_owned()));
+        assert_eq!(
+            parsed("GET /vmlinuz HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ok("GET", "/vmlinuz")
+        );
+        assert_eq!(parsed("HEAD /a HTTP/1.0\n\n"), ok("HEAD", "/a"));
+        // A method-looking word is parsed (405 is the connection's answer); others are not.
+        assert_eq!(parsed("BREW /pot HTTP/1.1\r\n\r\n"), ok("BREW", "/pot"));
+        for bad in [
+            "get /a HTTP/1.1\r\n\r\n",
+            "GET /a HTTP/2.0\r\n\r\n",
+            "GET  /a HTTP/1.1\r\n\r\n",
+            "GET /a\r\n\r\n",
+            "GET /a HTTP/1.1\r\nno colon here\r\n\r\n",
+            "GET /a HTTP/1.1\r\n",
+        ] {
+            assert_eq!(parsed(bad), Err(400), "{bad:?}");
+        }
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(parsed(&format!("GET /a HTTP/1.1\r\n{many}\r\n")), Err(431));
+    }
 }
