@@ -497,17 +497,34 @@ fn a_process_started_by_the_guest_counts_as_the_guest() {
 }
 
 #[test]
-fn proc_net_addresses_parse_in_both_tables() {
+fn client_ends_are_found_in_both_tables() {
+    use procfs::FromBufReadSI;
     let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let word = u32::from_ne_bytes([127, 0, 0, 1]);
-    assert_eq!(proc_net_addr(&format!("{word:08X}:1F90")), Some(v4));
-    let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
-    assert_eq!(
-        proc_net_addr(&format!("0000000000000000{mapped:08X}{word:08X}:1F90")),
-        Some(v4)
+    let server: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let word = hex_le([127, 0, 0, 1]);
+    let mapped = format!("0000000000000000{}{word}", hex_le([0, 0, 0xff, 0xff]));
+    let line = |i: u32, local: &str, inode: u64| {
+        format!("{i}: {local}:1F90 {word}:0050 01 00000000:00000000 00:00000000 00000000  1000 0 {inode} 1 0 20 4 30 10 -1\n")
+    };
+    let table = format!(
+        "sl local_address rem_address st tx_queue rx_queue tr tm->when retrnsmt uid timeout inode\n{}{}{}",
+        line(0, &word, 0),
+        line(1, &mapped, 4242),
+        line(2, &word, 77),
     );
-    assert_eq!(proc_net_addr("0100007F"), None);
-    assert_eq!(proc_net_addr("zz:1F90"), None);
+    let entries =
+        procfs::net::TcpNetEntries::from_buf_read(table.as_bytes(), procfs::current_system_info())
+            .unwrap()
+            .0;
+    let found: Vec<_> = entries.iter().map(|e| client_end(e, v4, server)).collect();
+    // A TIME_WAIT leftover (inode 0) is skipped; a v4-mapped v6 address is the v4 one.
+    assert_eq!(found, vec![None, Some((4242, 1000)), Some((77, 1000))]);
+    assert_eq!(client_end(&entries[2], v4, v4), None);
+}
+
+/// Four bytes as /proc/net/tcp prints an address word: native-endian u32 in hex.
+fn hex_le(bytes: [u8; 4]) -> String {
+    format!("{:08X}", u32::from_ne_bytes(bytes))
 }
 
 #[test]
