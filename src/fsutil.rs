@@ -3,21 +3,19 @@
 //! an existing one. Temporary files are named after the process that owns them
 //! (`.bootrig-<pid>-<start>-XXXXXX.tmp`) so `bootrig cleanup` can tell a dead run's leftovers
 //! from a live one's, and are registered so a second Ctrl-C, which ends bootrig without running
-//! destructors, still removes them ([`remove_registered`]).
+//! destructors, still removes them ([`crate::interrupt::Registered`]).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::interrupt::{Interrupt, Interrupted};
+use crate::interrupt::{Interrupt, Interrupted, Registered};
 
 /// Temporary files (and, in the system's temporary directory, socket directories) of bootrig.
 pub const TEMP_PREFIX: &str = ".bootrig-";
@@ -39,7 +37,7 @@ pub fn owner_tag() -> &'static str {
     static TAG: OnceLock<String> = OnceLock::new();
     TAG.get_or_init(|| {
         let pid = std::process::id();
-        let start = crate::net::procs::start_ticks(pid).unwrap_or(0);
+        let start = crate::host::procs::start_ticks(pid).unwrap_or(0);
         format!("{pid}-{start}")
     })
 }
@@ -56,7 +54,7 @@ pub fn parse_owner(rest: &str) -> Option<(u32, u64)> {
 /// Whether the process a name records still runs (and is the same process; a start of 0 was
 /// unknown when the name was made, so only the pid is compared).
 pub fn owner_alive(pid: u32, start: u64) -> bool {
-    crate::net::procs::alive(pid, (start != 0).then_some(start))
+    crate::host::procs::alive(pid, (start != 0).then_some(start))
 }
 
 thread_local! {
@@ -81,45 +79,6 @@ pub fn with_interrupt<T>(interrupt: &Interrupt, f: impl FnOnce() -> T) -> T {
 
 fn scoped_interrupt() -> Option<Interrupt> {
     SCOPE.with(|s| s.borrow().clone())
-}
-
-/// Paths to remove if bootrig exits without unwinding (a second signal).
-static REGISTERED: Mutex<BTreeMap<u64, PathBuf>> = Mutex::new(BTreeMap::new());
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-fn registered() -> MutexGuard<'static, BTreeMap<u64, PathBuf>> {
-    // A map of paths is consistent whatever a panicking holder was doing.
-    REGISTERED.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A temporary file or directory that [`remove_registered`] removes while this guard lives.
-/// Dropping the guard only forgets the path; its owner removes or renames it.
-#[derive(Debug)]
-pub struct Registered(u64);
-
-impl Registered {
-    pub fn new(path: &Path) -> Self {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        registered().insert(id, path.to_owned());
-        Self(id)
-    }
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        registered().remove(&self.0);
-    }
-}
-
-/// Removes every registered temporary file and directory: the exit path of a second signal.
-pub fn remove_registered() {
-    for path in registered().values() {
-        // Best effort on the way out: a path already renamed into place or removed is fine.
-        let _ = match path.symlink_metadata() {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-            _ => std::fs::remove_file(path),
-        };
-    }
 }
 
 /// A file being written; it appears at its path only on [`AtomicOutput::commit`].
@@ -402,9 +361,9 @@ mod tests {
         let name = tmp.file_name().unwrap().to_str().unwrap();
         let rest = name.strip_prefix(TEMP_PREFIX).unwrap();
         assert_eq!(Owner::of(rest), Owner::Alive(std::process::id()));
-        assert!(registered().values().any(|p| *p == tmp));
+        assert!(crate::interrupt::is_registered(&tmp));
         drop(out);
-        assert!(!registered().values().any(|p| *p == tmp));
+        assert!(!crate::interrupt::is_registered(&tmp));
         assert!(!tmp.exists());
     }
 

@@ -3,10 +3,13 @@
 //! write and removes what it had written, the accelerator probe kills its QEMU; the reports are
 //! still written. A second signal ends bootrig at once; its QEMUs die with it (PR_SET_PDEATHSIG,
 //! see `qemu::process`), and the temporary files it had open are removed first
-//! ([`crate::fsutil::remove_registered`]), since no destructor runs on that path.
+//! ([`Registered`], [`remove_registered`]), since no destructor runs on that path. The registry
+//! lives here, with the path that empties it; `fsutil` and `qemu::socket` register into it.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -122,6 +125,51 @@ impl<R: io::Read> io::Read for InterruptibleRead<R> {
     }
 }
 
+/// Paths to remove if bootrig exits without unwinding (a second signal).
+static REGISTERED: Mutex<BTreeMap<u64, PathBuf>> = Mutex::new(BTreeMap::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn registered() -> MutexGuard<'static, BTreeMap<u64, PathBuf>> {
+    // A map of paths is consistent whatever a panicking holder was doing.
+    REGISTERED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A temporary file or directory that [`remove_registered`] removes while this guard lives.
+/// Dropping the guard only forgets the path; its owner removes or renames it.
+#[derive(Debug)]
+pub struct Registered(u64);
+
+impl Registered {
+    pub fn new(path: &Path) -> Self {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        registered().insert(id, path.to_owned());
+        Self(id)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        registered().remove(&self.0);
+    }
+}
+
+/// Whether `path` is registered (tests of the modules that register).
+#[cfg(test)]
+pub(crate) fn is_registered(path: &Path) -> bool {
+    registered().values().any(|p| p == path)
+}
+
+/// Removes every registered temporary file and directory: the exit path of a second signal.
+pub fn remove_registered() {
+    for path in registered().values() {
+        // Best effort on the way out: a path already renamed into place or removed is fine.
+        let _ = match path.symlink_metadata() {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+            _ => std::fs::remove_file(path),
+        };
+    }
+}
+
 /// The signal thread: ordinary code (not a signal handler), so it may lock and unlink.
 fn watch(mut signals: Signals) {
     for _ in signals.forever() {
@@ -136,7 +184,7 @@ fn watch(mut signals: Signals) {
             .fold(false, |seen, f| f.swap(true, Ordering::SeqCst) | seen);
         // Nobody left to stop gracefully: end as the default action would, minus the litter.
         if second || flags.is_empty() {
-            crate::fsutil::remove_registered();
+            remove_registered();
             std::process::exit(SECOND_SIGNAL_EXIT);
         }
     }

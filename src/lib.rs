@@ -5,7 +5,7 @@
 //! → `verdict` → `report`. Each stage takes the value the stage before it made; none calls back
 //! into one that ran before it (a module may name another's vocabulary type: the scenario names a
 //! NIC model from `qemu`). `run` orchestrates the stages for each scenario, `cli` and `doctor`
-//! sit on top, and `fsutil`, `interrupt`, `shell` and [`error_chain`] sit below everything.
+//! sit on top, and `host`, `fsutil`, `interrupt`, `shell` and [`error_chain`] sit below everything.
 //! docs/ARCHITECTURE.md describes each module and the seams between them.
 
 // What to do: scenario files, checked before anything is built.
@@ -40,8 +40,10 @@ pub mod cli;
 pub mod doctor;
 pub mod run;
 
-// Below everything: atomic output files, Ctrl-C/SIGTERM, enum names, shell quoting.
+// Below everything: host processes, capabilities and input files, atomic output files,
+// Ctrl-C/SIGTERM, enum names, shell quoting.
 pub mod fsutil;
+pub mod host;
 pub mod interrupt;
 pub mod names;
 pub mod shell;

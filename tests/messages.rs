@@ -118,6 +118,41 @@ fn build_names_a_missing_kernel_at_its_key_with_the_fix() {
     assert!(!w.root().join("out").exists());
 }
 
+/// A device or a FIFO named as an input file is refused when the scenario is checked, before
+/// anything reads it (`/dev/urandom` as base read without end; a FIFO blocked in open).
+#[test]
+fn a_device_or_a_fifo_as_an_input_file_is_refused_at_its_key() {
+    let w = Work::new();
+    let fifo = w.root().join("vmlinuz.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("images/cache/current");
+    let base = shipped("mlx4-ipoib-busybox.toml")
+        .replace("../images/cache/current", modules.to_str().unwrap());
+    let cases = [
+        (
+            base.replace("base = \"busybox\"", "base = \"/dev/urandom\""),
+            "[initrd] base = \"/dev/urandom\": is a character device, not a file",
+        ),
+        (
+            base.replacen(
+                &format!("image = \"{}/vmlinuz\"", modules.display()),
+                &format!("image = \"{}\"", fifo.display()),
+                1,
+            ),
+            "is a FIFO, not a file",
+        ),
+    ];
+    for (text, want) in cases {
+        w.scenario("x.toml", &text);
+        let start = std::time::Instant::now();
+        let o = w.bootrig(&["build", "scenarios/x.toml", "-o", "out/x.img"]);
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+        assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+        assert!(stderr(&o).contains(want), "want {want}\n{}", show(&o));
+    }
+    assert!(!w.root().join("out").exists());
+}
+
 #[test]
 fn a_scenario_that_is_not_utf8_names_line_column_and_byte_offset() {
     let w = Work::new();

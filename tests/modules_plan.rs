@@ -433,6 +433,45 @@ fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A kernel that is a device or a FIFO is refused at once with what it is (a FIFO blocked in
+/// open until a writer came).
+#[test]
+fn a_device_or_a_fifo_as_kernel_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("vmlinuz");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let m = dir.path().to_str().unwrap();
+    for (kernel, kind) in [
+        (Path::new("/dev/zero"), "character device"),
+        (fifo.as_path(), "FIFO"),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bootrig"))
+            .args(["modules", "plan", "--modules", m, "--kernel"])
+            .arg(kernel)
+            .arg("ib_core")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(30) {
+                child.kill().unwrap();
+                panic!("modules plan --kernel {} did not end", kernel.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("{}: ", kernel.display()))
+                && err.contains(&format!(": is a {kind}, not a file")),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn cli_exit_codes_and_json() {
     if !common::require(&[common::Need::Setup]) {

@@ -13,11 +13,11 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bootrig::host::procs;
 use bootrig::net::cleanup::{cleanup, remove_segment};
 use bootrig::net::log::TftpEvent;
 use bootrig::net::marker;
 use bootrig::net::netns;
-use bootrig::net::procs;
 use bootrig::net::{
     ClientId, ClientMatch, DhcpConfig, DhcpFault, DhcpMessage, Reservation, Segment, SegmentSpec,
 };

@@ -1065,7 +1065,7 @@ fn child_checks_memlock() {
     // raise it; a container's root without it may not, so the guest's need is refused.
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let may_raise_hard =
-        bootrig::net::caps::effective_caps(&status).is_some_and(|caps| caps & (1 << 24) != 0);
+        bootrig::host::caps::effective_caps(&status).is_some_and(|caps| caps & (1 << 24) != 0);
     match expect.as_str() {
         "refused" if may_raise_hard => {
             assert_eq!(row.status, Status::Ok, "{}", report.table());

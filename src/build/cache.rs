@@ -156,7 +156,7 @@ pub(super) fn hash_files(
     h.update(label.as_bytes());
     for f in files {
         check_regular(f, "a build input")?;
-        let file = fs::File::open(f).map_err(io_err(f))?;
+        let file = crate::host::input::open_regular(f).map_err(io_err(f))?;
         h.update(f.as_os_str().as_encoded_bytes());
         h.update([0]);
         io::copy(&mut InterruptibleRead::new(file, interrupt), &mut h).map_err(io_err(f))?;
@@ -166,7 +166,7 @@ pub(super) fn hash_files(
 
 /// The SHA-256 of one file's content, as `sha256sum` prints it.
 pub(super) fn file_sha256(interrupt: &Interrupt, path: &Path) -> Result<String, BuildError> {
-    let file = fs::File::open(path).map_err(io_err(path))?;
+    let file = crate::host::input::open_regular(path).map_err(io_err(path))?;
     let mut h = Sha256::new();
     io::copy(&mut InterruptibleRead::new(file, interrupt), &mut h).map_err(io_err(path))?;
     Ok(hex(&h.finalize()))
@@ -199,7 +199,7 @@ pub(super) fn copy_hashing(
         }
     }
     let mut out = AtomicOutput::create(to, force)?;
-    let src = fs::File::open(from).map_err(io_err(from))?;
+    let src = crate::host::input::open_regular(from).map_err(io_err(from))?;
     let hash = {
         let mut tee = Tee {
             out: out.writer(),

@@ -15,6 +15,7 @@ use crate::initrd::extract::{extract, ExtractOptions};
 use crate::initrd::image::{read_tree, ReadOptions, Segment, DEFAULT_MAX_OUTPUT};
 use crate::initrd::path;
 use crate::initrd::tree::{DataPolicy, Issue, Node, Tree};
+use crate::names::Named;
 
 #[derive(Debug, Subcommand)]
 pub enum InitrdCommand {
@@ -182,7 +183,7 @@ pub fn render_segments(segments: &[Segment]) -> String {
             "{:>3}  {:>10}  {:<6}  {:>7}  {:>12}  {:>12}\n",
             s.index,
             s.offset,
-            s.compression.name(),
+            s.compression.as_str(),
             s.entries,
             s.stored_len,
             s.uncompressed_len
@@ -416,7 +417,7 @@ fn add_cmd(args: AddArgs) -> CliResult {
         },
         report.input_segments.len(),
         report.written.len(),
-        report.compression.name(),
+        report.compression.as_str(),
         report.output_len
     );
     Ok(Outcome::Pass)

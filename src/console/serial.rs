@@ -32,8 +32,10 @@ pub enum SerialError {
     NoConnection { path: String, waited: Duration },
     #[error("QEMU exited before it connected to the serial console socket {path}")]
     QemuGone { path: String },
-    #[error("writing to the guest console: {0}")]
-    Write(String),
+    #[error("reading the guest console")]
+    Read(#[source] rexpect::error::Error),
+    #[error("writing to the guest console")]
+    Write(#[source] rexpect::error::Error),
     #[error("console pattern {pattern:?}: {message}")]
     Pattern { pattern: String, message: String },
 }
@@ -206,19 +208,15 @@ impl SerialConsole {
                         return Ok(Seen::Nothing);
                     }
                 }
-                Err(e) => return Err(SerialError::Write(e.to_string())),
+                Err(e) => return Err(SerialError::Read(e)),
             }
         }
     }
 
     /// Types `line` and a newline into the guest console.
     pub fn send_line(&mut self, line: &str) -> Result<(), SerialError> {
-        self.session
-            .send_line(line)
-            .map_err(|e| SerialError::Write(e.to_string()))?;
-        self.session
-            .flush()
-            .map_err(|e| SerialError::Write(e.to_string()))
+        self.session.send_line(line).map_err(SerialError::Write)?;
+        self.session.flush().map_err(SerialError::Write)
     }
 
     /// Waits for the console to close (QEMU gone) and returns every line.

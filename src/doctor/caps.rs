@@ -1,10 +1,10 @@
 //! What this process may do to the host, by capability rather than by uid: a root in a container
 //! may lack a capability, and a non-root service (a CI runner with systemd's
 //! AmbientCapabilities) may hold one. One row per capability bootrig uses, saying what needs it
-//! and whether the effective set holds it; the capabilities are read by `net::caps`.
+//! and whether the effective set holds it; the capabilities are read by `host::caps`.
 
 use super::{Check, Host, Status};
-use crate::net::caps::{self, CAP_DAC_OVERRIDE, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_RESOURCE};
+use crate::host::caps::{self, CAP_DAC_OVERRIDE, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_RESOURCE};
 
 /// A capability bootrig uses and what for.
 struct Use {

@@ -31,7 +31,7 @@ impl Host {
             path_var: std::env::var_os("PATH").unwrap_or_default(),
             qemu_override: std::env::var_os(qemu::QEMU_ENV),
             euid: nix::unistd::geteuid().as_raw(),
-            caps: crate::net::caps::own_effective().ok(),
+            caps: crate::host::caps::effective().ok(),
         }
     }
 

@@ -27,6 +27,7 @@ use super::pack;
 use super::path;
 use super::tree::{DataPolicy, IssueKind, Tree};
 use crate::fsutil::{AtomicOutput, OutputError};
+use crate::names::Named;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -189,7 +190,7 @@ pub fn add(
 ) -> Result<AddReport, AddError> {
     if let Some(c) = opts.compress {
         if !c.can_write() {
-            return Err(AddError::CannotWrite(c.name()));
+            return Err(AddError::CannotWrite(c.as_str()));
         }
     }
     refuse_same_file(image, out)?;
@@ -264,7 +265,7 @@ fn load_one(
     let perm = mode.unwrap_or(meta.permissions().mode() & 0o7777);
     let mtime = u32::try_from(meta.mtime()).unwrap_or(dir_mtime);
     if ft.is_file() {
-        let data = fs::read(src).map_err(err)?;
+        let data = crate::host::input::read_regular(src).map_err(err)?;
         out.push(SourceEntry {
             dest,
             entry: new_entry(0o100000 | perm, mtime, data),

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::names::Named;
+
 use super::codec::{self, Compression};
 use super::cpio::{self, CpioError, Item};
 use super::input::Input;
@@ -201,7 +203,7 @@ pub fn walk<R: Read>(
                             path: image.to_owned(),
                             index,
                             offset,
-                            compression: compression.name(),
+                            compression: compression.as_str(),
                             source,
                         });
                     }
@@ -229,7 +231,7 @@ pub fn walk<R: Read>(
                     Ok(None) => break,
                     Err(source) => {
                         if output_too_large(&source) {
-                            let what = format!("segment {index} ({})", compression.name());
+                            let what = format!("segment {index} ({})", compression.as_str());
                             return Err(too_large(offset, what));
                         }
                         return Err(compressed_error(image, index, offset, compression, source));
@@ -293,7 +295,7 @@ fn compressed_error(
             path: image.to_owned(),
             index,
             offset,
-            compression: compression.name(),
+            compression: compression.as_str(),
             detail: codec_err.to_string(),
         };
     }
@@ -301,7 +303,7 @@ fn compressed_error(
         path: image.to_owned(),
         index,
         offset,
-        compression: compression.name(),
+        compression: compression.as_str(),
         source,
     }
 }
@@ -331,9 +333,9 @@ fn show_magic(head: &[u8]) -> String {
     format!("{} (\"{}\")", hex.join(" "), head.escape_ascii())
 }
 
-/// Opens an image file for reading.
+/// Opens an image file for reading; refuses what is not a regular file (a FIFO, `/dev/zero`).
 pub fn open(path: &Path) -> Result<File, ImageError> {
-    File::open(path).map_err(|source| ImageError::Io {
+    crate::host::input::open_regular(path).map_err(|source| ImageError::Io {
         path: path.to_owned(),
         source,
     })

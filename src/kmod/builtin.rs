@@ -144,7 +144,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, KmodError> {
 }
 
 pub(crate) fn read_optional_bytes(path: &Path) -> Result<Option<Vec<u8>>, KmodError> {
-    match std::fs::read(path) {
+    match crate::host::input::read_regular(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(KmodError::io(path, e)),

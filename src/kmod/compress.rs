@@ -5,13 +5,18 @@ use std::io::Read;
 use std::path::Path;
 
 use super::error::KmodError;
+use crate::names::Named;
 
 /// Decompressed modules larger than this are refused (the largest in-tree module is ~30 MiB);
 /// it bounds what a corrupt or hostile file can make us allocate.
 const MAX_MODULE_BYTES: u64 = 512 << 20;
 
 /// How a module file is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Compression {
     None,
     Xz,
@@ -34,15 +39,6 @@ impl Compression {
         }
     }
 
-    fn label(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Xz => "xz",
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-        }
-    }
-
     fn magic(self) -> &'static [u8] {
         match self {
             Compression::None => b"",
@@ -55,7 +51,7 @@ impl Compression {
 
 /// The module's ELF bytes: the file itself, or its decompressed content.
 pub fn read_module_file(path: &Path) -> Result<Vec<u8>, KmodError> {
-    let raw = std::fs::read(path).map_err(|e| KmodError::io(path, e))?;
+    let raw = crate::host::input::read_regular(path).map_err(|e| KmodError::io(path, e))?;
     decompress(path, Compression::from_path(path), raw)
 }
 
@@ -66,14 +62,14 @@ pub fn decompress(path: &Path, format: Compression, raw: Vec<u8>) -> Result<Vec<
     }
     let fail = |reason: String| KmodError::Decompress {
         path: path.to_path_buf(),
-        format: format.label(),
+        format: format.as_str(),
         reason,
     };
     if !raw.starts_with(format.magic()) {
         let found: Vec<String> = raw.iter().take(6).map(|b| format!("{b:02x}")).collect();
         return Err(fail(format!(
             "expected {} magic at byte 0, found [{}]",
-            format.label(),
+            format.as_str(),
             found.join(" ")
         )));
     }
@@ -123,7 +119,21 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    const ALL: [Compression; 3] = [Compression::Xz, Compression::Zstd, Compression::Gzip];
+    use strum::VariantArray;
+
+    /// The compressed formats.
+    fn compressed() -> impl Iterator<Item = Compression> {
+        Compression::VARIANTS
+            .iter()
+            .copied()
+            .filter(|c| *c != Compression::None)
+    }
+
+    #[test]
+    fn names_are_serdes() {
+        crate::names::assert_serde_names::<Compression>();
+        assert_eq!(Compression::Zstd.as_str(), "zstd");
+    }
 
     #[test]
     fn format_comes_from_the_name() {
@@ -137,7 +147,7 @@ mod tests {
     #[test]
     fn round_trips_each_format() {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-        for format in ALL {
+        for format in compressed() {
             let packed = compress(format, &data).unwrap();
             assert_ne!(packed, data);
             let back = decompress(Path::new("x"), format, packed).unwrap();
@@ -163,7 +173,7 @@ mod tests {
     #[test]
     fn truncated_streams_are_errors_not_panics() {
         let data = vec![7u8; 10_000];
-        for format in ALL {
+        for format in compressed() {
             let packed = compress(format, &data).unwrap();
             for cut in [format.magic().len(), packed.len() / 2, packed.len() - 1] {
                 let res = decompress(Path::new("t"), format, packed[..cut].to_vec());

@@ -21,7 +21,7 @@ pub fn read_kernel_release(path: &Path) -> Result<String, KmodError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let file = crate::host::input::open_regular(path).map_err(unreadable)?;
     let mut head = Vec::new();
     file.take(SETUP_LIMIT)
         .read_to_end(&mut head)

@@ -30,7 +30,7 @@ impl HostTap {
                 bridge: bridge.to_string(),
             });
         }
-        super::caps::require_segment_caps()?;
+        crate::host::caps::require_segment_caps()?;
         let name = tap_name(std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         ip(&["tuntap", "add", "dev", &name, "mode", "tap"])?;
         let tap = Self {

@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::ip::ip_in;
 use super::marker::{self, Marker};
 use super::netns;
-use super::procs::{self, NsId};
 use super::segment::{kill_all_in, BRIDGE};
 use super::NetError;
+use crate::host::procs::{self, NsId};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KilledProcess {

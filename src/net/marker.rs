@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::procs::NsId;
 use super::NetError;
+use crate::host::procs::NsId;
 
 /// Where runs record their segments by default.
 pub const DEFAULT_STATE_DIR: &str = "/run/bootrig/net";

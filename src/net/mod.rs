@@ -7,7 +7,6 @@
 
 pub mod addr;
 pub mod bridge;
-pub mod caps;
 pub mod cleanup;
 pub mod config;
 pub mod dnsmasq;
@@ -17,7 +16,6 @@ pub mod lease;
 pub mod log;
 pub mod marker;
 pub mod netns;
-pub mod procs;
 pub mod segment;
 
 use std::path::PathBuf;
@@ -38,7 +36,7 @@ pub enum NetError {
     #[error("host bridge {bridge:?} does not exist or is not a bridge (ip -d link show {bridge}); give the lab bridge's name, or use backend = \"dnsmasq\"")]
     NoBridge { bridge: String },
     #[error(transparent)]
-    Caps(#[from] caps::CapError),
+    Caps(#[from] crate::host::caps::CapError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error("{}", path.display())]

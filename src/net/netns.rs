@@ -15,8 +15,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::ip::ip;
-use super::procs::NsId;
 use super::NetError;
+use crate::host::procs::NsId;
 
 /// Where `ip netns add` mounts namespaces.
 pub const NETNS_DIR: &str = "/run/netns";

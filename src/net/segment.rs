@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::caps;
 use super::config::{self, DhcpConfig, DnsmasqFiles};
 use super::dnsmasq::Dnsmasq;
 use super::fault::{self, DhcpFault};
@@ -17,8 +16,8 @@ use super::lease::{parse_leases, Lease};
 use super::log::{parse_log, DhcpLog, DhcpMessage};
 use super::marker::{self, Marker};
 use super::netns;
-use super::procs::{self, NsId};
 use super::NetError;
+use crate::host::procs::{self, NsId};
 
 /// The bridge inside every segment's namespace (names are per namespace, so fixed ones do).
 pub const BRIDGE: &str = "br0";
@@ -63,7 +62,7 @@ pub struct Teardown {
 impl Segment {
     /// Builds the segment and starts its server. Any failure part-way removes what was made.
     pub fn create(spec: &SegmentSpec) -> Result<Self, NetError> {
-        caps::require_segment_caps()?;
+        crate::host::caps::require_segment_caps()?;
         let namespace = netns::fresh_name();
         let files = DnsmasqFiles::in_dir(&spec.run_dir);
         let owner_pid = std::process::id();

@@ -6,7 +6,6 @@
 //! busybox applet links, the udhcpc script, extra files, dhclient's files, then the stanza's
 //! placement, which may rewrite a file of the base.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -114,7 +113,7 @@ pub fn patch(plan: &PatchPlan, base: &Path, interrupt: &Interrupt) -> Result<Pat
 
 fn read_base(base: &Path, policy: DataPolicy, interrupt: &Interrupt) -> Result<Tree, PatchError> {
     host_file::check_regular(base, "the base image")?;
-    let file = fs::File::open(base).map_err(|source| PatchError::Open {
+    let file = crate::host::input::open_regular(base).map_err(|source| PatchError::Open {
         path: base.to_owned(),
         source,
     })?;

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum HostFileError {
-    #[error("{path}: {what} is {kind}, not a regular file; bootrig copies only regular files from the host (name the file itself)")]
+    #[error("{path}: {what} is a {kind}, not a regular file; bootrig copies only regular files from the host (name the file itself)")]
     NotRegular {
         path: PathBuf,
         what: &'static str,
@@ -24,32 +24,16 @@ pub fn check_regular(path: &Path, what: &'static str) -> Result<(), HostFileErro
     let Ok(meta) = fs::metadata(path) else {
         return Ok(());
     };
-    if meta.is_file() {
-        return Ok(());
+    match crate::host::input::not_regular(meta.file_type()) {
+        None => Ok(()),
+        Some(kind) => Err(HostFileError::NotRegular {
+            path: path.to_owned(),
+            what,
+            kind,
+        }),
     }
-    Err(HostFileError::NotRegular {
-        path: path.to_owned(),
-        what,
-        kind: kind_of(&meta.file_type()),
-    })
 }
 
-fn kind_of(t: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -66,7 +50,7 @@ mod tests {
         assert!(matches!(
             check_regular(dir.path(), "a module"),
             Err(HostFileError::NotRegular {
-                kind: "a directory",
+                kind: "directory",
                 ..
             })
         ));
@@ -74,7 +58,7 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         assert!(matches!(
             check_regular(&fifo, "a module"),
-            Err(HostFileError::NotRegular { kind: "a FIFO", .. })
+            Err(HostFileError::NotRegular { kind: "FIFO", .. })
         ));
         let file = dir.path().join("file");
         fs::write(&file, b"x").unwrap();

@@ -3,13 +3,60 @@
 //! never connects. Also the private directory the sockets live in, and the removal of those a
 //! killed run left.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::fsutil::{owner_tag, Leftover, Leftovers, Owner, Registered};
+use nix::errno::Errno;
+use thiserror::Error;
+
+use crate::fsutil::{owner_tag, Leftover, Leftovers, Owner};
+use crate::interrupt::Registered;
+
+/// The socket directory's filesystem cannot hold connectable Unix sockets (9p, as in a nested
+/// lab, and some FUSE or network filesystems give ENXIO or EOPNOTSUPP): bare, the errno says
+/// "No such device or address", which points nowhere. Carried inside an `io::Error` so the
+/// callers' "path: cause" errors keep it.
+#[derive(Debug, Error)]
+#[error("Unix sockets cannot be made or connected here: {where_} is on a filesystem without Unix socket support (9p, FUSE, NFS); point TMPDIR at a local filesystem such as /tmp or /run")]
+pub struct NoUnixSockets {
+    /// `$TMPDIR (VALUE)`, or the directory when TMPDIR is not what chose it.
+    where_: String,
+    #[source]
+    source: io::Error,
+}
+
+/// `e` as [`NoUnixSockets`] when its errno says the filesystem of `parent` has no Unix socket
+/// support; `tmpdir` is `$TMPDIR` as the process sees it. Other errors pass unchanged.
+pub fn explain_socket_error(e: io::Error, parent: &Path, tmpdir: Option<OsString>) -> io::Error {
+    let unsupported = e.raw_os_error().is_some_and(|n| {
+        [Errno::ENXIO, Errno::EOPNOTSUPP, Errno::ECONNREFUSED].contains(&Errno::from_raw(n))
+    });
+    if !unsupported {
+        return e;
+    }
+    let where_ = match tmpdir {
+        Some(value) if Path::new(&value) == parent => {
+            format!("$TMPDIR ({})", Path::new(&value).display())
+        }
+        _ => parent.display().to_string(),
+    };
+    io::Error::new(e.kind(), NoUnixSockets { where_, source: e })
+}
+
+/// Binds and connects a socket in `dir`, the way QEMU and bootrig will: refused on a filesystem
+/// that cannot hold one, before QEMU is started with sockets it could never reach.
+fn probe_unix_sockets(dir: &Path) -> io::Result<()> {
+    let path = dir.join("probe.sock");
+    let listener = UnixListener::bind(&path)?;
+    let connected = UnixStream::connect(&path).map(drop);
+    drop(listener);
+    std::fs::remove_file(&path)?;
+    connected
+}
 
 /// Directories of boots' sockets, in the system's temporary directory:
 /// `bootrig-sock-<pid>-<start>-XXXXXX`.
@@ -30,11 +77,14 @@ impl SocketDir {
         Self::create_in(&std::env::temp_dir())
     }
 
+    /// A new directory in `parent`, checked to hold connectable Unix sockets.
     pub fn create_in(parent: &Path) -> io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{SOCKET_DIR_PREFIX}{}-", owner_tag()))
             .tempdir_in(parent)?;
         let registered = Registered::new(dir.path());
+        probe_unix_sockets(dir.path())
+            .map_err(|e| explain_socket_error(e, parent, std::env::var_os("TMPDIR")))?;
         Ok(Self {
             dir,
             _registered: registered,
@@ -136,6 +186,42 @@ pub fn accept_bounded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filesystem_without_unix_sockets_names_tmpdir_and_the_fix() {
+        let enxio = || io::Error::from_raw_os_error(Errno::ENXIO as i32);
+        let e = explain_socket_error(
+            enxio(),
+            Path::new("/mnt/9p/tmp"),
+            Some("/mnt/9p/tmp".into()),
+        );
+        let chain = crate::error_chain(&e);
+        assert!(
+            chain.starts_with(
+                "Unix sockets cannot be made or connected here: $TMPDIR (/mnt/9p/tmp) is on a \
+                 filesystem without Unix socket support"
+            ),
+            "{chain}"
+        );
+        assert!(chain.contains("point TMPDIR at a local filesystem such as /tmp or /run"));
+        assert!(
+            chain.ends_with("No such device or address (os error 6)"),
+            "{chain}"
+        );
+        assert_eq!(chain.matches("os error").count(), 1, "{chain}");
+        // Not chosen by TMPDIR: the directory is named; EOPNOTSUPP is the same story.
+        let eopnotsupp = io::Error::from_raw_os_error(Errno::EOPNOTSUPP as i32);
+        let e = explain_socket_error(eopnotsupp, Path::new("/tmp"), None);
+        assert!(e.to_string().contains(": /tmp is on a filesystem"), "{e}");
+        // Any other error is left as it was.
+        let denied = io::Error::from_raw_os_error(Errno::EACCES as i32);
+        let e = explain_socket_error(denied, Path::new("/tmp"), None);
+        assert_eq!(e.raw_os_error(), Some(Errno::EACCES as i32));
+        // A filesystem that holds sockets passes the probe and keeps nothing of it.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SocketDir::create_in(tmp.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 
     #[test]
     fn socket_dirs_of_gone_runs_are_removed_and_live_ones_kept() {

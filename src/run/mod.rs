@@ -40,8 +40,8 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("installing the Ctrl-C handler: {0}")]
-    Signals(std::io::Error),
+    #[error("installing the Ctrl-C handler")]
+    Signals(#[source] std::io::Error),
     #[error(transparent)]
     Inventory(#[from] inventory::InventoryError),
     #[error(transparent)]

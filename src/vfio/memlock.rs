@@ -81,11 +81,10 @@ pub fn plan(limits: Limits, need: u64, may_raise_hard: bool) -> Memlock {
     }
 }
 
-/// Whether this process may raise its hard limits (CAP_SYS_RESOURCE): from the effective
-/// capabilities, not the uid (a container's root may lack it). Unreadable counts as no.
+/// Whether this process may raise its hard limits: from the effective capabilities, not the
+/// uid (a container's root may lack CAP_SYS_RESOURCE). Unreadable counts as no.
 fn may_raise_hard() -> bool {
-    use crate::net::caps;
-    caps::own_effective().is_ok_and(|own| caps::holds(own, caps::CAP_SYS_RESOURCE))
+    crate::host::caps::own_holds(crate::host::caps::CAP_SYS_RESOURCE)
 }
 
 /// What a run would do with this process's limit, changing nothing (`bootrig vfio check`).

@@ -56,8 +56,8 @@ pub enum VfioError {
         expected: &'static str,
         found: String,
     },
-    #[error("RLIMIT_MEMLOCK: {0}")]
-    Rlimit(nix::Error),
+    #[error("reading or setting RLIMIT_MEMLOCK")]
+    Rlimit(#[source] nix::Error),
     #[error("option ROM {what}")]
     Rom { what: String, source: rom::RomError },
     #[error("{device} cannot be passed through:\n{}", .failures.join("\n"))]

@@ -42,8 +42,8 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum QmpError {
     #[error("{path}: cannot create the QMP log")]
     Journal { path: PathBuf, source: io::Error },
-    #[error("waiting for QEMU to connect to the QMP socket: {0}")]
-    Listener(io::Error),
+    #[error("waiting for QEMU to connect to the QMP socket")]
+    Listener(#[source] io::Error),
     #[error("QEMU did not connect to the QMP socket within {timeout:?}")]
     AcceptTimedOut { timeout: Duration },
     #[error("QEMU exited before connecting to the QMP socket")]

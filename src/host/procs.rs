@@ -22,48 +22,40 @@ impl NsId {
     }
 }
 
-/// Fields after the parenthesised command name of /proc/PID/stat (the name may hold spaces).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(") ")?;
-    Some(rest.split(' ').map(str::to_owned).collect())
+/// The process's /proc/PID/stat, parsed by procfs (the command name may hold spaces and
+/// parentheses).
+fn stat(pid: u32) -> Option<procfs::process::Stat> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .stat()
+        .ok()
 }
 
 /// The process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_ticks(pid: u32) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
+    Some(stat(pid)?.starttime)
 }
 
 /// Whether `pid` runs (a zombie does not); with `start`, also that it is the same process.
 pub fn alive(pid: u32, start: Option<u64>) -> bool {
-    let Some(fields) = stat_fields(pid) else {
-        return false;
-    };
-    let running = fields
-        .first()
-        .is_some_and(|state| state != "Z" && state != "X");
-    let same = match start {
-        Some(ticks) => fields.get(19).and_then(|t| t.parse::<u64>().ok()) == Some(ticks),
-        None => true,
-    };
-    running && same
+    stat(pid).is_some_and(|stat| {
+        !matches!(stat.state, 'Z' | 'X') && start.is_none_or(|ticks| stat.starttime == ticks)
+    })
 }
 
 /// The short command name (/proc/PID/comm).
 pub fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
+    stat(pid).map(|stat| stat.comm).unwrap_or_default()
 }
 
 /// Every live process whose network namespace is `ns`, except this one.
 pub fn in_namespace(ns: NsId) -> Vec<u32> {
     let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
     };
-    let mut pids: Vec<u32> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    let mut pids: Vec<u32> = all
+        .filter_map(|p| u32::try_from(p.ok()?.pid).ok())
         .filter(|&pid| pid != me)
         .filter(|&pid| NsId::of(Path::new(&format!("/proc/{pid}/ns/net"))) == Some(ns))
         .filter(|&pid| alive(pid, None))
@@ -75,6 +67,31 @@ pub fn in_namespace(ns: NsId) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_with_spaces_and_parentheses_is_read_whole() {
+        // comm is the executed file's name: a link named like that to sleep(1).
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("x) (y z");
+        let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        std::os::unix::fs::symlink(sleep, &link).unwrap();
+        let mut child = std::process::Command::new(&link).arg("30").spawn().unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while comm(pid) != "x) (y z" && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let name = comm(pid);
+        let start = start_ticks(pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(name, "x) (y z");
+        assert!(start.is_some());
+        assert!(!alive(pid, None));
+    }
 
     #[test]
     fn this_process_is_alive_with_its_own_start_time() {

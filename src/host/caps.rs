@@ -1,6 +1,7 @@
-//! Whether this process may build a test segment: `ip netns add` bind-mounts the namespace
-//! (CAP_SYS_ADMIN) and bridges, taps and addresses need CAP_NET_ADMIN. Read from the effective
-//! capability set, not the uid: a root inside a container may lack them, a non-root may hold them.
+//! This process's effective capabilities, read from /proc/self/status, not the uid: a root inside
+//! a container may lack them, a non-root may hold them. A test segment needs CAP_SYS_ADMIN
+//! (`ip netns add` bind-mounts the namespace) and CAP_NET_ADMIN (bridges, taps, addresses); a
+//! run that raises its hard memlock limit needs CAP_SYS_RESOURCE.
 
 use thiserror::Error;
 
@@ -9,12 +10,16 @@ pub const CAP_NET_ADMIN: u32 = 12;
 pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_SYS_RESOURCE: u32 = 24;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+const STATUS: &str = "/proc/self/status";
+
+#[derive(Debug, Error)]
 pub enum CapError {
     #[error("backend = \"dnsmasq\" builds a network namespace with a bridge, taps and a DHCP server, which needs {missing} (this process lacks it: run as root or grant it); without it use backend = \"user\" (QEMU's user-mode network, which cannot check client-identifier reservations)")]
     Missing { missing: String },
-    #[error("/proc/self/status: {0}")]
-    Unreadable(String),
+    #[error("reading {STATUS}")]
+    Unreadable(#[source] std::io::Error),
+    #[error("{STATUS} has no parsable CapEff line")]
+    NoCapEff,
 }
 
 /// The effective capability bits from the text of /proc/PID/status.
@@ -26,13 +31,6 @@ pub fn effective_caps(status: &str) -> Option<u64> {
 /// Whether the capability set `caps` holds capability number `cap`.
 pub fn holds(caps: u64, cap: u32) -> bool {
     caps & (1 << cap) != 0
-}
-
-/// This process's effective capability set.
-pub fn own_effective() -> Result<u64, CapError> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| CapError::Unreadable(e.to_string()))?;
-    effective_caps(&status).ok_or_else(|| CapError::Unreadable("no parsable CapEff line".into()))
 }
 
 /// The capabilities a segment needs that `caps` lacks, by name.
@@ -47,9 +45,21 @@ pub fn missing_for_segment(caps: u64) -> Vec<&'static str> {
     .collect()
 }
 
+/// This process's effective capability bits.
+pub fn effective() -> Result<u64, CapError> {
+    let status = std::fs::read_to_string(STATUS).map_err(CapError::Unreadable)?;
+    effective_caps(&status).ok_or(CapError::NoCapEff)
+}
+
+/// Whether this process holds capability `cap`; unreadable counts as no.
+pub fn own_holds(cap: u32) -> bool {
+    effective().is_ok_and(|caps| holds(caps, cap))
+}
+
 /// Fails with the alternative named when this process cannot build a segment.
 pub fn require_segment_caps() -> Result<(), CapError> {
-    let missing = missing_for_segment(own_effective()?);
+    let caps = effective()?;
+    let missing = missing_for_segment(caps);
     if missing.is_empty() {
         Ok(())
     } else {
@@ -91,10 +101,10 @@ mod tests {
 
     #[test]
     fn this_process_reads_its_own_caps() {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        assert!(effective_caps(&status).is_some());
-        let own = own_effective().unwrap();
+        let status = std::fs::read_to_string(STATUS).unwrap();
+        assert_eq!(effective_caps(&status), Some(effective().unwrap()));
+        let own = effective().unwrap();
+        assert_eq!(own_holds(CAP_NET_ADMIN), holds(own, CAP_NET_ADMIN));
         assert_eq!(holds(own, CAP_NET_ADMIN), own & 0x1000 != 0);
-        assert_eq!(effective_caps(&status), Some(own));
     }
 }
