@@ -34,7 +34,6 @@ pub fn check_regular(path: &Path, what: &'static str) -> Result<(), HostFileErro
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
