@@ -26,7 +26,7 @@ use crate::kmod::{self, KmodError, Plan, PlanRequest};
 use crate::net::addr::AddrError;
 use crate::patch::flavor::{Flavor, FlavorDecision};
 use crate::patch::host_file::HostFileError;
-use crate::patch::{self, base, dhcp, elf, stanza, wrap};
+use crate::patch::{self, base, dhcp, elf, place, stanza, wrap};
 use crate::scenario::{Base, Order, Scenario};
 use crate::verdict::Expectation;
 
@@ -293,11 +293,12 @@ fn cache_key(
         &opts.interrupt,
         &files,
         &format!(
-            "bootrig-build-v1\n{}\n{scenario_json}\n{mode:?}\n{}\n{}\n{}\n{}",
+            "bootrig-build-v1\n{}\n{scenario_json}\n{mode:?}\n{}\n{}\n{}\n{}\n{}",
             env!("CARGO_PKG_VERSION"),
             inputs.stanza_text,
             stanza::UDHCPC_SCRIPT,
             wrap::WRAP_INIT,
+            place::HOOK_TEMPLATES.concat(),
             inputs
                 .dhclient
                 .as_ref()

@@ -18,6 +18,14 @@ use crate::patch::wrap::place_wrap;
 const INITRAMFS_TOOLS_HOOK_TEMPLATE: &str = include_str!("../../harness/initramfs-tools-hook.sh");
 const DRACUT_HOOK_TEMPLATE: &str = include_str!("../../harness/dracut-hook.sh");
 const DI_STARTUP_TEMPLATE: &str = include_str!("../../harness/debian-installer-startup.sh");
+
+/// The hook templates a flavor's placement fills in: part of a build's cache key, so an edited
+/// template is never served from a stale entry.
+pub const HOOK_TEMPLATES: [&str; 3] = [
+    INITRAMFS_TOOLS_HOOK_TEMPLATE,
+    DRACUT_HOOK_TEMPLATE,
+    DI_STARTUP_TEMPLATE,
+];
 /// The line of a hook template the stanza replaces.
 const HOOK_MARKER: &str = "# BOOTRIG-HOOK-STANZA";
 
