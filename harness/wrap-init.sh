@@ -1,6 +1,6 @@
 #!/usr/lib/bootrig/busybox sh
 # shellcheck shell=sh
-# bootrig's wrapper init (the "wrap" flavor, src/patch/flavor.rs): put where the kernel looks for
+# bootrig's wrapper init (the "wrap" flavor, src/patch/wrap.rs): put where the kernel looks for
 # init (/init, or rdinit=), in front of an init bootrig cannot edit (a binary such as
 # tiny-initramfs, busybox init, u-root, systemd). It mounts what the stanza needs, runs the stanza,
 # leaves the mounts as the kernel left them, and execs the original init as PID 1 with the same
