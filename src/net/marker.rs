@@ -51,9 +51,9 @@ pub fn read(path: &Path) -> Result<Marker, NetError> {
         path: path.to_owned(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| NetError::Marker {
+    serde_json::from_str(&text).map_err(|source| NetError::Marker {
         path: path.to_owned(),
-        message: e.to_string(),
+        source,
     })
 }
 
@@ -99,5 +99,19 @@ mod tests {
         std::fs::write(&bad, "{\"namespace\": 3").unwrap();
         let e = read(&bad).unwrap_err();
         assert!(e.to_string().contains("bootrig-2-0.json"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_marker_keeps_the_json_error_as_its_source_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bootrig-3-0.json");
+        std::fs::write(&bad, "{\"namespace\": 3").unwrap();
+        let e = read(&bad).unwrap_err();
+        let cause = std::error::Error::source(&e)
+            .expect("the serde error is the source")
+            .to_string();
+        let chain = crate::error_chain(&e);
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+        assert!(chain.starts_with("marker "), "{chain}");
     }
 }

@@ -72,6 +72,10 @@ pub enum NetError {
         path: PathBuf,
         source: lease::LeaseError,
     },
-    #[error("marker {}: {message}", path.display())]
-    Marker { path: PathBuf, message: String },
+    #[error("marker {}: cannot parse it", path.display())]
+    Marker {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }
