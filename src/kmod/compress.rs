@@ -60,14 +60,21 @@ pub fn decompress(path: &Path, format: Compression, raw: Vec<u8>) -> Result<Vec<
     if format == Compression::None {
         return Ok(raw);
     }
-    let fail = |reason: String| KmodError::Decompress {
+    let refuse = |problem: String| KmodError::Decompress {
         path: path.to_path_buf(),
         format: format.as_str(),
-        reason,
+        problem: Some(problem),
+        source: None,
+    };
+    let fail = |source: std::io::Error| KmodError::Decompress {
+        path: path.to_path_buf(),
+        format: format.as_str(),
+        problem: None,
+        source: Some(source),
     };
     if !raw.starts_with(format.magic()) {
         let found: Vec<String> = raw.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        return Err(fail(format!(
+        return Err(refuse(format!(
             "expected {} magic at byte 0, found [{}]",
             format.as_str(),
             found.join(" ")
@@ -75,10 +82,9 @@ pub fn decompress(path: &Path, format: Compression, raw: Vec<u8>) -> Result<Vec<
     }
     let reader: Box<dyn Read + '_> = match format {
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new(raw.as_slice())),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(raw.as_slice())
-                .map_err(|e| fail(e.to_string()))?,
-        ),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(raw.as_slice()).map_err(fail)?)
+        }
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(raw.as_slice())),
         Compression::None => return Ok(raw),
     };
@@ -86,9 +92,9 @@ pub fn decompress(path: &Path, format: Compression, raw: Vec<u8>) -> Result<Vec<
     reader
         .take(MAX_MODULE_BYTES + 1)
         .read_to_end(&mut out)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
     if out.len() as u64 > MAX_MODULE_BYTES {
-        return Err(fail(format!(
+        return Err(refuse(format!(
             "decompresses to more than {MAX_MODULE_BYTES} bytes"
         )));
     }
@@ -179,6 +185,25 @@ mod tests {
                 let res = decompress(Path::new("t"), format, packed[..cut].to_vec());
                 assert!(res.is_err(), "{format:?} cut at {cut} decoded");
             }
+        }
+    }
+
+    #[test]
+    fn a_decoder_error_is_the_source_and_said_once() {
+        let data = vec![7u8; 10_000];
+        for format in compressed() {
+            let packed = compress(format, &data).unwrap();
+            let cut = packed[..packed.len() / 2].to_vec();
+            let err = decompress(Path::new("t.ko"), format, cut).unwrap_err();
+            let cause = std::error::Error::source(&err)
+                .unwrap_or_else(|| panic!("{format:?}: no source in {err}"))
+                .to_string();
+            let chain = crate::error_chain(&err);
+            assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+            assert!(
+                chain.starts_with(&format!("t.ko: cannot decompress ({})", format.as_str())),
+                "{chain}"
+            );
         }
     }
 }

@@ -14,11 +14,18 @@ pub enum KmodError {
     },
     #[error("{}: not a kernel module: {what}", path.display())]
     Elf { path: PathBuf, what: String },
-    #[error("{}: cannot decompress ({format}): {reason}", path.display())]
+    /// `problem` is what bootrig found wrong itself; `source` is the decompressor's error.
+    #[error(
+        "{}: cannot decompress ({format}){}",
+        path.display(),
+        problem.as_ref().map_or(String::new(), |p| format!(": {p}"))
+    )]
     Decompress {
         path: PathBuf,
         format: &'static str,
-        reason: String,
+        problem: Option<String>,
+        #[source]
+        source: Option<std::io::Error>,
     },
     #[error("{}: cannot read the kernel image", path.display())]
     KernelUnreadable {
