@@ -319,7 +319,8 @@ fn qemu_killed_mid_session_fails_commands_promptly() {
         matches!(
             err,
             QmpError::Closed {
-                command: "query-status"
+                command: "query-status",
+                ..
             }
         ),
         "{err}"

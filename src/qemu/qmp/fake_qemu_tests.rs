@@ -259,10 +259,16 @@ fn failures_and_undecodable_answers_are_typed() {
         other => panic!("{other}"),
     }
     // The typed path names the mismatch and keeps the answer; the raw path reads it.
-    match qmp.execute(&qmp::query_status {}).unwrap_err() {
-        QmpError::Decode { value, error, .. } => {
+    let err = qmp.execute(&qmp::query_status {}).unwrap_err();
+    assert_cause_once(&err);
+    match err {
+        QmpError::Decode {
+            value,
+            source: Some(error),
+            ..
+        } => {
             assert_eq!(value["status"], "hibernating");
-            assert!(error.contains("hibernating"), "{error}");
+            assert!(error.to_string().contains("hibernating"), "{error}");
         }
         other => panic!("{other}"),
     }
@@ -282,7 +288,16 @@ fn hang_up_mid_command_fails_it_promptly_and_closes_events() {
     });
     let start = Instant::now();
     let err = qmp.stop().unwrap_err();
-    assert!(matches!(err, QmpError::Closed { command: "stop" }), "{err}");
+    assert!(
+        matches!(
+            err,
+            QmpError::Closed {
+                command: "stop",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("QEMU closed the QMP connection"));
     assert!(start.elapsed() < Duration::from_secs(2));
     assert_eq!(events.recv().unwrap().name, "STOP");
@@ -290,7 +305,10 @@ fn hang_up_mid_command_fails_it_promptly_and_closes_events() {
     assert!(qmp.is_closed());
     assert!(matches!(
         qmp.cont().unwrap_err(),
-        QmpError::Closed { command: "cont" }
+        QmpError::Closed {
+            command: "cont",
+            ..
+        }
     ));
 }
 
@@ -334,11 +352,12 @@ fn bad_or_missing_greetings_are_typed_errors() {
     let log = dir.path().join("qmp.jsonl");
     let (ours, mut theirs) = UnixStream::pair().unwrap();
     writeln!(theirs, r#"{{"hello": "world"}}"#).unwrap();
-    match Qmp::connect(ours, &log, Duration::from_secs(5))
+    let err = Qmp::connect(ours, &log, Duration::from_secs(5))
         .err()
-        .unwrap()
-    {
-        QmpError::Greeting { problem } => assert!(problem.contains("hello"), "{problem}"),
+        .unwrap();
+    assert_cause_once(&err);
+    match err {
+        QmpError::Greeting { problem, .. } => assert!(problem.contains("hello"), "{problem}"),
         other => panic!("{other}"),
     }
     let (ours, _silent) = UnixStream::pair().unwrap();
@@ -347,7 +366,7 @@ fn bad_or_missing_greetings_are_typed_errors() {
         .err()
         .unwrap()
     {
-        QmpError::Greeting { problem } => assert!(problem.contains("none within"), "{problem}"),
+        QmpError::Greeting { problem, .. } => assert!(problem.contains("none within"), "{problem}"),
         other => panic!("{other}"),
     }
     assert!(start.elapsed() < Duration::from_secs(2));
@@ -357,7 +376,7 @@ fn bad_or_missing_greetings_are_typed_errors() {
         .err()
         .unwrap()
     {
-        QmpError::Greeting { problem } => assert!(problem.contains("closed"), "{problem}"),
+        QmpError::Greeting { problem, .. } => assert!(problem.contains("closed"), "{problem}"),
         other => panic!("{other}"),
     }
 }
@@ -407,4 +426,27 @@ fn accept_takes_a_connecting_client() {
     qmp.cont().unwrap();
     drop(qmp);
     assert_eq!(client.join().unwrap().len(), 2);
+}
+
+/// `err` has a source, and `error_chain` says it exactly once.
+fn assert_cause_once(err: &QmpError) {
+    let cause = std::error::Error::source(err)
+        .unwrap_or_else(|| panic!("no source: {err}"))
+        .to_string();
+    let chain = crate::error_chain(err);
+    assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+}
+
+#[test]
+fn an_encode_error_keeps_serde_as_its_source() {
+    let source = serde_json::from_str::<u8>("x").unwrap_err();
+    let err = QmpError::Encode {
+        command: "stop",
+        source,
+    };
+    assert_cause_once(&err);
+    assert!(
+        crate::error_chain(&err).starts_with("stop: cannot encode the command: "),
+        "{err}"
+    );
 }

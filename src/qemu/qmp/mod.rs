@@ -48,10 +48,21 @@ pub enum QmpError {
     AcceptTimedOut { timeout: Duration },
     #[error("QEMU exited before connecting to the QMP socket")]
     ExitedBeforeConnecting,
+    /// `problem` says what went wrong or what bootrig was doing; `source` is the socket's or
+    /// the JSON parser's error when there is one.
     #[error("QMP greeting: {problem}")]
-    Greeting { problem: String },
+    Greeting {
+        problem: String,
+        #[source]
+        source: Option<GreetingCause>,
+    },
+    /// `source` is the reader's error when the connection ended on one rather than at EOF.
     #[error("{command}: QEMU closed the QMP connection")]
-    Closed { command: &'static str },
+    Closed {
+        command: &'static str,
+        #[source]
+        source: Option<Arc<io::Error>>,
+    },
     #[error("{command}: no answer from QEMU within {timeout:?}")]
     TimedOut {
         command: &'static str,
@@ -62,17 +73,24 @@ pub enum QmpError {
         command: &'static str,
         failure: CommandFailure,
     },
-    #[error("{command}: the answer does not match qapi's schema ({error}): {value}")]
+    #[error(
+        "{command}: the answer {value} does not match {}",
+        expected.unwrap_or("qapi's schema")
+    )]
     Decode {
         command: &'static str,
-        error: String,
+        /// What bootrig expected, when it read the answer itself rather than through qapi.
+        expected: Option<&'static str>,
         /// The answer as QEMU sent it, for callers that can use it untyped.
         value: Value,
+        #[source]
+        source: Option<serde_json::Error>,
     },
-    #[error("{command}: cannot encode the command: {error}")]
+    #[error("{command}: cannot encode the command")]
     Encode {
         command: &'static str,
-        error: String,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("{command}: writing to the QMP socket")]
     Write {
@@ -81,6 +99,24 @@ pub enum QmpError {
     },
     #[error("QEMU did not close the QMP connection within {timeout:?} of `quit`")]
     QuitTimedOut { timeout: Duration },
+}
+
+/// Why a QMP greeting failed underneath: the socket, or the first line's JSON.
+#[derive(Debug, Error)]
+pub enum GreetingCause {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl QmpError {
+    fn greeting(problem: impl Into<String>, source: impl Into<GreetingCause>) -> Self {
+        QmpError::Greeting {
+            problem: problem.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 /// `query-status`, read from the raw answer so a run state newer than qapi's schema still shows.
@@ -145,17 +181,16 @@ impl Qmp {
                 source,
             })?,
         );
-        let greeting_problem = |problem: String| QmpError::Greeting { problem };
         let read_half = stream
             .try_clone()
-            .map_err(|e| greeting_problem(e.to_string()))?;
+            .map_err(|e| QmpError::greeting("cloning the socket for the reader", e))?;
         let mut input = BufReader::new(read_half);
         let greeting = read_greeting(&mut input, &journal, connected, timeout)?;
         // The reader thread blocks indefinitely; its end comes from EOF or our shutdown.
         input
             .get_ref()
             .set_read_timeout(None)
-            .map_err(|e| greeting_problem(e.to_string()))?;
+            .map_err(|e| QmpError::greeting("clearing the socket's read timeout", e))?;
         let shared = Arc::new(Shared::default());
         let (events_tx, events) = mpsc::channel();
         let reader = Reader {
@@ -168,7 +203,7 @@ impl Qmp {
         let handle = thread::Builder::new()
             .name("qmp-reader".into())
             .spawn(move || reader.run())
-            .map_err(|e| greeting_problem(format!("starting the reader thread: {e}")))?;
+            .map_err(|e| QmpError::greeting("starting the reader thread", e))?;
         let mut qmp = Qmp {
             writer: stream,
             journal,
@@ -221,8 +256,9 @@ impl Qmp {
         let value = self.execute_value(command, timeout)?;
         serde_json::from_value(value.clone()).map_err(|e| QmpError::Decode {
             command: C::NAME,
-            error: e.to_string(),
+            expected: None,
             value,
+            source: Some(e),
         })
     }
 
@@ -235,15 +271,15 @@ impl Qmp {
         let id = self.next_id;
         self.next_id += 1;
         let mut line = serde_json::to_vec(&qapi::Execute::<&C, u64>::with_id(command, id))
-            .map_err(|e| QmpError::Encode {
+            .map_err(|source| QmpError::Encode {
                 command: C::NAME,
-                error: e.to_string(),
+                source,
             })?;
         let (reply_tx, reply) = mpsc::sync_channel(1);
         {
             let mut state = self.shared.lock();
-            if state.closed.is_some() {
-                return Err(QmpError::Closed { command: C::NAME });
+            if let Some(closed) = &state.closed {
+                return Err(closed.error(C::NAME));
             }
             state.pending.insert(id, reply_tx);
         }
@@ -262,7 +298,7 @@ impl Qmp {
         if let Err(source) = self.write_line(&line, timeout) {
             self.shared.lock().pending.remove(&id);
             return Err(if is_disconnect(&source) {
-                QmpError::Closed { command: C::NAME }
+                self.closed(C::NAME)
             } else {
                 QmpError::Write {
                     command: C::NAME,
@@ -283,7 +319,18 @@ impl Qmp {
                     timeout,
                 })
             }
-            Err(RecvTimeoutError::Disconnected) => Err(QmpError::Closed { command: C::NAME }),
+            Err(RecvTimeoutError::Disconnected) => Err(self.closed(C::NAME)),
+        }
+    }
+
+    /// [`QmpError::Closed`] for `command`, with the reader's error if it has ended on one.
+    fn closed(&self, command: &'static str) -> QmpError {
+        match &self.shared.lock().closed {
+            Some(closed) => closed.error(command),
+            None => QmpError::Closed {
+                command,
+                source: None,
+            },
         }
     }
 
@@ -320,8 +367,9 @@ impl Qmp {
             }),
             _ => Err(QmpError::Decode {
                 command: <qmp::query_status as qapi::Command>::NAME,
-                error: "expected boolean \"running\" and string \"status\"".into(),
+                expected: Some("boolean \"running\" and string \"status\""),
                 value,
+                source: None,
             }),
         }
     }
@@ -360,11 +408,14 @@ fn read_greeting(
     connected: Instant,
     timeout: Duration,
 ) -> Result<qmp::QMP, QmpError> {
-    let problem = |problem: String| QmpError::Greeting { problem };
+    let problem = |problem: String| QmpError::Greeting {
+        problem,
+        source: None,
+    };
     input
         .get_ref()
         .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
-        .map_err(|e| problem(e.to_string()))?;
+        .map_err(|e| QmpError::greeting("setting the socket's read timeout", e))?;
     let mut line = Vec::new();
     match io::Read::take(&mut *input, MAX_LINE as u64).read_until(b'\n', &mut line) {
         Ok(0) => return Err(problem("QEMU closed the connection before greeting".into())),
@@ -377,7 +428,7 @@ fn read_greeting(
         {
             return Err(problem(format!("none within {timeout:?}")))
         }
-        Err(e) => return Err(problem(e.to_string())),
+        Err(e) => return Err(QmpError::greeting("reading it", e)),
     }
     let line = line.trim_ascii_end();
     let parsed = serde_json::from_slice::<qmp::QapiCapabilities>(line);
@@ -385,11 +436,15 @@ fn read_greeting(
     let is_json = serde_json::from_slice::<Value>(line).is_ok();
     let _ = journal.record(Direction::Received, connected.elapsed(), line, is_json);
     parsed.map(|caps| caps.QMP).map_err(|e| {
-        problem(format!(
-            "expected {{\"QMP\": {{\"version\": ..., \"capabilities\": [...]}}}}, byte {}: {e}: {}",
-            e.column().saturating_sub(1),
-            String::from_utf8_lossy(line)
-        ))
+        QmpError::greeting(
+            format!(
+                "expected {{\"QMP\": {{\"version\": ..., \"capabilities\": [...]}}}}, \
+                 byte {} of {}",
+                e.column().saturating_sub(1),
+                String::from_utf8_lossy(line)
+            ),
+            e,
+        )
     })
 }
 

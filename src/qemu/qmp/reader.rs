@@ -46,10 +46,24 @@ pub enum AnomalyKind {
 }
 
 /// Why the connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Closed {
     EndOfStream,
-    ReadError(String),
+    /// Shared: every command still waiting reports it.
+    ReadError(Arc<io::Error>),
+}
+
+impl Closed {
+    /// The error a command gets once the connection has ended this way.
+    pub(crate) fn error(&self, command: &'static str) -> super::QmpError {
+        super::QmpError::Closed {
+            command,
+            source: match self {
+                Closed::EndOfStream => None,
+                Closed::ReadError(e) => Some(Arc::clone(e)),
+            },
+        }
+    }
 }
 
 #[derive(Default)]
@@ -114,7 +128,7 @@ impl<R: BufRead> Reader<R> {
                         .note(self.connected.elapsed(), AnomalyKind::Oversized { bytes });
                 }
                 Ok(Line::Complete) => self.handle(trim_line_ending(&line)),
-                Err(e) => break Closed::ReadError(e.to_string()),
+                Err(e) => break Closed::ReadError(Arc::new(e)),
             }
         };
         let mut state = self.shared.lock();
@@ -234,6 +248,45 @@ fn trim_line_ending(line: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use std::io::Cursor;
+
+    /// A socket whose read fails.
+    struct Broken;
+
+    impl io::Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("connection wedged"))
+        }
+    }
+
+    #[test]
+    fn a_read_error_is_the_closed_commands_source_said_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::create(&dir.path().join("qmp.jsonl")).unwrap());
+        let shared = Arc::new(Shared::default());
+        let (events, _rx) = std::sync::mpsc::channel();
+        Reader {
+            input: std::io::BufReader::new(Broken),
+            journal,
+            shared: Arc::clone(&shared),
+            events,
+            connected: Instant::now(),
+        }
+        .run();
+        let closed = shared.lock().closed.clone().unwrap();
+        let err = closed.error("stop");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(cause, "connection wedged");
+        let chain = crate::error_chain(&err);
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+        assert!(
+            chain.starts_with("stop: QEMU closed the QMP connection"),
+            "{chain}"
+        );
+        assert!(Closed::EndOfStream
+            .error("stop")
+            .to_string()
+            .ends_with("connection"));
+    }
 
     #[test]
     fn lines_are_read_with_or_without_a_final_newline_and_trimmed() {
