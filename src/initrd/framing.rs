@@ -8,11 +8,14 @@ use std::io::{self, BufRead};
 pub enum CodecError {
     #[error("{codec}: decompressed output exceeds the limit of {cap} bytes")]
     OutputTooLarge { codec: &'static str, cap: u64 },
+    /// `source` is the decompression library's own error, when it gave one.
     #[error("{codec}: corrupt data at compressed offset {offset}: {detail}")]
     Corrupt {
         codec: &'static str,
         offset: u64,
         detail: String,
+        #[source]
+        source: Option<LibraryError>,
     },
     #[error(
         "{codec}: input ends inside the segment at compressed offset {offset} ({detail}); \
@@ -22,6 +25,8 @@ pub enum CodecError {
         codec: &'static str,
         offset: u64,
         detail: String,
+        #[source]
+        source: Option<LibraryError>,
     },
     #[error(
         "{codec}: {detail} at compressed offset {offset}; the kernel's {kernel_file} rejects this"
@@ -42,6 +47,9 @@ pub enum CodecError {
         expected: &'static str,
     },
 }
+
+/// A decompression library's own error (flate2's, bzip2's), kept as a codec error's source.
+pub type LibraryError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A codec error as the `io::Error` a decoder's `Read` returns.
 pub(crate) fn invalid_data(e: CodecError) -> io::Error {
@@ -81,6 +89,7 @@ impl<R: BufRead> Counted<R> {
                 return Err(invalid_data(CodecError::Truncated {
                     codec,
                     offset: self.offset,
+                    source: None,
                     detail: detail(start, filled),
                 }));
             }

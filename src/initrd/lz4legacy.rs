@@ -184,6 +184,7 @@ impl<R: BufRead> LegacyReader<R> {
                 return Err(invalid_data(CodecError::Corrupt {
                     codec: CODEC,
                     offset: at,
+                    source: None,
                     detail: format!(
                         "{have} stray non-zero byte(s) at the end of the image after the lz4 \
                          segment; the kernel would report 'invalid magic at start of compressed archive'"
@@ -209,6 +210,7 @@ impl<R: BufRead> LegacyReader<R> {
                 return Err(invalid_data(CodecError::Corrupt {
                     codec: CODEC,
                     offset: at,
+                    source: None,
                     detail: format!(
                         "expected the legacy lz4 magic 02 21 4c 18, found {magic:02x?}; the kernel \
                          would report 'invalid header' (only `lz4 -l` legacy frames are accepted)"
@@ -234,6 +236,7 @@ impl<R: BufRead> LegacyReader<R> {
                             invalid_data(CodecError::Corrupt {
                                 codec: CODEC,
                                 offset: at,
+                                source: None,
                                 detail: format!(
                                     "block of {size} bytes does not decode to at most 8 MiB ({e}); \
                                      the kernel would report 'Decoding failed'"
@@ -260,6 +263,7 @@ fn classify(value: u32, at: u64) -> io::Result<Word> {
         return Err(invalid_data(CodecError::Corrupt {
             codec: CODEC,
             offset: at,
+            source: None,
             detail: format!(
                 "block size {size} exceeds the legacy-frame bound {}; the kernel reads on past the \
                  segment here: a legacy lz4 segment must end the image or be followed by at least \

@@ -5,7 +5,7 @@ use std::io::{self, BufRead, Read};
 
 use crate::names::Named;
 
-use super::super::framing::{invalid_data, Counted};
+use super::super::framing::{invalid_data, Counted, LibraryError};
 use super::super::lz4legacy;
 use super::{CodecError, Compression};
 
@@ -76,6 +76,8 @@ pub(super) struct Step {
 pub(super) struct Failed {
     consumed: usize,
     detail: String,
+    /// The library's own error, when it gave one (said after `detail`, not inside it).
+    source: Option<LibraryError>,
 }
 
 /// A streaming decompressor for one segment, with optional framing it checks itself.
@@ -148,12 +150,14 @@ impl<R: BufRead, I: Inflate> Read for StreamDecoder<R, I> {
                         CodecError::Truncated {
                             codec: self.inflater.codec(),
                             offset,
+                            source: failed.source,
                             detail: failed.detail,
                         }
                     } else {
                         CodecError::Corrupt {
                             codec: self.inflater.codec(),
                             offset,
+                            source: failed.source,
                             detail: format!(
                                 "{}; the kernel would report 'decompressor failed'",
                                 failed.detail
@@ -177,6 +181,7 @@ impl<R: BufRead, I: Inflate> Read for StreamDecoder<R, I> {
                 return Err(invalid_data(CodecError::Truncated {
                     codec: self.inflater.codec(),
                     offset: self.input.offset,
+                    source: None,
                     detail: "the compressed stream has not ended".into(),
                 }));
             }
@@ -186,6 +191,7 @@ impl<R: BufRead, I: Inflate> Read for StreamDecoder<R, I> {
                     return Err(invalid_data(CodecError::Corrupt {
                         codec: self.inflater.codec(),
                         offset: self.input.offset,
+                        source: None,
                         detail: "the decompressor makes no progress".into(),
                     }));
                 }
@@ -276,7 +282,8 @@ impl Inflate for GzipMember {
             .decompress(input, output, flate2::FlushDecompress::None)
             .map_err(|e| Failed {
                 consumed: (self.inflate.total_in() - in0) as usize,
-                detail: e.to_string(),
+                detail: "inflate rejects the deflate data".into(),
+                source: Some(Box::new(e)),
             });
         let consumed = (self.inflate.total_in() - in0) as usize;
         let produced = (self.inflate.total_out() - out0) as usize;
@@ -302,6 +309,7 @@ impl Inflate for GzipMember {
             return Err(invalid_data(CodecError::Corrupt {
                 codec: self.codec(),
                 offset: at,
+                source: None,
                 detail: format!(
                     "trailer says CRC32 {crc:#010x} / {isize} bytes, the data has {:#010x} / {} \
                      (the kernel does not check the trailer and would unpack the damaged data)",
@@ -332,7 +340,7 @@ impl Inflate for Bzip2Stream {
         let status = self.0.decompress(input, output);
         let consumed = (self.0.total_in() - in0) as usize;
         let produced = (self.0.total_out() - out0) as usize;
-        let detail = match status {
+        let (detail, source) = match status {
             Ok(bzip2::Status::StreamEnd) => {
                 return Ok(Step {
                     consumed,
@@ -340,7 +348,7 @@ impl Inflate for Bzip2Stream {
                     finished: true,
                 })
             }
-            Ok(bzip2::Status::MemNeeded) => "out of memory".to_string(),
+            Ok(bzip2::Status::MemNeeded) => ("out of memory".to_string(), None),
             Ok(_) => {
                 return Ok(Step {
                     consumed,
@@ -348,10 +356,19 @@ impl Inflate for Bzip2Stream {
                     finished: false,
                 })
             }
-            Err(bzip2::Error::DataMagic) => "no bzip2 stream header (BZh1..BZh9)".to_string(),
-            Err(e) => format!("{e}"),
+            Err(bzip2::Error::DataMagic) => {
+                ("no bzip2 stream header (BZh1..BZh9)".to_string(), None)
+            }
+            Err(e) => (
+                "libbz2 rejects the data".to_string(),
+                Some(Box::new(e) as LibraryError),
+            ),
         };
-        Err(Failed { consumed, detail })
+        Err(Failed {
+            consumed,
+            detail,
+            source,
+        })
     }
 }
 
@@ -413,6 +430,7 @@ impl Inflate for LzmaStream {
                 return Err(invalid_data(CodecError::Corrupt {
                     codec,
                     offset: 0,
+                    source: None,
                     detail: format!("cannot start liblzma: {}", lzma_error_detail(e)),
                 }))
             }
@@ -426,6 +444,7 @@ impl Inflate for LzmaStream {
             return Err(invalid_data(CodecError::Corrupt {
                 codec,
                 offset: 0,
+                source: None,
                 detail: format!(
                     "expected the xz magic fd 37 7a 58 5a 00, found {:02x?}",
                     &header[..6]
@@ -460,6 +479,7 @@ impl Inflate for LzmaStream {
                     invalid_data(CodecError::Corrupt {
                         codec,
                         offset: fed as u64,
+                        source: None,
                         detail: lzma_error_detail(&e),
                     })
                 })?;
@@ -468,6 +488,7 @@ impl Inflate for LzmaStream {
                 return Err(invalid_data(CodecError::Corrupt {
                     codec,
                     offset: fed as u64,
+                    source: None,
                     detail: "liblzma did not accept the stream header".into(),
                 }));
             }
@@ -483,6 +504,7 @@ impl Inflate for LzmaStream {
                 return Err(Failed {
                     consumed: 0,
                     detail: lzma_error_detail(e),
+                    source: None,
                 })
             }
         };
@@ -500,6 +522,7 @@ impl Inflate for LzmaStream {
             Err(e) => Err(Failed {
                 consumed,
                 detail: lzma_error_detail(&e),
+                source: None,
             }),
         }
     }
@@ -546,7 +569,11 @@ impl Inflate for ZstdFrame {
                 } else {
                     name.to_string()
                 };
-                Err(Failed { consumed, detail })
+                Err(Failed {
+                    consumed,
+                    detail,
+                    source: None,
+                })
             }
         }
     }

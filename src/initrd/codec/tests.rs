@@ -545,3 +545,36 @@ fn consumed_counter_tracks_segment_length() {
         (&b"counted"[..], segment.len() as u64)
     );
 }
+
+/// `err`'s codec error has the library's error as its source, and `error_chain` says it once.
+fn assert_library_cause_once(err: &io::Error) {
+    let codec = codec_error(err);
+    let cause = std::error::Error::source(codec)
+        .unwrap_or_else(|| panic!("no library error under {codec}"))
+        .to_string();
+    let chain = crate::error_chain(err);
+    assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+}
+
+#[test]
+fn a_library_error_is_the_codec_errors_source_said_once() {
+    // A gzip header, then bytes that are no deflate stream: flate2's error.
+    let mut gzip = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    gzip.extend_from_slice(&[0xff; 64]);
+    let err = decode(Compression::Gzip, &gzip, u64::MAX).unwrap_err();
+    assert!(
+        matches!(codec_error(&err), CodecError::Corrupt { offset: 11, .. }),
+        "{err}"
+    );
+    assert_library_cause_once(&err);
+    // A bzip2 stream with a damaged block: libbz2's error.
+    let mut bz = Vec::new();
+    {
+        let mut w = bzip2::write::BzEncoder::new(&mut bz, bzip2::Compression::best());
+        w.write_all(&sample(20_000)).unwrap();
+        w.finish().unwrap();
+    }
+    bz[20] ^= 0x55;
+    let err = decode(Compression::Bzip2, &bz, u64::MAX).unwrap_err();
+    assert_library_cause_once(&err);
+}
