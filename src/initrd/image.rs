@@ -96,13 +96,15 @@ pub enum ImageError {
         what: String,
         max: u64,
     },
-    #[error("{path}: segment {index} ({compression}) at byte {offset}: {detail}")]
+    #[error("{path}: segment {index} ({compression}) at byte {offset}")]
     Decode {
         path: PathBuf,
         index: usize,
         offset: u64,
         compression: &'static str,
-        detail: String,
+        /// Boxed: a codec error is large, and every `Result` carrying an `ImageError` pays for it.
+        #[source]
+        source: Box<codec::CodecError>,
     },
 }
 
@@ -290,15 +292,18 @@ fn compressed_error(
     compression: Compression,
     source: CpioError,
 ) -> ImageError {
-    if let Some(codec_err) = find_codec_error(&source) {
-        return ImageError::Decode {
-            path: image.to_owned(),
-            index,
-            offset,
-            compression: compression.as_str(),
-            detail: codec_err.to_string(),
-        };
-    }
+    let source = match take_codec_error(source) {
+        Ok(codec_err) => {
+            return ImageError::Decode {
+                path: image.to_owned(),
+                index,
+                offset,
+                compression: compression.as_str(),
+                source: Box::new(codec_err),
+            }
+        }
+        Err(source) => source,
+    };
     ImageError::Cpio {
         path: image.to_owned(),
         index,
@@ -308,24 +313,16 @@ fn compressed_error(
     }
 }
 
-fn find_codec_error<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a codec::CodecError> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(c) = e.downcast_ref::<codec::CodecError>() {
-            return Some(c);
-        }
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if let Some(c) = inner.downcast_ref::<codec::CodecError>() {
-                    return Some(c);
-                }
-            }
-        }
-        cur = e.source();
+/// The decoder's [`codec::CodecError`], when the cpio reader failed on one (it arrives as the
+/// read's `io::Error`); otherwise the cpio error back.
+fn take_codec_error(source: CpioError) -> Result<codec::CodecError, CpioError> {
+    let CpioError { offset, kind } = source;
+    match kind {
+        cpio::CpioErrorKind::Io(io) => io
+            .downcast::<codec::CodecError>()
+            .map_err(|io| CpioError::new(offset, cpio::CpioErrorKind::Io(io))),
+        kind => Err(CpioError::new(offset, kind)),
     }
-    None
 }
 
 fn show_magic(head: &[u8]) -> String {
@@ -364,4 +361,31 @@ pub fn read_tree_from<R: Read>(
         tree.apply_item(seg.index, item)
     })?;
     Ok((tree, segments))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_segment_keeps_the_codec_error_as_its_source_said_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corrupt.img");
+        let mut corrupt = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+        corrupt.extend_from_slice(&[0xff; 64]);
+        std::fs::write(&path, &corrupt).unwrap();
+        let err = read_tree(&path, DataPolicy::SizeOnly, &ReadOptions::default()).unwrap_err();
+        assert!(matches!(err, ImageError::Decode { index: 0, .. }), "{err}");
+        let codec = std::error::Error::source(&err).expect("the codec error is the source");
+        assert!(codec.is::<Box<codec::CodecError>>(), "{codec}");
+        let chain = crate::error_chain(&err);
+        assert_eq!(chain.matches(&codec.to_string()).count(), 1, "{chain}");
+        assert!(
+            chain.starts_with(&format!(
+                "{}: segment 0 (gzip) at byte 0: gzip: ",
+                path.display()
+            )),
+            "{chain}"
+        );
+    }
 }
