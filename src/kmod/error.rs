@@ -13,7 +13,13 @@ pub enum KmodError {
         source: std::io::Error,
     },
     #[error("{}: not a kernel module: {what}", path.display())]
-    Elf { path: PathBuf, what: String },
+    Elf {
+        path: PathBuf,
+        what: String,
+        /// The ELF parser's error, when it gave one.
+        #[source]
+        source: Option<object::Error>,
+    },
     /// `problem` is what bootrig found wrong itself; `source` is the decompressor's error.
     #[error(
         "{}: cannot decompress ({format}){}",

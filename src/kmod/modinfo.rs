@@ -130,6 +130,12 @@ pub fn modinfo_from_elf(path: &Path, elf: &[u8]) -> Result<ModInfo, KmodError> {
     let bad = |what: String| KmodError::Elf {
         path: path.to_path_buf(),
         what,
+        source: None,
+    };
+    let unparsed = |what: String, source: object::Error| KmodError::Elf {
+        path: path.to_path_buf(),
+        what,
+        source: Some(source),
     };
     if !elf.starts_with(b"\x7fELF") {
         let found: Vec<String> = elf.iter().take(4).map(|b| format!("{b:02x}")).collect();
@@ -138,7 +144,7 @@ pub fn modinfo_from_elf(path: &Path, elf: &[u8]) -> Result<ModInfo, KmodError> {
             found.join(" ")
         )));
     }
-    let file = object::File::parse(elf).map_err(|e| bad(format!("malformed ELF: {e}")))?;
+    let file = object::File::parse(elf).map_err(|e| unparsed("malformed ELF".into(), e))?;
     let section = file
         .section_by_name(".modinfo")
         .ok_or_else(|| bad("no .modinfo section (is this a kernel module?)".into()))?;
@@ -147,10 +153,13 @@ pub fn modinfo_from_elf(path: &Path, elf: &[u8]) -> Result<ModInfo, KmodError> {
             .file_range()
             .map(|(offset, size)| format!(" (offset {offset}, size {size})"))
             .unwrap_or_default();
-        bad(format!(
-            ".modinfo section data out of bounds{at}, file is {} bytes: {e}",
-            elf.len()
-        ))
+        unparsed(
+            format!(
+                ".modinfo section data out of bounds{at}, file is {} bytes",
+                elf.len()
+            ),
+            e,
+        )
     })?;
     Ok(ModInfo::parse_section(data))
 }
@@ -249,6 +258,21 @@ mod tests {
             let res = modinfo_from_elf(Path::new("cut.ko"), &elf[..cut]);
             assert!(res.is_err(), "cut at {cut} parsed");
         }
+    }
+
+    #[test]
+    fn a_parser_error_is_the_source_said_once() {
+        let elf = synthetic_module(&sample());
+        let err = modinfo_from_elf(Path::new("cut.ko"), &elf[..20]).unwrap_err();
+        let cause = std::error::Error::source(&err)
+            .unwrap_or_else(|| panic!("no parser error under {err}"))
+            .to_string();
+        let chain = crate::error_chain(&err);
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+        assert!(
+            chain.starts_with("cut.ko: not a kernel module: malformed ELF: "),
+            "{chain}"
+        );
     }
 
     #[test]
