@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::addr::ClientId;
+use super::addr::{AddrError, ClientId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lease {
@@ -26,6 +26,10 @@ pub struct LeaseError {
     pub line: usize,
     pub offset: usize,
     pub what: String,
+    /// Why the client-id field did not parse, when that was the problem (boxed: `NetError`
+    /// holds a `LeaseError` and stays small).
+    #[source]
+    pub source: Option<Box<AddrError>>,
 }
 
 pub fn parse_leases(text: &str) -> Result<Vec<Lease>, LeaseError> {
@@ -50,6 +54,7 @@ pub fn parse_leases(text: &str) -> Result<Vec<Lease>, LeaseError> {
             line: index + 1,
             offset,
             what,
+            source: None,
         };
         if fields.len() != 5 {
             return Err(err(start, format!("{} fields, not 5", fields.len())));
@@ -69,10 +74,10 @@ pub fn parse_leases(text: &str) -> Result<Vec<Lease>, LeaseError> {
         let optional = |(_, w): (usize, &str)| (w != "*").then(|| w.to_owned());
         let client_id = match optional(fields[4]) {
             None => None,
-            Some(text) => Some(
-                text.parse::<ClientId>()
-                    .map_err(|e| err(fields[4].0, e.to_string()))?,
-            ),
+            Some(text) => Some(text.parse::<ClientId>().map_err(|e| LeaseError {
+                source: Some(Box::new(e)),
+                ..err(fields[4].0, "the client-id does not parse".into())
+            })?),
         };
         leases.push(Lease {
             expiry,
@@ -144,6 +149,12 @@ duid 00:01:00:01:2c:8e:00:00:52:54:00:12:34:56\n";
         assert!(parse_leases("1 aa 10.0.0.1 *\n").is_err());
         let e = parse_leases("1 aa 10.0.0.1 * f\n").unwrap_err();
         assert_eq!(e.offset, 16);
+        // The client-id's own error is the source, said once.
+        let cause = std::error::Error::source(&e)
+            .expect("the client-id error is the source")
+            .to_string();
+        let chain = crate::error_chain(&e);
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
         assert_eq!(parse_leases("").unwrap(), vec![]);
     }
 }
