@@ -40,7 +40,7 @@ pub fn run(args: BuildArgs) -> CliResult {
     let scenario = Scenario::load(&args.scenario)?;
     let mut opts = BuildOptions::new(&args.output);
     opts.interrupt = Interrupt::install()
-        .map_err(|e| CliError::Usage(format!("cannot watch for Ctrl-C and SIGTERM: {e}")))?;
+        .map_err(|e| CliError::step("cannot watch for Ctrl-C and SIGTERM", e))?;
     opts.mode = args.mode;
     opts.force = args.force;
     opts.then = if args.test_mode {

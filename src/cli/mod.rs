@@ -36,6 +36,22 @@ pub enum CliError {
     /// A usage or input error from the library (exit 2), printed with each of its causes once.
     #[error("{}", crate::error_chain(.0.as_ref()))]
     Input(Box<dyn std::error::Error + 'static>),
+    /// A step of the command itself failed (exit 2): what it was doing, then each cause once.
+    #[error("{doing}: {}", crate::error_chain(.cause.as_ref()))]
+    Step {
+        doing: String,
+        cause: Box<dyn std::error::Error + 'static>,
+    },
+}
+
+impl CliError {
+    /// A [`CliError::Step`]: `doing` says what the command was doing when `cause` stopped it.
+    pub fn step(doing: impl Into<String>, cause: impl std::error::Error + 'static) -> Self {
+        CliError::Step {
+            doing: doing.into(),
+            cause: Box::new(cause),
+        }
+    }
 }
 
 /// The library errors a command passes on with `?` (a blanket impl would include `CliError`).
@@ -175,7 +191,7 @@ pub fn json_or<T: serde::Serialize>(
         return Ok(table(report));
     }
     let mut text = serde_json::to_string_pretty(report)
-        .map_err(|e| CliError::Usage(format!("serialising the report: {e}")))?;
+        .map_err(|e| CliError::step("serialising the report", e))?;
     text.push('\n');
     Ok(text)
 }
@@ -187,6 +203,6 @@ pub fn print_out(text: &str) -> Result<(), CliError> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => Err(CliError::Usage(format!("writing to stdout: {e}"))),
+        Err(e) => Err(CliError::step("writing to stdout", e)),
     }
 }

@@ -85,7 +85,7 @@ fn suite(args: RunArgs, method: Option<Method>) -> CliResult {
 /// lose the reports of a run that already finished.
 fn hold_interrupt() -> Result<crate::interrupt::Interrupt, CliError> {
     crate::interrupt::Interrupt::install()
-        .map_err(|e| CliError::Usage(format!("installing the Ctrl-C handler: {e}")))
+        .map_err(|e| CliError::step("installing the Ctrl-C handler", e))
 }
 
 #[derive(Debug, Args)]
@@ -130,8 +130,7 @@ pub fn repro(args: ReproArgs) -> CliResult {
             )));
         }
     }
-    crate::console::serial::needle(&args.until)
-        .map_err(|e| CliError::Usage(format!("--until: {e}")))?;
+    crate::console::serial::needle(&args.until).map_err(|e| CliError::step("--until", e))?;
     let opts = options(&args.output, Some(1), None, None)?;
     let name = args
         .initrd
@@ -226,14 +225,13 @@ fn options(
 
 /// `path` made absolute against the working directory, for programs that run elsewhere.
 fn absolute(flag: &str, path: &Path) -> Result<PathBuf, CliError> {
-    std::path::absolute(path)
-        .map_err(|e| CliError::Usage(format!("{flag} {}: {e}", path.display())))
+    std::path::absolute(path).map_err(|e| CliError::step(format!("{flag} {}", path.display()), e))
 }
 
 /// Creates `base`, or `base-2`, `base-3`… if it exists: two runs started in one second (parallel
 /// CI jobs in one checkout) each get a directory of their own, made atomically.
 fn fresh_dir(base: &Path) -> Result<PathBuf, CliError> {
-    let fail = |dir: &Path, e: std::io::Error| CliError::Usage(format!("{}: {e}", dir.display()));
+    let fail = |dir: &Path, e: std::io::Error| CliError::step(dir.display().to_string(), e);
     if let Some(parent) = base.parent() {
         std::fs::create_dir_all(parent).map_err(|e| fail(parent, e))?;
     }
