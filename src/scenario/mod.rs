@@ -64,10 +64,12 @@ impl Scenario {
     /// Reads and validates a scenario file, and checks that the files and directories it names
     /// are there: a missing kernel is found here, at its key, not in the middle of a build.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let bytes = std::fs::read(path).map_err(|source| ScenarioError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        // Not `std::fs::read`: a FIFO would hang the read and `/dev/zero` never end it.
+        let bytes =
+            crate::host::input::read_regular(path).map_err(|source| ScenarioError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         let text = location::utf8(&bytes, path)?;
         let (scenario, named) = Self::parse_named(text, path)?;
         let problems: Vec<PathProblem> = named.iter().filter_map(|n| n.check(text, path)).collect();
@@ -461,6 +463,31 @@ binaries = ["/usr/sbin/ip", "/nonexistent/bootrig-test/tool"]
             )),
             "{e}"
         );
+    }
+
+    /// The scenario file itself: a FIFO would hang the read, `/dev/zero` never end it. Both
+    /// are refused at once, naming the file and what it is.
+    #[test]
+    fn a_scenario_that_is_a_fifo_or_a_device_is_refused_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        for (path, kind) in [
+            (fifo.as_path(), "FIFO"),
+            (Path::new("/dev/zero"), "character device"),
+        ] {
+            let e = Scenario::load(path).unwrap_err();
+            assert!(matches!(e, ScenarioError::Read { .. }), "{e:?}");
+            assert_eq!(
+                crate::error_chain(&e),
+                format!(
+                    "{}: is a {kind}, not a file: name a regular file",
+                    path.display()
+                )
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

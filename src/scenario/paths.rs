@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use crate::host::input::NotAFile;
+
 use super::location::line_column;
 
 /// A path a scenario names that cannot be used as written, at its key's value.
@@ -164,6 +166,23 @@ impl NamedPath {
             Want::Dir => (true, "directory"),
             Want::File | Want::HostBinary => (false, "file"),
         };
+        if !want_dir {
+            // Opened once, non-blocking, and checked on the handle: a stat then an open could
+            // find a file and then open a FIFO put there meanwhile, and block on it.
+            return match crate::host::input::open_regular(p) {
+                Ok(_) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Found::missing(noun, p)),
+                Err(e) => Some(match crate::host::input::not_a_file(&e) {
+                    Some(NotAFile { kind: "directory" }) => {
+                        Found::other("is a directory, not a file")
+                    }
+                    Some(NotAFile { kind }) => {
+                        Found::other(&format!("is a {kind}, not a regular file"))
+                    }
+                    None => Found::unreadable(&e),
+                }),
+            };
+        }
         let meta = match p.metadata() {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -171,29 +190,15 @@ impl NamedPath {
             }
             Err(e) => return Some(Found::unreadable(&e)),
         };
-        if want_dir && !meta.is_dir() {
+        if !meta.is_dir() {
             return Some(Found::other(if meta.is_file() {
                 "is a file, not a directory"
             } else {
                 "is not a directory"
             }));
         }
-        if !want_dir && meta.is_dir() {
-            return Some(Found::other("is a directory, not a file"));
-        }
-        if !want_dir && !meta.is_file() {
-            return Some(Found::other(&format!(
-                "is {}, not a regular file",
-                special_kind(&meta)
-            )));
-        }
         // Readable, as the build will need it to be.
-        let opened = if want_dir {
-            std::fs::read_dir(p).map(drop)
-        } else {
-            std::fs::File::open(p).map(drop)
-        };
-        opened.err().map(|e| Found::unreadable(&e))
+        std::fs::read_dir(p).err().map(|e| Found::unreadable(&e))
     }
 
     fn fix(&self, found: &Found) -> String {
@@ -264,23 +269,6 @@ impl Found {
             detail,
             unreadable: false,
         }
-    }
-}
-
-/// What a file that is neither regular nor a directory is, in a user's words.
-fn special_kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
     }
 }
 
