@@ -36,7 +36,8 @@ mod expect;
 mod initrd;
 mod kernel;
 mod keys;
-mod location;
+/// Shared with the inventory (`run::inventory`): refusals at `file:line:column`.
+pub(crate) mod location;
 mod model;
 mod network;
 mod paths;
@@ -48,7 +49,6 @@ mod testing;
 pub use boot::MEMORY_MIB;
 pub use duration::{LEASE_TIME_RANGE, TIMEOUT_RANGE};
 pub use error::ScenarioError;
-pub(crate) use location::line_column;
 pub use model::*;
 pub use paths::PathProblem;
 
@@ -70,7 +70,7 @@ impl Scenario {
                 path: path.to_owned(),
                 source,
             })?;
-        let text = location::utf8(&bytes, path)?;
+        let text = location::utf8(&bytes).map_err(|at| error::not_utf8(at, path))?;
         let (scenario, named) = Self::parse_named(text, path)?;
         let problems: Vec<PathProblem> = named.iter().filter_map(|n| n.check(text, path)).collect();
         if !problems.is_empty() {
