@@ -20,7 +20,7 @@ struct Shipped {
     keys: Vec<KeyPath>,
 }
 
-/// Every `.toml` under `scenarios/`, read once.
+/// Every `.toml` under `scenarios/` but hidden ones, read once.
 fn shipped() -> &'static [Shipped] {
     static SHIPPED: OnceLock<Vec<Shipped>> = OnceLock::new();
     SHIPPED.get_or_init(|| {
@@ -31,7 +31,10 @@ fn shipped() -> &'static [Shipped] {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "toml") {
+                } else if path.extension().is_some_and(|e| e == "toml")
+                    // Not a copy `loaded_beside` is loading meanwhile (or left by a crash).
+                    && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                {
                     let text = std::fs::read_to_string(&path).unwrap();
                     let table: Table = toml::from_str(&text).unwrap();
                     let mut keys = Vec::new();
