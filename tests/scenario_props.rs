@@ -325,7 +325,7 @@ fn a_device_as_the_kernel_is_refused_at_its_key_on_load() {
         let text = toml::to_string(&table).unwrap();
         let e = loaded_beside(s, &text).unwrap_err();
         assert!(
-            e.contains("[kernel] image = \"/dev/zero\": is a character device, not a regular file"),
+            e.contains("[kernel] image = \"/dev/zero\": is a character device, not a file"),
             "{}: {e}",
             s.path.display()
         );

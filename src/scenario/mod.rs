@@ -447,13 +447,13 @@ binaries = ["/usr/sbin/ip", "/nonexistent/bootrig-test/tool"]
         assert_eq!(lines.len(), 3, "{e}");
         assert!(
             lines[0].starts_with(&format!(
-                "{f}:3:9: [kernel] image = \"../fifo\": is a FIFO, not a regular file"
+                "{f}:3:9: [kernel] image = \"../fifo\": is a FIFO, not a file"
             )),
             "{e}"
         );
         assert!(
             lines[1].starts_with(&format!(
-                "{f}:6:8: [initrd] base = \"/dev/zero\": is a character device, not a regular file"
+                "{f}:6:8: [initrd] base = \"/dev/zero\": is a character device, not a file"
             )),
             "{e}"
         );

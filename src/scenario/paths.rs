@@ -172,13 +172,9 @@ impl NamedPath {
             return match crate::host::input::open_regular(p) {
                 Ok(_) => None,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Found::missing(noun, p)),
+                // In host::input's words, as every other reader of an input file says it.
                 Err(e) => Some(match crate::host::input::not_a_file(&e) {
-                    Some(NotAFile { kind: "directory" }) => {
-                        Found::other("is a directory, not a file")
-                    }
-                    Some(NotAFile { kind }) => {
-                        Found::other(&format!("is a {kind}, not a regular file"))
-                    }
+                    Some(NotAFile { kind }) => Found::other(&format!("is a {kind}, not a file")),
                     None => Found::unreadable(&e),
                 }),
             };
@@ -339,15 +335,15 @@ mod tests {
         for want in [Want::File, Want::HostBinary] {
             assert_eq!(
                 problem(Path::new("/dev/zero"), want).as_deref(),
-                Some("is a character device, not a regular file")
+                Some("is a character device, not a file")
             );
             assert_eq!(
                 problem(Path::new("/dev/urandom"), want).as_deref(),
-                Some("is a character device, not a regular file")
+                Some("is a character device, not a file")
             );
             assert_eq!(
                 problem(&fifo, want).as_deref(),
-                Some("is a FIFO, not a regular file")
+                Some("is a FIFO, not a file")
             );
             assert_eq!(
                 problem(dir.path(), want).as_deref(),
