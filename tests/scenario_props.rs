@@ -1,12 +1,14 @@
 //! Property test of scenario parsing: every shipped scenario under `scenarios/`, read from disk
 //! and mutated (a key deleted, a key written twice, a value retyped, a value corrupted), is
 //! either accepted or refused with a message that names the scenario file and a line:column
-//! inside it. No mutation may panic.
+//! inside it. No mutation may panic. Each mutation is also loaded (`Scenario::load`) from a
+//! copy beside the original, so its relative paths lead where the original's do and the path
+//! refusals (a missing file, `/dev/zero` as an image) are checked the same way.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use bootrig::scenario::Scenario;
+use bootrig::scenario::{Scenario, ScenarioError};
 use proptest::prelude::*;
 use toml::{Table, Value};
 
@@ -18,7 +20,7 @@ struct Shipped {
     keys: Vec<KeyPath>,
 }
 
-/// Every `.toml` under `scenarios/`, read once.
+/// Every `.toml` under `scenarios/` but hidden ones, read once.
 fn shipped() -> &'static [Shipped] {
     static SHIPPED: OnceLock<Vec<Shipped>> = OnceLock::new();
     SHIPPED.get_or_init(|| {
@@ -29,7 +31,10 @@ fn shipped() -> &'static [Shipped] {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "toml") {
+                } else if path.extension().is_some_and(|e| e == "toml")
+                    // Not a copy `loaded_beside` is loading meanwhile (or left by a crash).
+                    && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                {
                     let text = std::fs::read_to_string(&path).unwrap();
                     let table: Table = toml::from_str(&text).unwrap();
                     let mut keys = Vec::new();
@@ -240,6 +245,34 @@ fn assert_placed(message: &str, file: &Path, text: &str) {
     );
 }
 
+/// `text` loaded from a file beside `s` (a temporary copy, removed after); Ok, or the refusal
+/// with the copy's path. Every refusal must be placed, each path's of a path refusal too.
+fn loaded_beside(s: &Shipped, text: &str) -> Result<(), String> {
+    let dir = s
+        .path
+        .parent()
+        .expect("a shipped scenario is in scenarios/");
+    let mut copy = tempfile::Builder::new()
+        .prefix(".props-")
+        .suffix(".toml")
+        .tempfile_in(dir)
+        .unwrap();
+    std::io::Write::write_all(&mut copy, text.as_bytes()).unwrap();
+    match Scenario::load(copy.path()) {
+        Ok(_) => Ok(()),
+        Err(ScenarioError::Paths(problems)) => {
+            for p in &problems {
+                assert_placed(&p.to_string(), copy.path(), text);
+            }
+            Err(ScenarioError::Paths(problems).to_string())
+        }
+        Err(e) => {
+            assert_placed(&e.to_string(), copy.path(), text);
+            Err(e.to_string())
+        }
+    }
+}
+
 proptest! {
     // 256 cases parse in about a second in a debug build.
     #![proptest_config(ProptestConfig::with_cases(256))]
@@ -256,9 +289,13 @@ proptest! {
         let Some(mutated) = mutate(s, op, which, pick) else {
             return Ok(());
         };
-        if let Err(e) = Scenario::parse(&mutated, &s.path) {
+        let parsed = Scenario::parse(&mutated, &s.path);
+        if let Err(e) = &parsed {
             assert_placed(&e.to_string(), &s.path, &mutated);
         }
+        let loaded = loaded_beside(s, &mutated);
+        // Loading is parsing and then the paths: what parse refuses, load refuses too.
+        prop_assert!(parsed.is_ok() || loaded.is_err());
     }
 }
 
@@ -272,10 +309,33 @@ fn shipped_scenarios_parse() {
     }
 }
 
+/// A path refusal goes through the same check: `/dev/zero` as a kernel, in a copy beside each
+/// shipped scenario, is refused at its key.
+#[test]
+fn a_device_as_the_kernel_is_refused_at_its_key_on_load() {
+    for s in shipped() {
+        let mut table = s.table.clone();
+        let Some(image) = at_mut(
+            &mut table,
+            &[Step::Key("kernel".into()), Step::Key("image".into())],
+        ) else {
+            continue;
+        };
+        *image = Value::String("/dev/zero".into());
+        let text = toml::to_string(&table).unwrap();
+        let e = loaded_beside(s, &text).unwrap_err();
+        assert!(
+            e.contains("[kernel] image = \"/dev/zero\": is a character device, not a file"),
+            "{}: {e}",
+            s.path.display()
+        );
+    }
+}
+
 /// Each kind of mutation on every shipped scenario, at every key.
 #[test]
 fn every_key_of_every_scenario_deleted_and_retyped() {
-    let (mut tried, mut refused) = (0, 0);
+    let (mut tried, mut refused, mut load_refused) = (0, 0, 0);
     let mut seen = std::collections::HashSet::new();
     for s in shipped() {
         for which in 0..s.keys.len() as u64 {
@@ -296,10 +356,17 @@ fn every_key_of_every_scenario_deleted_and_retyped() {
                         refused += 1;
                         assert_placed(&e.to_string(), &s.path, &mutated);
                     }
+                    if loaded_beside(s, &mutated).is_err() {
+                        load_refused += 1;
+                    }
                 }
             }
         }
     }
     // Most of these mutations break the file: the assertion above was exercised.
     assert!(refused * 2 > tried, "{refused} of {tried} refused");
+    assert!(
+        load_refused >= refused,
+        "{load_refused} loads, {refused} parses refused"
+    );
 }

@@ -30,6 +30,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::net::addr::Guid;
+use crate::scenario::location::{toml_error, utf8, Located, Refusal};
 use crate::vfio::Bdf;
 
 /// How long a run waits for another run holding its adapter, unless `[lab] lock_wait` says.
@@ -55,13 +56,22 @@ pub enum InventoryError {
         message: String,
     },
     /// TOML is UTF-8; the first byte that is not.
-    #[error("{path}:{line}:{column}: byte 0x{byte:02x} at byte offset {offset} is not UTF-8; save it as UTF-8")]
+    #[error("{path}:{line}:{column}: byte 0x{byte:02x} at byte offset {offset} is not UTF-8{hint}; save it as UTF-8")]
     NotUtf8 {
         path: PathBuf,
         line: usize,
         column: usize,
         offset: usize,
         byte: u8,
+        /// What the bytes look like, when that helps (a UTF-16 byte order mark).
+        hint: &'static str,
+    },
+    /// Relative paths in the inventory are from its directory, which must be made absolute.
+    #[error("{path}: making its directory {dir} absolute")]
+    Base {
+        path: PathBuf,
+        dir: PathBuf,
+        source: std::io::Error,
     },
     #[error("{path}")]
     Read {
@@ -97,21 +107,6 @@ struct RawAdapter {
     numvfs: Option<Spanned<u32>>,
     #[serde(default)]
     stand_in: bool,
-}
-
-/// A value the inventory gives that cannot be used: its byte offset and what is wrong.
-struct Refusal {
-    at: usize,
-    message: String,
-}
-
-impl Refusal {
-    fn at<T>(value: &Spanned<T>, message: String) -> Self {
-        Self {
-            at: value.span().start,
-            message,
-        }
-    }
 }
 
 /// The lab host's settings, the same for each of its adapters.
@@ -160,7 +155,8 @@ impl Inventory {
     /// The inventory at `path`; a missing file is an empty inventory (scenarios needing an
     /// adapter are then skipped, saying where the inventory was looked for).
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let bytes = match std::fs::read(path) {
+        // Not `std::fs::read`: a FIFO would hang the read and `/dev/zero` never end it.
+        let bytes = match crate::host::input::read_regular(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Self {
@@ -175,39 +171,26 @@ impl Inventory {
                 })
             }
         };
-        let text = std::str::from_utf8(&bytes).map_err(|e| {
-            let offset = e.valid_up_to();
-            // Valid UTF-8 up to `offset`, by `valid_up_to`'s definition.
-            let before = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
-            let (line, column) = crate::scenario::line_column(before, offset);
-            InventoryError::NotUtf8 {
-                path: path.to_owned(),
-                line,
-                column,
-                offset,
-                byte: bytes[offset],
-            }
+        let text = utf8(&bytes).map_err(|at| InventoryError::NotUtf8 {
+            path: path.to_owned(),
+            line: at.line,
+            column: at.column,
+            offset: at.offset,
+            byte: at.byte,
+            hint: at.hint,
         })?;
         Self::parse(text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
-        let invalid = |at: usize, message: String| {
-            let (line, column) = crate::scenario::line_column(text, at);
-            InventoryError::Invalid {
-                path: path.to_owned(),
-                line,
-                column,
-                message,
-            }
+        let invalid = |l: Located| InventoryError::Invalid {
+            path: path.to_owned(),
+            line: l.line,
+            column: l.column,
+            message: l.message,
         };
-        let refused = |r: Refusal| invalid(r.at, r.message);
-        let raw: RawInventory = toml::from_str(text).map_err(|e| {
-            invalid(
-                e.span().map_or(0, |s| s.start),
-                e.message().trim().to_string(),
-            )
-        })?;
+        let refused = |r: Refusal| invalid(r.located(text));
+        let raw: RawInventory = toml::from_str(text).map_err(|e| invalid(toml_error(text, &e)))?;
         // Relative paths in the file are relative to the file, made absolute here so nothing
         // later depends on the working directory (dnsmasq and QEMU change theirs).
         // `lab.toml`'s parent is "", which absolute() refuses: it is the working directory.
@@ -215,8 +198,11 @@ impl Inventory {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let base =
-            std::path::absolute(dir).map_err(|e| invalid(0, format!("{}: {e}", dir.display())))?;
+        let base = std::path::absolute(dir).map_err(|source| InventoryError::Base {
+            path: path.to_owned(),
+            dir: dir.to_owned(),
+            source,
+        })?;
         let lab = lab(raw.lab, &base).map_err(refused)?;
         let mut adapters = BTreeMap::new();
         for (name, a) in raw.adapters {
@@ -412,7 +398,7 @@ mod tests {
         let offset = text
             .find(at)
             .unwrap_or_else(|| panic!("{at:?} not in {text}"));
-        let (line, column) = crate::scenario::line_column(text, offset);
+        let (line, column) = crate::scenario::location::line_column(text, offset);
         let e = Inventory::parse(text, Path::new(file))
             .unwrap_err()
             .to_string();
@@ -607,6 +593,42 @@ mod tests {
         assert!(ok.is_ok(), "{ok:?}");
     }
 
+    /// The TOML refusals are the scenario's: a misspelt key gets a suggestion.
+    #[test]
+    fn a_misspelt_key_is_suggested() {
+        let e = refused_at(
+            "[lab]\nboot_rot = \"/srv\"\n",
+            "lab.toml",
+            "boot_rot",
+            "unknown field `boot_rot`",
+        );
+        assert!(e.ends_with("did you mean `boot_root`?"), "{e}");
+    }
+
+    /// A FIFO would hang the read and `/dev/zero` never end it: refused at once, naming the file.
+    #[test]
+    fn an_inventory_that_is_a_fifo_or_a_device_is_refused_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("inventory.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        for (path, kind) in [
+            (fifo.as_path(), "FIFO"),
+            (Path::new("/dev/zero"), "character device"),
+        ] {
+            let e = Inventory::load(path).unwrap_err();
+            assert!(matches!(e, InventoryError::Read { .. }), "{e:?}");
+            assert_eq!(
+                crate::error_chain(&e),
+                format!(
+                    "{}: is a {kind}, not a file: name a regular file",
+                    path.display()
+                )
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
     #[test]
     fn a_missing_inventory_is_empty() {
         let dir = tempfile::tempdir().unwrap();
@@ -626,6 +648,21 @@ mod tests {
                 "{}:2:16: byte 0xe9 at byte offset 21 is not UTF-8; save it as UTF-8",
                 path.display()
             )
+        );
+    }
+
+    #[test]
+    fn a_utf16_inventory_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.toml");
+        std::fs::write(&path, b"\xff\xfe[\x00l\x00").unwrap();
+        let e = Inventory::load(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "byte 0xff at byte offset 0 is not UTF-8 \
+                 (the file starts with a UTF-16 byte order mark); save it as UTF-8"
+            ),
+            "{e}"
         );
     }
 }

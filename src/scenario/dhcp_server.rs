@@ -7,19 +7,23 @@ use toml::Spanned;
 
 use super::duration::{duration, LEASE_TIME_RANGE};
 use super::error::Refusal;
+use std::net::Ipv4Addr;
+
 use super::model::{DhcpServer, ReservationSpec};
 use super::raw::{RawDhcpServer, RawReservation};
-use crate::net::addr::{ClientId, MacAddr};
+use crate::net::addr::{ClientId, Ipv4Subnet, MacAddr};
+use crate::net::config::{ClientMatch, DhcpConfig, Reservation};
 
-pub(super) fn default_subnet() -> String {
-    "10.77.0.0/24".into()
+/// The subnet a `backend = "dnsmasq"` scenario gets without `subnet`: 10.77.0.0/24.
+fn default_subnet() -> Ipv4Subnet {
+    DhcpConfig::default_lab().subnet
 }
 
 /// The server a `backend = "dnsmasq"` scenario gets without a `[network.dhcp_server]` table.
 fn default_server() -> DhcpServer {
     DhcpServer {
         subnet: default_subnet(),
-        range: Some(["10.77.0.10".into(), "10.77.0.99".into()]),
+        range: Some([Ipv4Addr::new(10, 77, 0, 10), Ipv4Addr::new(10, 77, 0, 99)]),
         reservations: Vec::new(),
         lease_time: None,
         boot_file: None,
@@ -34,29 +38,29 @@ pub(super) fn dhcp_server_from(raw: Option<Spanned<RawDhcpServer>>) -> Result<Dh
     };
     let table_at = spanned.span().start;
     let raw = spanned.into_inner();
-    if let Some(subnet) = &raw.subnet {
-        subnet
+    let subnet = match &raw.subnet {
+        Some(subnet) => subnet
             .get_ref()
-            .parse::<crate::net::addr::Ipv4Subnet>()
-            .map_err(|e| Refusal::at(subnet, format!("[network.dhcp_server] subnet: {e}")))?;
-    }
+            .parse::<Ipv4Subnet>()
+            .map_err(|e| Refusal::at(subnet, format!("[network.dhcp_server] subnet: {e}")))?,
+        None => default_subnet(),
+    };
     let range = raw.range.as_ref().map(range).transpose()?;
-    if let Some(t) = &raw.lease_time {
-        duration("[network.dhcp_server] lease_time", t, &LEASE_TIME_RANGE)?;
-    }
+    let lease_time = raw
+        .lease_time
+        .as_ref()
+        .map(|t| duration("[network.dhcp_server] lease_time", t, &LEASE_TIME_RANGE))
+        .transpose()?;
     let reservations = raw
         .reservations
         .iter()
         .map(reservation)
         .collect::<Result<Vec<_>, _>>()?;
     let server = DhcpServer {
-        subnet: raw
-            .subnet
-            .map(Spanned::into_inner)
-            .unwrap_or_else(default_subnet),
+        subnet,
         range,
         reservations,
-        lease_time: raw.lease_time.map(Spanned::into_inner),
+        lease_time,
         boot_file: raw.boot_file.map(Spanned::into_inner),
         fault: raw.fault,
     };
@@ -68,7 +72,7 @@ pub(super) fn dhcp_server_from(raw: Option<Spanned<RawDhcpServer>>) -> Result<Dh
 }
 
 /// `range = ["FIRST", "LAST"]`: two addresses, no more (a third was silently dropped).
-fn range(r: &Spanned<Vec<String>>) -> Result<[String; 2], Refusal> {
+fn range(r: &Spanned<Vec<String>>) -> Result<[Ipv4Addr; 2], Refusal> {
     let refuse = |why: String| {
         Refusal::at(
             r,
@@ -78,93 +82,63 @@ fn range(r: &Spanned<Vec<String>>) -> Result<[String; 2], Refusal> {
     let [first, last] = r.get_ref().as_slice() else {
         return Err(refuse(format!("{} addresses", r.get_ref().len())));
     };
-    for a in [first, last] {
-        a.parse::<std::net::Ipv4Addr>()
-            .map_err(|e| refuse(format!("{a:?}: {e}")))?;
-    }
-    Ok([first.clone(), last.clone()])
+    let addr = |a: &String| {
+        a.parse::<Ipv4Addr>()
+            .map_err(|e| refuse(format!("{a:?}: {e}")))
+    };
+    Ok([addr(first)?, addr(last)?])
 }
 
 fn reservation(r: &Spanned<RawReservation>) -> Result<ReservationSpec, Refusal> {
     let key = "[network.dhcp_server] reservations";
     let raw = r.get_ref();
-    match (&raw.client_id, &raw.mac) {
-        (Some(id), None) => {
+    let client = match (&raw.client_id, &raw.mac) {
+        (Some(id), None) => ClientMatch::ClientId(
             id.get_ref()
                 .parse::<ClientId>()
-                .map_err(|e| Refusal::at(id, format!("{key}: client_id: {e}")))?;
-        }
-        (None, Some(mac)) => {
+                .map_err(|e| Refusal::at(id, format!("{key}: client_id: {e}")))?,
+        ),
+        (None, Some(mac)) => ClientMatch::Mac(
             mac.get_ref()
                 .parse::<MacAddr>()
-                .map_err(|e| Refusal::at(mac, format!("{key}: mac: {e}")))?;
-        }
+                .map_err(|e| Refusal::at(mac, format!("{key}: mac: {e}")))?,
+        ),
         _ => {
             return Err(Refusal::at(
                 r,
                 format!("{key}: each gives client_id or mac (one)"),
             ))
         }
-    }
-    raw.address
-        .get_ref()
-        .parse::<std::net::Ipv4Addr>()
-        .map_err(|e| {
-            Refusal::at(
-                &raw.address,
-                format!("{key}: address = {:?}: {e}", raw.address.get_ref()),
-            )
-        })?;
-    Ok(ReservationSpec {
-        client_id: raw.client_id.as_ref().map(|s| s.get_ref().clone()),
-        mac: raw.mac.as_ref().map(|s| s.get_ref().clone()),
-        address: raw.address.get_ref().clone(),
-    })
+    };
+    let address = raw.address.get_ref().parse::<Ipv4Addr>().map_err(|e| {
+        Refusal::at(
+            &raw.address,
+            format!("{key}: address = {:?}: {e}", raw.address.get_ref()),
+        )
+    })?;
+    Ok(ReservationSpec { client, address })
 }
 
 impl DhcpServer {
-    /// The server's configuration, checked (boot file and TFTP root are the run's to add).
-    pub fn config(&self) -> Result<crate::net::config::DhcpConfig, String> {
-        use crate::net::config::{ClientMatch, DhcpConfig, Reservation};
+    /// The server's configuration (boot file and TFTP root are the run's to add). Every value
+    /// is parsed already; what is refused here is only what the renderer knows: the range
+    /// inside the subnet, duplicate reservations.
+    pub fn config(&self) -> Result<DhcpConfig, String> {
         let mut config = DhcpConfig::default_lab();
-        config.subnet = self
-            .subnet
-            .parse()
-            .map_err(|e| format!("[network.dhcp_server] subnet = {:?}: {e}", self.subnet))?;
-        let addr = |key: &str, text: &str| {
-            text.parse::<std::net::Ipv4Addr>()
-                .map_err(|e| format!("[network.dhcp_server] {key} = {text:?}: {e}"))
-        };
-        config.range = match &self.range {
-            Some([first, last]) => Some((addr("range", first)?, addr("range", last)?)),
-            None => None,
-        };
-        if let Some(t) = &self.lease_time {
-            let d = humantime::parse_duration(t)
-                .map_err(|e| format!("[network.dhcp_server] lease_time = {t:?}: {e}"))?;
+        config.subnet = self.subnet;
+        config.range = self.range.map(|[first, last]| (first, last));
+        if let Some(d) = self.lease_time {
+            // LEASE_TIME_RANGE ends at a year, well inside u32 seconds.
             config.lease_secs = u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
         }
-        for r in &self.reservations {
-            let client = match (&r.client_id, &r.mac) {
-                (Some(id), None) => ClientMatch::ClientId(id.parse().map_err(|e| {
-                    format!("[network.dhcp_server] reservation client_id = {id:?}: {e}")
-                })?),
-                (None, Some(mac)) => ClientMatch::Mac(mac.parse().map_err(|e| {
-                    format!("[network.dhcp_server] reservation mac = {mac:?}: {e}")
-                })?),
-                _ => {
-                    return Err(
-                        "[network.dhcp_server] reservations: each gives client_id or mac (one)"
-                            .into(),
-                    )
-                }
-            };
-            config.reservations.push(Reservation {
-                client,
-                address: addr("reservation address", &r.address)?,
-            });
-        }
-        // The renderer checks the rest against the subnet (range inside it, lease length).
+        config.reservations = self
+            .reservations
+            .iter()
+            .map(|r| Reservation {
+                client: r.client.clone(),
+                address: r.address,
+            })
+            .collect();
         crate::net::config::render(
             &config,
             "br0",
@@ -177,6 +151,10 @@ impl DhcpServer {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    use crate::net::config::ClientMatch;
     use crate::scenario::testing::{parsed, refused_at, with};
     use crate::scenario::Backend;
 
@@ -195,9 +173,19 @@ mod tests {
         let Backend::Dnsmasq(server) = s.network.backend else {
             panic!("{:?}", s.network.backend)
         };
-        assert_eq!(server.subnet, "10.9.0.0/24");
-        assert_eq!(server.range, Some(["10.9.0.10".into(), "10.9.0.20".into()]));
-        assert_eq!(server.reservations[0].address, "10.9.0.5");
+        // Kept parsed: config() has nothing left to parse or to let through.
+        assert_eq!(server.subnet, "10.9.0.0/24".parse().unwrap());
+        assert_eq!(
+            server.range,
+            Some([Ipv4Addr::new(10, 9, 0, 10), Ipv4Addr::new(10, 9, 0, 20)])
+        );
+        assert_eq!(server.lease_time, Some(Duration::from_secs(120)));
+        assert_eq!(server.reservations[0].address, Ipv4Addr::new(10, 9, 0, 5));
+        assert_eq!(
+            server.reservations[0].client,
+            ClientMatch::Mac("52:54:00:12:34:56".parse().unwrap())
+        );
+        assert_eq!(server.config().unwrap().lease_secs, 120);
         let default = parsed(&with("[network]\ndhcp = \"udhcpc\"\nbackend = \"dnsmasq\""));
         assert!(matches!(default.network.backend, Backend::Dnsmasq(_)));
     }

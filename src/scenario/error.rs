@@ -3,11 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use thiserror::Error;
-use toml::Spanned;
-
-use super::location::line_column;
+use super::location::{toml_error, Located, NotUtf8At};
 use super::paths::PathProblem;
+use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -48,31 +46,20 @@ pub enum ScenarioError {
     Paths(Vec<PathProblem>),
 }
 
-/// A value the file gives that cannot be used: the byte offset where it is written and what is
-/// wrong with it (with the fix). The per-table checks return it; [`Refusal::in_file`] makes it a
-/// [`ScenarioError`] with the file's name and the line and column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Refusal {
-    pub at: usize,
-    pub message: String,
-}
+pub(super) use super::location::Refusal;
 
 impl Refusal {
-    /// Refuses `value`, pointing at where it is written.
-    pub fn at<T>(value: &Spanned<T>, message: impl Into<String>) -> Self {
-        Self {
-            at: value.span().start,
-            message: message.into(),
-        }
-    }
-
     pub fn in_file(self, text: &str, path: &Path) -> ScenarioError {
-        let (line, column) = line_column(text, self.at);
+        let Located {
+            line,
+            column,
+            message,
+        } = self.located(text);
         ScenarioError::Invalid {
             path: path.to_owned(),
             line,
             column,
-            message: self.message,
+            message,
         }
     }
 }
@@ -80,20 +67,27 @@ impl Refusal {
 /// A toml error as `file:line:column: message`, with a suggestion for a misspelt key or value
 /// from the names allowed where it is written.
 pub(super) fn syntax_error(text: &str, path: &Path, e: &toml::de::Error) -> ScenarioError {
-    // toml gives a span for every error it reports against the text; an error without one
-    // (none is known) is at least in this file.
-    let (line, column) = match e.span() {
-        Some(span) => line_column(text, span.start),
-        None => (1, 1),
-    };
-    let mut message = e.message().trim().to_string();
-    if let Some(best) = super::keys::suggestion(&message) {
-        message.push_str(&format!("; did you mean `{best}`?"));
-    }
+    let Located {
+        line,
+        column,
+        message,
+    } = toml_error(text, e);
     ScenarioError::Syntax {
         path: path.to_owned(),
         line,
         column,
         message,
+    }
+}
+
+/// Where a scenario file stops being UTF-8.
+pub(super) fn not_utf8(at: NotUtf8At, path: &Path) -> ScenarioError {
+    ScenarioError::NotUtf8 {
+        path: path.to_owned(),
+        line: at.line,
+        column: at.column,
+        offset: at.offset,
+        byte: at.byte,
+        hint: at.hint,
     }
 }

@@ -130,11 +130,13 @@ fn shell_step(raw: RawShellStep) -> Result<ShellStep, Refusal> {
 /// `[expect] lease`: the client-identifier through the one parser (`net::addr`), as every
 /// other client-id is; the address an IPv4 address.
 fn lease(raw: RawLease) -> Result<LeaseExpect, Refusal> {
-    raw.client_id
+    let client_id = raw
+        .client_id
         .get_ref()
         .parse::<crate::net::addr::ClientId>()
         .map_err(|e| Refusal::at(&raw.client_id, format!("[expect] lease: client_id: {e}")))?;
-    raw.address
+    let address = raw
+        .address
         .get_ref()
         .parse::<std::net::Ipv4Addr>()
         .map_err(|e| {
@@ -143,10 +145,7 @@ fn lease(raw: RawLease) -> Result<LeaseExpect, Refusal> {
                 format!("[expect] lease: address = {:?}: {e}", raw.address.get_ref()),
             )
         })?;
-    Ok(LeaseExpect {
-        client_id: raw.client_id.into_inner(),
-        address: raw.address.into_inner(),
-    })
+    Ok(LeaseExpect { client_id, address })
 }
 
 #[cfg(test)]
@@ -175,7 +174,10 @@ mod tests {
             )]
         );
         assert_eq!(s.expect.shell[0].command, "ip a");
-        assert_eq!(s.expect.lease.unwrap().client_id, "ff:00:01");
+        // Kept parsed: the judge compares it with the lease file as it is.
+        let lease = s.expect.lease.unwrap();
+        assert_eq!(lease.client_id, "ff:00:01".parse().unwrap());
+        assert_eq!(lease.address, std::net::Ipv4Addr::new(10, 77, 0, 5));
         assert_eq!(
             parsed(&with("")).expect.timeout,
             crate::scenario::DEFAULT_TIMEOUT

@@ -1,8 +1,8 @@
-//! Where in a scenario file's text a byte offset is, and where the text stops being UTF-8.
+//! Where in a TOML file's text a value is, and where the text stops being UTF-8: shared by the
+//! scenario and the lab inventory (`run::inventory`), so both refuse at `file:line:column`
+//! alike, suggest a misspelt key, and hint at UTF-16.
 
-use std::path::Path;
-
-use super::error::ScenarioError;
+use toml::Spanned;
 
 /// The 1-based line and column (in characters) of byte `offset` of `text`.
 pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -17,8 +17,76 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The text of a scenario file, or where it stops being UTF-8.
-pub(super) fn utf8<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str, ScenarioError> {
+/// A value a TOML file gives that cannot be used: the byte offset where it is written and what
+/// is wrong with it (with the fix). The scenario's per-table checks and the inventory return it;
+/// each reader makes it its own error with the file's name, line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub at: usize,
+    pub message: String,
+}
+
+impl Refusal {
+    /// Refuses `value`, pointing at where it is written.
+    pub fn at<T>(value: &Spanned<T>, message: impl Into<String>) -> Self {
+        Self {
+            at: value.span().start,
+            message: message.into(),
+        }
+    }
+
+    /// Where in `text` it is, and what is wrong.
+    pub fn located(self, text: &str) -> Located {
+        let (line, column) = line_column(text, self.at);
+        Located {
+            line,
+            column,
+            message: self.message,
+        }
+    }
+}
+
+/// What is wrong at a line and column of a TOML file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Located {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// A toml error (syntax, an unknown key, a wrong type) where it is, with a suggestion for a
+/// misspelt key or value from the names allowed where it is written.
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> Located {
+    // toml gives a span for every error it reports against the text; an error without one
+    // (none is known) is at least in this file.
+    let (line, column) = match e.span() {
+        Some(span) => line_column(text, span.start),
+        None => (1, 1),
+    };
+    let mut message = e.message().trim().to_string();
+    if let Some(best) = super::keys::suggestion(&message) {
+        message.push_str(&format!("; did you mean `{best}`?"));
+    }
+    Located {
+        line,
+        column,
+        message,
+    }
+}
+
+/// Where a file stops being UTF-8 (TOML is UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotUtf8At {
+    pub line: usize,
+    pub column: usize,
+    pub offset: usize,
+    pub byte: u8,
+    /// What the bytes look like, when that helps (a UTF-16 byte order mark), or "".
+    pub hint: &'static str,
+}
+
+/// The text of a TOML file, or where it stops being UTF-8.
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, NotUtf8At> {
     std::str::from_utf8(bytes).map_err(|e| {
         let offset = e.valid_up_to();
         // The bytes before `offset` are valid UTF-8, by `valid_up_to`'s definition.
@@ -29,11 +97,11 @@ pub(super) fn utf8<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str, Scenario
         } else {
             ""
         };
-        ScenarioError::NotUtf8 {
-            path: path.to_owned(),
+        NotUtf8At {
             line,
             column,
             offset,
+            // `from_utf8` failed at `offset`, so there is a byte there.
             byte: bytes[offset],
             hint,
         }

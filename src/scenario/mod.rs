@@ -36,7 +36,8 @@ mod expect;
 mod initrd;
 mod kernel;
 mod keys;
-mod location;
+/// Shared with the inventory (`run::inventory`): refusals at `file:line:column`.
+pub(crate) mod location;
 mod model;
 mod network;
 mod paths;
@@ -48,7 +49,6 @@ mod testing;
 pub use boot::MEMORY_MIB;
 pub use duration::{LEASE_TIME_RANGE, TIMEOUT_RANGE};
 pub use error::ScenarioError;
-pub(crate) use location::line_column;
 pub use model::*;
 pub use paths::PathProblem;
 
@@ -64,11 +64,13 @@ impl Scenario {
     /// Reads and validates a scenario file, and checks that the files and directories it names
     /// are there: a missing kernel is found here, at its key, not in the middle of a build.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let bytes = std::fs::read(path).map_err(|source| ScenarioError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let text = location::utf8(&bytes, path)?;
+        // Not `std::fs::read`: a FIFO would hang the read and `/dev/zero` never end it.
+        let bytes =
+            crate::host::input::read_regular(path).map_err(|source| ScenarioError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        let text = location::utf8(&bytes).map_err(|at| error::not_utf8(at, path))?;
         let (scenario, named) = Self::parse_named(text, path)?;
         let problems: Vec<PathProblem> = named.iter().filter_map(|n| n.check(text, path)).collect();
         if !problems.is_empty() {
@@ -445,13 +447,13 @@ binaries = ["/usr/sbin/ip", "/nonexistent/bootrig-test/tool"]
         assert_eq!(lines.len(), 3, "{e}");
         assert!(
             lines[0].starts_with(&format!(
-                "{f}:3:9: [kernel] image = \"../fifo\": is a FIFO, not a regular file"
+                "{f}:3:9: [kernel] image = \"../fifo\": is a FIFO, not a file"
             )),
             "{e}"
         );
         assert!(
             lines[1].starts_with(&format!(
-                "{f}:6:8: [initrd] base = \"/dev/zero\": is a character device, not a regular file"
+                "{f}:6:8: [initrd] base = \"/dev/zero\": is a character device, not a file"
             )),
             "{e}"
         );
@@ -461,6 +463,31 @@ binaries = ["/usr/sbin/ip", "/nonexistent/bootrig-test/tool"]
             )),
             "{e}"
         );
+    }
+
+    /// The scenario file itself: a FIFO would hang the read, `/dev/zero` never end it. Both
+    /// are refused at once, naming the file and what it is.
+    #[test]
+    fn a_scenario_that_is_a_fifo_or_a_device_is_refused_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        for (path, kind) in [
+            (fifo.as_path(), "FIFO"),
+            (Path::new("/dev/zero"), "character device"),
+        ] {
+            let e = Scenario::load(path).unwrap_err();
+            assert!(matches!(e, ScenarioError::Read { .. }), "{e:?}");
+            assert_eq!(
+                crate::error_chain(&e),
+                format!(
+                    "{}: is a {kind}, not a file: name a regular file",
+                    path.display()
+                )
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

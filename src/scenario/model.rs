@@ -2,13 +2,17 @@
 //! every value checked. The file's own shape is [`super::raw`]; the checks are the per-table
 //! files beside this one.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use strum::{IntoStaticStr, VariantArray};
 
 use crate::initrd::add::AddMode;
+use crate::net::addr::{ClientId, Ipv4Subnet};
+pub use crate::net::config::ClientMatch;
 // The NIC and machine are QEMU's own names; the boot choices below (firmware, method, fetch,
 // accelerator) are the scenario's, resolved into qemu's types (firmware paths, a probed
 // accelerator) by the run. The command line (`bootrig repro`) takes both as they are.
@@ -165,43 +169,61 @@ pub enum Backend {
     Bridge(String),
 }
 
-/// `[network.dhcp_server]`: what the dnsmasq backend's server does.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[network.dhcp_server]`: what the dnsmasq backend's server does, every value parsed (so
+/// [`DhcpServer::config`] has nothing left to parse). Serialized (into the build cache key) in
+/// the words the file uses.
+#[derive(Debug, Clone, Serialize)]
 pub struct DhcpServer {
-    #[serde(default = "super::dhcp_server::default_subnet")]
-    pub subnet: String,
+    #[serde(serialize_with = "as_text")]
+    pub subnet: Ipv4Subnet,
     /// The dynamic pool, first and last address; none: reserved clients only.
-    pub range: Option<[String; 2]>,
-    #[serde(default)]
+    pub range: Option<[Ipv4Addr; 2]>,
     pub reservations: Vec<ReservationSpec>,
-    /// Lease time, at least 2 minutes (dnsmasq's minimum) [1h].
-    pub lease_time: Option<String>,
+    /// Lease time, within [`super::LEASE_TIME_RANGE`] [1h].
+    #[serde(serialize_with = "as_humantime")]
+    pub lease_time: Option<Duration>,
     /// The boot file the DHCP reply names [bootrig's iPXE script, for method = "ipxe"]: a lab's
     /// own chain (a name under the run's boot directory, or a URL).
     pub boot_file: Option<String>,
     /// A fault to inject: `{ kind = "no-server" }`, `{ kind = "reply-delay", seconds = 5 }`,
     /// `{ kind = "no-boot-file" }`, `{ kind = "wrong-next-server" }`,
     /// `{ kind = "exhausted-range" }`, `{ kind = "restart-mid-boot" }`.
-    #[serde(default, skip_serializing)]
+    #[serde(skip_serializing)]
     pub fault: Option<crate::net::DhcpFault>,
 }
 
 /// One fixed address, by MAC or by client-identifier (`ff:00:…`, as dnsmasq's `id:`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ReservationSpec {
-    pub client_id: Option<String>,
-    pub mac: Option<String>,
-    pub address: String,
+    #[serde(serialize_with = "client_match")]
+    pub client: ClientMatch,
+    pub address: Ipv4Addr,
 }
 
 /// `[expect] lease`: the server must have leased this address to this client-identifier.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeaseExpect {
-    pub client_id: String,
-    pub address: String,
+    pub client_id: ClientId,
+    pub address: Ipv4Addr,
+}
+
+fn as_text<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn as_humantime<S: serde::Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => s.collect_str(&humantime::format_duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `mac 52:54:…` or `id ff:00:…`.
+fn client_match<S: serde::Serializer>(v: &ClientMatch, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        ClientMatch::Mac(mac) => s.collect_str(&format_args!("mac {mac}")),
+        ClientMatch::ClientId(id) => s.collect_str(&format_args!("id {id}")),
+    }
 }
 
 #[derive(

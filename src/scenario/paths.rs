@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use crate::host::input::NotAFile;
+
 use super::location::line_column;
 
 /// A path a scenario names that cannot be used as written, at its key's value.
@@ -164,6 +166,19 @@ impl NamedPath {
             Want::Dir => (true, "directory"),
             Want::File | Want::HostBinary => (false, "file"),
         };
+        if !want_dir {
+            // Opened once, non-blocking, and checked on the handle: a stat then an open could
+            // find a file and then open a FIFO put there meanwhile, and block on it.
+            return match crate::host::input::open_regular(p) {
+                Ok(_) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Found::missing(noun, p)),
+                // In host::input's words, as every other reader of an input file says it.
+                Err(e) => Some(match crate::host::input::not_a_file(&e) {
+                    Some(NotAFile { kind }) => Found::other(&format!("is a {kind}, not a file")),
+                    None => Found::unreadable(&e),
+                }),
+            };
+        }
         let meta = match p.metadata() {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -171,29 +186,15 @@ impl NamedPath {
             }
             Err(e) => return Some(Found::unreadable(&e)),
         };
-        if want_dir && !meta.is_dir() {
+        if !meta.is_dir() {
             return Some(Found::other(if meta.is_file() {
                 "is a file, not a directory"
             } else {
                 "is not a directory"
             }));
         }
-        if !want_dir && meta.is_dir() {
-            return Some(Found::other("is a directory, not a file"));
-        }
-        if !want_dir && !meta.is_file() {
-            return Some(Found::other(&format!(
-                "is {}, not a regular file",
-                special_kind(&meta)
-            )));
-        }
         // Readable, as the build will need it to be.
-        let opened = if want_dir {
-            std::fs::read_dir(p).map(drop)
-        } else {
-            std::fs::File::open(p).map(drop)
-        };
-        opened.err().map(|e| Found::unreadable(&e))
+        std::fs::read_dir(p).err().map(|e| Found::unreadable(&e))
     }
 
     fn fix(&self, found: &Found) -> String {
@@ -267,23 +268,6 @@ impl Found {
     }
 }
 
-/// What a file that is neither regular nor a directory is, in a user's words.
-fn special_kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    }
-}
-
 /// `path` made absolute through the part of it that exists (symlinks and `..` resolved there),
 /// the rest as written: what a user can look at.
 fn absolute(path: &Path) -> PathBuf {
@@ -351,15 +335,15 @@ mod tests {
         for want in [Want::File, Want::HostBinary] {
             assert_eq!(
                 problem(Path::new("/dev/zero"), want).as_deref(),
-                Some("is a character device, not a regular file")
+                Some("is a character device, not a file")
             );
             assert_eq!(
                 problem(Path::new("/dev/urandom"), want).as_deref(),
-                Some("is a character device, not a regular file")
+                Some("is a character device, not a file")
             );
             assert_eq!(
                 problem(&fifo, want).as_deref(),
-                Some("is a FIFO, not a regular file")
+                Some("is a FIFO, not a file")
             );
             assert_eq!(
                 problem(dir.path(), want).as_deref(),
