@@ -42,6 +42,7 @@ pub mod run;
 
 // Below everything: host processes, capabilities and input files, atomic output files,
 // Ctrl-C/SIGTERM, enum names, shell quoting.
+pub mod columns;
 pub mod fsutil;
 pub mod host;
 pub mod interrupt;

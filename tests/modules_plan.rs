@@ -565,3 +565,27 @@ fn cli_exit_codes_and_json() {
     let (code, _, err) = cli(&["modules", "plan", "--kernel", m, "--modules", m, "ib_core"]);
     assert_eq!(code, 2, "a directory is not a kernel: {err}");
 }
+
+/// A module name wider than a format width may be (u16::MAX) is printed, not a panic (exit 101):
+/// the table pads by hand.
+#[test]
+fn a_module_name_of_70000_characters_is_reported_not_a_panic() {
+    if !common::require(&[common::Need::Setup]) {
+        return;
+    }
+    let e = env();
+    let kernel = e.kernel.to_str().unwrap();
+    let modules = e.modules.to_str().unwrap();
+    let name = "m".repeat(70_000);
+    let (code, out, err) = cli(&[
+        "modules",
+        "plan",
+        "--kernel",
+        kernel,
+        "--modules",
+        modules,
+        &name,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.contains(&name), "{err}");
+}

@@ -63,7 +63,9 @@ pub fn render(plan: &Plan) -> String {
         } else {
             " (dependency)"
         };
-        let _ = write!(out, "{:>3}. {:width$}  {status}{origin}", i + 1, m.name);
+        // Padded by hand: a module name is user input, and a format width above u16::MAX panics.
+        let name = crate::columns::pad_right(&m.name, width);
+        let _ = write!(out, "{:>3}. {name}  {status}{origin}", i + 1);
         if let (Some(file), Some(layer), Some(size)) = (&m.file, m.layer, m.size) {
             let _ = write!(out, "  {} [layer {layer}, {size} bytes]", file.display());
         }

@@ -75,7 +75,7 @@ fn push_row(out: &mut String, cells: &[String; 5], widths: &[usize; 5], colour: 
         let padded = if last {
             cell.clone()
         } else {
-            padded(cell, *width + 2)
+            crate::columns::pad_right(cell, *width + 2)
         };
         match (i, colour) {
             (1, Some(o)) => {
@@ -90,14 +90,6 @@ fn push_row(out: &mut String, cells: &[String; 5], widths: &[usize; 5], colour: 
 
 /// `cell` and spaces to `width` characters. By hand, not `{:<width$}`: a format width above
 /// u16::MAX panics, and a scenario id (a file path read back by `report merge`) has no bound.
-fn padded(cell: &str, width: usize) -> String {
-    let mut out = cell.to_owned();
-    out.extend(std::iter::repeat_n(
-        ' ',
-        width.saturating_sub(cell.chars().count()),
-    ));
-    out
-}
 
 fn sgr(outcome: Outcome) -> &'static str {
     match outcome {
