@@ -51,7 +51,9 @@ impl CacheEntry {
         if self.image.symlink_metadata().is_err() {
             return Err(EntryProblem::Absent);
         }
-        let read = |file: &Path, missing_why: &str| match fs::read_to_string(file) {
+        // Sidecars are read as regular files, bounded: a FIFO or device planted in a shared cache
+        // must not hang or flood another user's build (it becomes an unreadable entry, rebuilt).
+        let read = |file: &Path, missing_why: &str| match read_sidecar(file) {
             Ok(text) => Ok(text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(EntryProblem::Missing {
                 file: file.to_owned(),
@@ -210,4 +212,60 @@ pub(super) fn copy_hashing(
         tee.hash
     };
     Ok((out, hex(&hash.finalize())))
+}
+
+/// A cache sidecar's text: a regular file of at most 64 KiB, UTF-8.
+fn read_sidecar(file: &Path) -> io::Result<String> {
+    use std::io::Read;
+    const MAX: u64 = 64 * 1024;
+    let mut text = String::new();
+    crate::host::input::open_regular(file)?
+        .take(MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "larger than a cache sidecar can be (64 KiB)",
+        ));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO planted as a sidecar in a shared cache is an unreadable entry (rebuilt with a
+    /// warning), not a build that waits for a writer forever.
+    #[test]
+    fn a_fifo_or_device_as_a_sidecar_is_an_unreadable_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = CacheEntry::new(dir.path(), "k");
+        fs::create_dir_all(entry.image.parent().unwrap()).unwrap();
+        fs::write(&entry.image, b"img").unwrap();
+        nix::unistd::mkfifo(&entry.sha256, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(
+            entry.check(),
+            Err(EntryProblem::Unreadable { .. })
+        ));
+        fs::remove_file(&entry.sha256).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &entry.sha256).unwrap();
+        assert!(matches!(
+            entry.check(),
+            Err(EntryProblem::Unreadable { .. })
+        ));
+    }
+
+    #[test]
+    fn a_sidecar_over_64_kib_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.sha256");
+        fs::write(&big, vec![b'a'; 64 * 1024 + 1]).unwrap();
+        assert_eq!(
+            read_sidecar(&big).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        fs::write(&big, b"abc  x.img\n").unwrap();
+        assert_eq!(read_sidecar(&big).unwrap(), "abc  x.img\n");
+    }
 }

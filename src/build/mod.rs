@@ -124,6 +124,11 @@ pub enum BuildError {
     Output(#[from] OutputError),
     #[error("{path}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("{path}: writing the module plan as JSON")]
+    PlanJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("the build was stopped before it finished; its output was not written")]
     Interrupted(#[from] Interrupted),
     #[error("{path}: changed while bootrig copied it out of the build cache; run the build again")]
@@ -209,7 +214,10 @@ fn build_steps(s: &Scenario, opts: &BuildOptions) -> Result<BuildResult, BuildEr
         flavor_reason: &flavor.reason,
         plan: &plan,
     })
-    .unwrap_or_default();
+    .map_err(|source| BuildError::PlanJson {
+        path: plan_path.clone(),
+        source,
+    })?;
     write_atomic(&plan_path, &plan_json, true)?;
     Ok(BuildResult {
         image: opts.out.clone(),
@@ -258,7 +266,9 @@ fn base_image(s: &Scenario, opts: &BuildOptions) -> Result<PathBuf, BuildError> 
             let key = hash_files(
                 &opts.interrupt,
                 std::slice::from_ref(&opts.busybox),
-                "busybox-base-v1",
+                // The base's /init is part of what the image is made of: an edited
+                // harness/busybox-init.sh must not reuse an old base.
+                &format!("busybox-base-v1\n{}", base::INIT),
             )?;
             let path = opts
                 .cache_dir
