@@ -2,7 +2,6 @@
 //! need, `/init` from `harness/busybox-init.sh` (mounts proc, sys and devtmpfs, then the
 //! `# BOOTRIG-STANZA` line where the stanza goes) and busybox udhcpc's default script.
 
-use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -15,7 +14,7 @@ use crate::initrd::add::{self, AddError, AddMode, AddOptions, Addition};
 use crate::initrd::codec::{self, Compression};
 use crate::initrd::cpio::Entry;
 use crate::initrd::pack;
-use crate::patch::host_file::{check_regular, HostFileError};
+use crate::patch::host_file::{self, HostFileError};
 
 /// The base's /init.
 pub const INIT: &str = include_str!("../../harness/busybox-init.sh");
@@ -182,11 +181,11 @@ fn node(name: &str, mode: u32, rdev: (u32, u32)) -> Entry {
 
 /// A dynamically linked busybox would find no libc in the base: refuse it now, not at boot.
 fn check_static(busybox: &Path) -> Result<(), BaseError> {
-    check_regular(busybox, "the static busybox")?;
-    let data = fs::read(busybox).map_err(|source| BaseError::Read {
-        path: busybox.to_owned(),
-        source,
-    })?;
+    let data =
+        host_file::read(busybox, "the static busybox")?.map_err(|source| BaseError::Read {
+            path: busybox.to_owned(),
+            source,
+        })?;
     let not_static = |why: String| BaseError::NotStatic {
         path: busybox.to_owned(),
         why,
@@ -222,6 +221,7 @@ mod tests {
     use crate::initrd::tree::DataPolicy;
     use crate::patch::detect::detect;
     use crate::patch::flavor::Flavor;
+    use std::fs;
 
     const BUSYBOX: &str = "/bin/busybox";
 

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::elf::{self, ElfError};
+use super::host_file;
 use crate::initrd::add::Addition;
 use crate::net::addr::{AddrError, ClientId, Guid};
 
@@ -71,6 +72,8 @@ pub enum DhcpError {
     Tool { tool: &'static str, root: PathBuf },
     #[error(transparent)]
     Elf(#[from] ElfError),
+    #[error(transparent)]
+    HostFile(#[from] host_file::HostFileError),
 }
 
 /// The RFC 4390 client-identifier for an IPoIB port with this GUID (see the module docs), the
@@ -137,10 +140,11 @@ pub fn dhclient_files(
             path: PathBuf::from(DHCLIENT_SCRIPT),
             source,
         })?;
-    let script = std::fs::read(&script_real).map_err(|source| ElfError::Read {
-        path: script_real.clone(),
-        source,
-    })?;
+    let script =
+        host_file::read(&script_real, "dhclient-script")?.map_err(|source| ElfError::Read {
+            path: script_real.clone(),
+            source,
+        })?;
     if !script.starts_with(b"#!") {
         return Err(DhcpError::Script { path: script_real });
     }

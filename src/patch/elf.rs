@@ -28,7 +28,7 @@ use object::Endianness;
 use thiserror::Error;
 
 use crate::initrd::add::Addition;
-use crate::patch::host_file::{check_regular, HostFileError};
+use crate::patch::host_file::{self, HostFileError};
 
 /// `ld.so`'s built-in directories on Debian's x86-64 glibc (multiarch first), then the
 /// upstream ones, searched after `ld.so.conf`'s.
@@ -465,8 +465,7 @@ impl<'a> Resolver<'a> {
         };
         let real = resolve_in_root(self.root, path).map_err(err)?;
         let host = host_path(self.root, &real);
-        check_regular(&host, "a binary to copy")?;
-        let data = fs::read(host).map_err(err)?;
+        let data = host_file::read(&host, "a binary to copy")?.map_err(err)?;
         Ok((real, data))
     }
 
@@ -589,11 +588,12 @@ impl<'a> Resolver<'a> {
                 needed_by: requester.path.clone(),
                 why,
             };
-            let data = fs::read(&host).map_err(|source| ElfError::LibraryRead {
-                path: candidate.clone(),
-                needed_by: requester.path.clone(),
-                source,
-            })?;
+            let data =
+                host_file::read(&host, "a library")?.map_err(|source| ElfError::LibraryRead {
+                    path: candidate.clone(),
+                    needed_by: requester.path.clone(),
+                    source,
+                })?;
             let info = parse(&data, candidate)?;
             if let Some(why) = objects[0].info.mismatch(&info) {
                 skipped.push((candidate.clone(), why));
