@@ -88,9 +88,6 @@ fn push_row(out: &mut String, cells: &[String; 5], widths: &[usize; 5], colour: 
     out.push('\n');
 }
 
-/// `cell` and spaces to `width` characters. By hand, not `{:<width$}`: a format width above
-/// u16::MAX panics, and a scenario id (a file path read back by `report merge`) has no bound.
-
 fn sgr(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Pass => "\x1b[32m",
