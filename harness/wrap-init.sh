@@ -1,4 +1,4 @@
-#!/usr/lib/bootrig/busybox sh
+#!@BOOTRIG_BUSYBOX@ sh
 # shellcheck shell=sh
 # bootrig's wrapper init (the "wrap" flavor, src/patch/wrap.rs): put where the kernel looks for
 # init (/init, or rdinit=), in front of an init bootrig cannot edit (a binary such as
@@ -11,8 +11,8 @@
 # environment and nothing of ours.
 
 # Set by bootrig build: where the original init was moved, and bootrig's busybox.
-bootrig_original=/usr/lib/bootrig/original/init
-bootrig_busybox=/usr/lib/bootrig/busybox
+bootrig_original=@BOOTRIG_ORIGINAL@
+bootrig_busybox=@BOOTRIG_BUSYBOX@
 
 bootrig_bb() {
 	"$bootrig_busybox" "$@"

@@ -411,10 +411,7 @@ fn add_cmd(args: AddArgs) -> CliResult {
     eprintln!(
         "{}: {} ({} input segment(s), {} path(s) added, {} segment, {} bytes)",
         args.output.display(),
-        match args.mode {
-            AddMode::Overlay => "overlay",
-            AddMode::Repack => "repack",
-        },
+        args.mode.as_str(),
         report.input_segments.len(),
         report.written.len(),
         report.compression.as_str(),
@@ -426,6 +423,13 @@ fn add_cmd(args: AddArgs) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_modes_are_named_as_serde_names_them() {
+        crate::names::assert_serde_names::<AddMode>();
+        assert_eq!(AddMode::Overlay.as_str(), "overlay");
+        assert_eq!(AddMode::Repack.as_str(), "repack");
+    }
 
     #[test]
     fn mode_strings_match_ls() {

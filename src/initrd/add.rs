@@ -29,8 +29,19 @@ use super::tree::{DataPolicy, IssueKind, Tree};
 use crate::fsutil::{AtomicOutput, OutputError};
 use crate::names::Named;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum AddMode {
     /// Keep the original bytes and append one segment with the additions.
     Overlay,

@@ -181,6 +181,39 @@ const NAME_MAX: usize = 255;
 /// Linux's limit on symlinks followed in one lookup.
 const MAX_SYMLINKS: usize = 40;
 
+/// How [`Tree::walk`] went: the symlinks it followed, with their keys, and where it ended.
+#[derive(Debug)]
+pub struct Walk<'t> {
+    pub links: Vec<(Vec<u8>, &'t Node)>,
+    pub end: WalkEnd<'t>,
+}
+
+/// Where [`Tree::walk`] ended.
+#[derive(Debug)]
+pub enum WalkEnd<'t> {
+    /// At a node that is not a symlink, with its canonical key.
+    Found(Vec<u8>, &'t Node),
+    /// At a path that is not in the tree (or whose directory the kernel cannot reach).
+    Missing(Vec<u8>),
+    /// At this symlink, the kernel's limit reached or met before: a loop.
+    Loop(Vec<u8>),
+}
+
+impl<'t> Walk<'t> {
+    fn new(links: Vec<(Vec<u8>, &'t Node)>, end: WalkEnd<'t>) -> Self {
+        Walk { links, end }
+    }
+
+    /// The node at the walked path itself (a final symlink not followed), with its key.
+    pub fn first(&self) -> Option<(&[u8], &'t Node)> {
+        match (self.links.first(), &self.end) {
+            (Some((key, node)), _) => Some((key, *node)),
+            (None, WalkEnd::Found(key, node)) => Some((key, *node)),
+            (None, _) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Tree {
     nodes: Vec<Node>,
@@ -327,23 +360,45 @@ impl Tree {
     /// to a node that is not a symlink; returns it with its canonical key. None when the path
     /// is missing, dangling, or loops.
     pub fn lookup(&self, p: &[u8]) -> Option<(Vec<u8>, &Node)> {
+        match self.walk(p).end {
+            WalkEnd::Found(key, node) => Some((key, node)),
+            WalkEnd::Missing(_) | WalkEnd::Loop(_) => None,
+        }
+    }
+
+    /// Follows `p` through the tree's symlinks as [`Tree::lookup`] does, and says how it went:
+    /// the symlinks followed, in order (the first is the node at `p` itself when `p` is a
+    /// symlink), and where the walk ended.
+    pub fn walk(&self, p: &[u8]) -> Walk<'_> {
         let mut current = path::normalize(p);
-        for _ in 0..MAX_SYMLINKS {
+        let mut links: Vec<(Vec<u8>, &Node)> = Vec::new();
+        loop {
             let comps = path::components(&current);
-            let (last, parents) = comps.split_last()?;
-            let dir = self.resolve_dir(parents).0.ok()?;
+            let Some((last, parents)) = comps.split_last() else {
+                return Walk::new(links, WalkEnd::Missing(current));
+            };
+            let Ok(dir) = self.resolve_dir(parents).0 else {
+                return Walk::new(links, WalkEnd::Missing(current));
+            };
             let key = path::join(&dir, last);
-            let node = self.get(&key)?;
+            let Some(node) = self.get(&key) else {
+                return Walk::new(links, WalkEnd::Missing(current));
+            };
             if node.kind != Kind::Symlink {
-                return Some((key, node));
+                return Walk::new(links, WalkEnd::Found(key, node));
             }
-            current = if node.target.first() == Some(&b'/') {
-                node.target.clone()
+            // The kernel gives up after MAX_SYMLINKS; a link met twice never ends.
+            if links.len() + 1 >= MAX_SYMLINKS || links.iter().any(|(k, _)| *k == key) {
+                return Walk::new(links, WalkEnd::Loop(key));
+            }
+            let next = if node.target.first() == Some(&b'/') {
+                path::normalize(&node.target)
             } else {
                 path::join(&dir, &node.target)
             };
+            links.push((key, node));
+            current = next;
         }
-        None
     }
 
     fn walk_dir(&self, comps: &[&[u8]], notes: &mut Vec<IssueKind>) -> Result<Vec<u8>, IssueKind> {
@@ -789,6 +844,45 @@ mod tests {
         assert!(t.lookup(b"dangling").is_none());
         assert!(t.lookup(b"a").is_none());
         assert!(t.lookup(b"missing").is_none());
+    }
+
+    /// One walk reports its trail: the links followed, and found, missing or loop.
+    #[test]
+    fn walk_reports_the_links_it_followed_and_how_it_ended() {
+        let t = build(vec![
+            dir("usr"),
+            dir("usr/lib"),
+            dir("usr/lib/systemd"),
+            file("usr/lib/systemd/systemd", "ELF"),
+            link("lib", "usr/lib"),
+            link("init", "/lib/systemd/systemd"),
+            link("dangling", "nowhere"),
+            link("a", "b"),
+            link("b", "a"),
+        ]);
+        let keys =
+            |w: &Walk| -> Vec<String> { w.links.iter().map(|(k, _)| path::display(k)).collect() };
+        let w = t.walk(b"/init");
+        assert_eq!(keys(&w), ["init"]);
+        assert_eq!(
+            w.first().map(|(k, n)| (k.to_vec(), n.kind)),
+            Some((b"init".to_vec(), Kind::Symlink))
+        );
+        assert!(matches!(&w.end, WalkEnd::Found(k, _) if k == b"usr/lib/systemd/systemd"));
+        let w = t.walk(b"dangling");
+        assert_eq!(keys(&w), ["dangling"]);
+        assert!(matches!(&w.end, WalkEnd::Missing(p) if p == b"nowhere"));
+        let w = t.walk(b"a");
+        assert_eq!(keys(&w), ["a", "b"]);
+        assert!(matches!(&w.end, WalkEnd::Loop(k) if k == b"a"));
+        let w = t.walk(b"missing");
+        assert!(w.links.is_empty() && w.first().is_none());
+        assert!(matches!(&w.end, WalkEnd::Missing(p) if p == b"missing"));
+        let w = t.walk(b"usr/lib");
+        assert_eq!(
+            w.first().map(|(k, _)| k.to_vec()),
+            Some(b"usr/lib".to_vec())
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::initrd::add::Addition;
 use crate::initrd::image::{read_tree_from, ImageError, ReadOptions};
 use crate::initrd::tree::{DataPolicy, Tree};
 use crate::interrupt::{Interrupt, InterruptibleRead};
-use crate::patch::detect::{decide, rdinit, rdinit_is_empty};
+use crate::patch::detect::{decide, rdinit};
 use crate::patch::dhcp::DhclientSetup;
 use crate::patch::elf::{self, ElfError};
 use crate::patch::flavor::{Flavor, FlavorDecision, FlavorError};
@@ -79,6 +79,8 @@ pub enum PatchError {
 /// The additions that patch `base` (an initrd on the host) as `plan` says, and the flavor that
 /// placed the stanza. Reads stop once `interrupt` is set.
 pub fn patch(plan: &PatchPlan, base: &Path, interrupt: &Interrupt) -> Result<Patched, PatchError> {
+    // A bad [boot] append is refused before the base is read.
+    let rdinit = rdinit(plan.append)?;
     let mut tree = read_base(
         base,
         DataPolicy::Digest {
@@ -86,10 +88,6 @@ pub fn patch(plan: &PatchPlan, base: &Path, interrupt: &Interrupt) -> Result<Pat
         },
         interrupt,
     )?;
-    if rdinit_is_empty(plan.append) {
-        return Err(FlavorError::EmptyRdinit.into());
-    }
-    let rdinit = rdinit(plan.append);
     let decision = decide(plan.flavor, &tree, rdinit.as_deref());
     if decision.flavor == Flavor::Wrap && wrap_needs_data(&tree, rdinit.as_deref()) {
         // The original init is copied into the image: read it in full.
@@ -172,4 +170,40 @@ fn dhclient_additions(d: &DhclientSetup, tree: &Tree) -> Vec<Addition> {
         }
     }
     additions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::stanza::{Network, Then};
+
+    /// An empty rdinit= is refused before the base is read: a missing base is not even opened.
+    #[test]
+    fn an_empty_rdinit_is_refused_before_the_base_is_read() {
+        let stanza = StanzaSpec {
+            modules: Vec::new(),
+            network: Network::None,
+            then: Then::PowerOff,
+            tools_dir: None,
+            rdma: None,
+        };
+        let plan = PatchPlan {
+            modules: Vec::new(),
+            busybox: PathBuf::from("/nonexistent/busybox"),
+            closure: &[],
+            stanza: &stanza,
+            stanza_text: "",
+            extra: Vec::new(),
+            dhclient: None,
+            flavor: FlavorChoice::Auto,
+            anchor: None,
+            append: "console=ttyS0 rdinit=",
+        };
+        let base = Path::new("/nonexistent/base.img");
+        let err = patch(&plan, base, &Interrupt::never()).unwrap_err();
+        assert!(
+            matches!(err, PatchError::Flavor(FlavorError::EmptyRdinit)),
+            "{err:?}"
+        );
+    }
 }

@@ -5,7 +5,8 @@ use crate::initrd::path;
 use crate::initrd::tree::Tree;
 use crate::names::Named;
 use crate::patch::flavor::{
-    Flavor, FlavorDecision, BUSYBOX_MARKER, DI_STARTUP_DIRS, DRACUT_HOOK, DRACUT_HOOK_DIRS,
+    Flavor, FlavorDecision, FlavorError, BUSYBOX_MARKER, DI_STARTUP_DIRS, DRACUT_HOOK,
+    DRACUT_HOOK_DIRS,
 };
 use crate::patch::runnable::why_not_runnable;
 use crate::patch::tree_text::{
@@ -212,36 +213,24 @@ fn is_shell_line(line: &str) -> bool {
     program.is_some_and(|p| SHELLS.contains(&p.as_str()))
 }
 
-/// Whether the `rdinit=` the kernel goes by (the last before `--`) is empty: the kernel then
-/// finds no file "" to run and mounts a root instead of running any init of the initramfs.
-pub fn rdinit_is_empty(append: &str) -> bool {
-    let mut empty = false;
-    for word in append.split_ascii_whitespace() {
-        if word == "--" {
-            break;
-        }
-        if let Some(value) = word.strip_prefix("rdinit=") {
-            empty = value.trim_matches('"').is_empty();
-        }
-    }
-    empty
-}
-
 /// `rdinit=` from a kernel command line: the init the kernel runs from the initramfs instead of
-/// /init. The kernel's rules: parameters end at `--` (the rest is init's), the last one wins, a
-/// value may be double-quoted.
-pub fn rdinit(append: &str) -> Option<String> {
+/// /init (None: /init). The kernel's rules: parameters end at `--` (the rest is init's), the last
+/// one wins, a value may be double-quoted. An empty one is refused: the kernel then finds no file
+/// "" to run and mounts a root instead of running any init of the initramfs.
+pub fn rdinit(append: &str) -> Result<Option<String>, FlavorError> {
     let mut found = None;
     for word in append.split_ascii_whitespace() {
         if word == "--" {
             break;
         }
         if let Some(value) = word.strip_prefix("rdinit=") {
-            let value = value.trim_matches('"');
-            found = (!value.is_empty()).then(|| value.to_string());
+            found = Some(value.trim_matches('"'));
         }
     }
-    found
+    match found {
+        Some("") => Err(FlavorError::EmptyRdinit),
+        found => Ok(found.map(str::to_string)),
+    }
 }
 
 pub(crate) fn init_text(tree: &Tree) -> Option<Vec<u8>> {
@@ -328,15 +317,17 @@ mod tests {
 
     #[test]
     fn an_empty_rdinit_is_seen() {
-        assert!(rdinit_is_empty("quiet rdinit= console=ttyS0"));
-        assert!(rdinit_is_empty("rdinit=/init rdinit=\"\""));
-        assert!(!rdinit_is_empty("rdinit= rdinit=/init"));
-        assert!(!rdinit_is_empty("quiet -- rdinit="));
-        assert!(!rdinit_is_empty(""));
+        let empty = |append| matches!(rdinit(append), Err(FlavorError::EmptyRdinit));
+        assert!(empty("quiet rdinit= console=ttyS0"));
+        assert!(empty("rdinit=/init rdinit=\"\""));
+        assert!(!empty("rdinit= rdinit=/init"));
+        assert!(!empty("quiet -- rdinit="));
+        assert!(!empty(""));
     }
 
     #[test]
     fn rdinit_follows_the_kernels_rules() {
+        let rdinit = |append| rdinit(append).ok().flatten();
         assert_eq!(
             rdinit("console=ttyS0 rdinit=/sbin/myinit"),
             Some("/sbin/myinit".into())

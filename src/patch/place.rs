@@ -31,16 +31,30 @@ const HOOK_MARKER: &str = "# BOOTRIG-HOOK-STANZA";
 
 /// `template` with its [`HOOK_MARKER`] line replaced by `stanza`.
 fn with_stanza(template: &str, stanza: &str) -> Vec<u8> {
+    fill_template(template, |line| {
+        (line == HOOK_MARKER).then(|| stanza.to_string())
+    })
+}
+
+/// A harness template filled in: each line for which `replace` gives text is replaced by it (a
+/// newline added when it has none), every other line kept.
+pub(crate) fn fill_template(
+    template: &str,
+    mut replace: impl FnMut(&str) -> Option<String>,
+) -> Vec<u8> {
     let mut out = String::new();
     for line in template.lines() {
-        if line == HOOK_MARKER {
-            out.push_str(stanza);
-            if !stanza.ends_with('\n') {
+        match replace(line) {
+            Some(text) => {
+                out.push_str(&text);
+                if !text.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => {
+                out.push_str(line);
                 out.push('\n');
             }
-        } else {
-            out.push_str(line);
-            out.push('\n');
         }
     }
     out.into_bytes()

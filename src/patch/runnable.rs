@@ -4,8 +4,8 @@
 
 use crate::initrd::cpio::Kind;
 use crate::initrd::path;
-use crate::initrd::tree::Tree;
-use crate::patch::tree_text::{entry_at, split_lines};
+use crate::initrd::tree::{Tree, WalkEnd};
+use crate::patch::tree_text::split_lines;
 
 /// ELF machines an x86-64 kernel runs (i386 through IA32 emulation).
 const EM_386: u16 = 3;
@@ -14,9 +14,26 @@ const EM_X86_64: u16 = 62;
 /// Why the kernel could not execute the file at `p` (symlinks followed), with the fix; None when
 /// it could, or when nothing is at `p` (the caller says that).
 pub fn why_not_runnable(tree: &Tree, p: &[u8]) -> Option<String> {
-    entry_at(tree, p)?;
-    let Some((key, node)) = tree.lookup(p) else {
-        return Some(unresolved(tree, p));
+    let walk = tree.walk(p);
+    walk.first()?;
+    // A symlink that resolves to nothing: where it leads, and that it is missing or loops.
+    let first = || format!("/{}", path::display(&path::normalize(p)));
+    let (key, node) = match walk.end {
+        WalkEnd::Found(key, node) => (key, node),
+        WalkEnd::Missing(to) => {
+            return Some(format!(
+                "{} is a symlink to /{}, which is missing",
+                first(),
+                path::display(&to)
+            ))
+        }
+        WalkEnd::Loop(at) => {
+            return Some(format!(
+                "{} is a symlink loop (through /{})",
+                first(),
+                path::display(&at)
+            ))
+        }
     };
     let shown = format!("/{}", path::display(&key));
     if node.kind != Kind::Regular {
@@ -93,33 +110,6 @@ fn machine_name(machine: u16) -> &'static str {
         183 => "AArch64",
         243 => "RISC-V",
         _ => "another architecture",
-    }
-}
-
-/// What a symlink that resolves to nothing is: where it leads, and that it is missing or loops.
-fn unresolved(tree: &Tree, p: &[u8]) -> String {
-    let first = format!("/{}", path::display(&path::normalize(p)));
-    let mut current = path::normalize(p);
-    let mut seen: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let Some((key, node)) = entry_at(tree, &current) else {
-            return format!(
-                "{first} is a symlink to /{}, which is missing",
-                path::display(&current)
-            );
-        };
-        if node.kind != Kind::Symlink || seen.contains(&key) || seen.len() > 40 {
-            return format!(
-                "{first} is a symlink loop (through /{})",
-                path::display(&key)
-            );
-        }
-        current = if node.target.first() == Some(&b'/') {
-            path::normalize(&node.target)
-        } else {
-            path::join(path::parent(&key), &node.target)
-        };
-        seen.push(key);
     }
 }
 

@@ -18,12 +18,7 @@ pub(crate) fn is_file(tree: &Tree, p: &[u8]) -> bool {
 
 /// The node at `p` itself (its parents resolved, a final symlink not followed), with its key.
 pub(crate) fn entry_at<'t>(tree: &'t Tree, p: &[u8]) -> Option<(Vec<u8>, &'t Node)> {
-    let norm = path::normalize(p);
-    let comps = path::components(&norm);
-    let (last, parents) = comps.split_last()?;
-    let dir = tree.resolve_dir(parents).0.ok()?;
-    let key = path::join(&dir, last);
-    tree.get(&key).map(|n| (key, n))
+    tree.walk(p).first().map(|(key, node)| (key.to_vec(), node))
 }
 
 pub(crate) fn file_data<'t>(

@@ -6,7 +6,7 @@ use crate::initrd::path;
 use crate::initrd::tree::Tree;
 use crate::patch::detect::{classify, InitKind};
 use crate::patch::flavor::FlavorError;
-use crate::patch::place::Placement;
+use crate::patch::place::{fill_template, Placement};
 use crate::patch::runnable::why_not_runnable;
 use crate::patch::tree_text::{entry_at, file_data};
 use crate::patch::BUSYBOX_IN_IMAGE;
@@ -105,26 +105,25 @@ pub fn wrap_needs_data(tree: &Tree, rdinit: Option<&str>) -> bool {
     })
 }
 
-/// The wrapper for the original moved to `original`, with `stanza` after the marker line.
+/// The wrapper for the original moved to `original`, with `stanza` after the marker line, and
+/// bootrig's busybox ([`BUSYBOX_IN_IMAGE`]) on its `#!` line and in `bootrig_busybox=`.
 fn wrapper(original: &str, stanza: &str) -> Vec<u8> {
-    let mut out = String::new();
-    for line in WRAP_INIT.lines() {
-        if line.starts_with("bootrig_original=") {
-            out.push_str(&format!("bootrig_original={}\n", single_quote(original)));
+    // BUSYBOX_IN_IMAGE is plain (no character the shell treats specially, see the tests): it
+    // goes in unquoted, as a #! line must have it.
+    fill_template(WRAP_INIT, |line| {
+        if line.starts_with("#!") {
+            Some(format!("#!{BUSYBOX_IN_IMAGE} sh"))
+        } else if line.starts_with("bootrig_busybox=") {
+            Some(format!("bootrig_busybox={BUSYBOX_IN_IMAGE}"))
+        } else if line.starts_with("bootrig_original=") {
+            Some(format!("bootrig_original={}", single_quote(original)))
         } else if line.trim() == WRAP_MARKER {
             // The marker stays: it tells a later build that this is bootrig's wrapper.
-            out.push_str(line);
-            out.push('\n');
-            out.push_str(stanza);
-            if !stanza.ends_with('\n') {
-                out.push('\n');
-            }
+            Some(format!("{line}\n{stanza}"))
         } else {
-            out.push_str(line);
-            out.push('\n');
+            None
         }
-    }
-    out.into_bytes()
+    })
 }
 
 #[cfg(test)]
@@ -342,18 +341,25 @@ mod tests {
 
     #[test]
     fn wrapper_template_runs_under_the_shipped_busybox_and_parses() {
-        assert!(WRAP_INIT.starts_with(&format!("#!{BUSYBOX_IN_IMAGE} sh\n")));
         let lines: Vec<&str> = WRAP_INIT.lines().collect();
-        assert!(lines.contains(&format!("bootrig_busybox={BUSYBOX_IN_IMAGE}").as_str()));
-        assert_eq!(
-            lines
-                .iter()
-                .filter(|l| l.starts_with("bootrig_original="))
-                .count(),
-            1
-        );
+        for prefix in ["#!", "bootrig_busybox=", "bootrig_original="] {
+            assert_eq!(
+                lines.iter().filter(|l| l.starts_with(prefix)).count(),
+                1,
+                "{prefix}"
+            );
+        }
+        assert!(lines[0].starts_with("#!"));
         assert_eq!(lines.iter().filter(|l| l.trim() == WRAP_MARKER).count(), 1);
+        // The in-image paths live in their constants only: the wrapper gets them from there.
+        assert!(!WRAP_INIT.contains("/usr/lib/bootrig/"), "{WRAP_INIT}");
+        assert!(BUSYBOX_IN_IMAGE
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b)));
         let text = String::from_utf8(wrapper("/usr/lib/bootrig/original/it's", STANZA)).unwrap();
+        assert!(text.starts_with(&format!("#!{BUSYBOX_IN_IMAGE} sh\n")));
+        assert!(text.contains(&format!("\nbootrig_busybox={BUSYBOX_IN_IMAGE}\n")));
+        assert!(!text.contains("@BOOTRIG_"), "{text}");
         assert!(text.contains("bootrig_original='/usr/lib/bootrig/original/it'\\''s'\n"));
         assert!(text.contains(&format!("\n{WRAP_MARKER}\n{STANZA}")));
         for shell in [&["/bin/busybox", "sh", "-n"][..], &["/bin/sh", "-n"]] {

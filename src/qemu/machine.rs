@@ -85,8 +85,17 @@ impl fmt::Display for NicModel {
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("NIC model {0:?}: expected one of virtio-net-pci, e1000e, e1000")]
+#[error("NIC model {0:?}: expected one of {names}", names = nic_names())]
 pub struct UnknownNic(pub String);
+
+/// The NIC models' names, as [`UnknownNic`] lists them.
+fn nic_names() -> String {
+    <NicModel as strum::VariantArray>::VARIANTS
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl FromStr for NicModel {
     type Err = UnknownNic;
@@ -783,5 +792,10 @@ mod tests {
         );
         let err = "rtl8139".parse::<NicModel>().unwrap_err();
         assert!(err.to_string().contains("\"rtl8139\""), "{err}");
+        // The list is NicModel::VARIANTS', in their order, as before.
+        assert_eq!(
+            err.to_string(),
+            "NIC model \"rtl8139\": expected one of virtio-net-pci, e1000e, e1000"
+        );
     }
 }

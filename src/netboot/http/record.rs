@@ -1,6 +1,7 @@
 //! One request as the run's log keeps it, and who sent it.
 
 use super::*;
+use crate::names::Named;
 
 /// Who opened a connection.
 ///
@@ -12,8 +13,11 @@ use super::*;
 /// when the run's QEMU (or a process it started, for a wrapper that does not exec) has that
 /// socket open. Looked up as the connection is accepted, while the client end is certainly
 /// open (slirp keeps it until the guest closes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Peer {
     /// The run's QEMU, i.e. the guest.
     Guest,
@@ -25,11 +29,7 @@ pub enum Peer {
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Peer::Guest => "guest",
-            Peer::Foreign => "foreign",
-            Peer::Unchecked => "unchecked",
-        })
+        f.write_str(self.as_str())
     }
 }
 
@@ -84,5 +84,20 @@ impl fmt::Display for RequestRecord {
             },
             self.duration.as_secs_f64()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_shown_as_serde_names_them() {
+        crate::names::assert_serde_names::<Peer>();
+        let shown: Vec<String> = <Peer as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(shown, ["guest", "foreign", "unchecked"]);
     }
 }
